@@ -1,0 +1,395 @@
+"""MobilgroupClient: the one object that talks to the gateway.
+
+One ``requests.Session`` per client keeps the connection alive between calls and is safe to share
+between threads. The environment (proxies, CA bundle variables) is read once, when the client is
+made, instead of on every call as ``Session.post`` does; redirects are never followed, because
+every request body carries the password.
+
+Sends are made safe to retry by the request id: every attempt of one send carries the same id, and
+the gateway answers a copy of an id it already accepted with error 7. On a retry, and only on a
+retry, that answer means "accepted earlier" (PROTOCOL.md, decision 10): never sent twice, never lost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import __version__, protocol
+from .config import DEFAULT_ENDPOINT, Settings, parse_url, settings_from_env
+from .errors import (
+    ConfigurationError,
+    DuplicateRequestId,
+    MobilgroupError,
+    ProtocolError,
+    TransportError,
+)
+from .protocol import StatusReport, mask_phone
+
+__all__ = ["MobilgroupClient", "SendResult"]
+
+logger = logging.getLogger("mobilgroup_backends.client")
+
+#: Answers are a few hundred bytes; anything past this is not the gateway talking.
+MAX_RESPONSE_BYTES = 256 * 1024
+USER_AGENT = f"mobilgroup-backends/{__version__} python-requests/{requests.__version__}"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the gateway accepted: keep ``request_id`` to ask for delivery reports later.
+
+    ``accepted_earlier`` is True when an attempt's answer was lost in transit and the retry was
+    told the request id was already there: the message went out exactly once.
+    """
+
+    request_id: int
+    phones: tuple[str, ...]
+    text: str
+    sender: str | None = None
+    attempts: int = 1
+    accepted_earlier: bool = False
+
+
+class MobilgroupClient:
+    """A client for the Mobilgroup gateway.
+
+    >>> with MobilgroupClient.from_url("mobilgroup://login:secret@1234") as client:  # doctest: +SKIP
+    ...     result = client.send("+7 903 123-45-67", "Your code is 4521")
+
+    ``timeout`` is seconds for connecting and for each read; ``retries`` is how many times a failed
+    exchange (network error, timeout, 5xx, garbled answer) is tried again, with exponential
+    backoff and jitter starting at ``backoff`` seconds. Plain ``http://`` endpoints are refused
+    outside loopback unless ``allow_insecure_http`` is set, since the password travels in the body.
+    """
+
+    def __init__(
+        self,
+        user_id: str | int,
+        login: str,
+        password: str,
+        *,
+        sender: str | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        ca_bundle: str | None = None,
+        allow_insecure_http: bool = False,
+        session: requests.Session | None = None,
+        pool_size: int = 16,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        settings = Settings(user_id=str(user_id), login=login, password=password, sender=sender,
+                            endpoint=endpoint, timeout=timeout, retries=retries)
+        self.credentials = protocol.Credentials(settings.user_id, login, password)
+        self.sender = settings.sender
+        self.endpoint = _check_endpoint(endpoint, allow_insecure_http)
+        self.timeout = float(timeout)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_response_bytes = max_response_bytes
+        self.pool_size = max(1, pool_size)
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
+        # The environment is consulted here, once: Session.request would redo these look-ups
+        # (proxies, no_proxy, CA bundle variables, netrc) on every single call.
+        options = session.merge_environment_settings(
+            self.endpoint, {}, True, ca_bundle if ca_bundle else None, None)
+        self._proxies: MutableMapping[str, str] = options["proxies"]
+        # Never None here: merge_environment_settings falls back to the session's own True.
+        self._verify: bool | str = True if options["verify"] is None else options["verify"]
+        self._cert: str | tuple[str, str] | None = options["cert"]
+        self._template = session.prepare_request(requests.Request(
+            "POST", self.endpoint, data=b"",
+            headers={"Content-Type": f"application/xml; charset={protocol.ENCODING}",
+                     "User-Agent": USER_AGENT, "Accept": "application/xml"}))
+        self._template.headers.pop("Cookie", None)
+
+    # --- construction from settings ---------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> MobilgroupClient:
+        kwargs: dict[str, Any] = {
+            "sender": settings.sender, "endpoint": settings.endpoint,
+            "timeout": settings.timeout, "retries": settings.retries,
+        }
+        kwargs.update(overrides)
+        return cls(settings.user_id, settings.login, settings.password, **kwargs)
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MobilgroupClient:
+        """A client from ``mobilgroup://LOGIN:PASSWORD@USER_ID?sender=...&endpoint=...``."""
+        return cls.from_settings(parse_url(url)[0], **overrides)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> MobilgroupClient:
+        """A client from ``MOBILGROUP_URL`` or the ``MOBILGROUP_*`` variables."""
+        return cls.from_settings(settings_from_env(environ), **overrides)
+
+    def __repr__(self) -> str:
+        return (f"MobilgroupClient(user_id={self.credentials.user_id!r}, "
+                f"login={self.credentials.login!r}, endpoint={self.endpoint!r})")
+
+    def close(self) -> None:
+        """Close the pooled connections (the session is left alone if the caller gave it)."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> MobilgroupClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def send(
+        self,
+        phones: str | Iterable[str],
+        text: str,
+        *,
+        sender: str | None = None,
+        transliterate: bool = True,
+        schedule: datetime | str | None = None,
+        valid_hours: int | None = None,
+        request_id: int | str | None = None,
+        replace_unencodable: bool = False,
+    ) -> SendResult:
+        """Send one text to one or more phones as one gateway request (one request id).
+
+        Everything is checked before anything is sent; a ``ValidationError`` means nothing went
+        out. ``transliterate=False`` sends the text as Unicode (the gateway's ``rus_sms=1``), which
+        allows 64 characters instead of 140.
+        """
+        numbers = protocol.normalize_phones(phones)
+        text = protocol.check_text(text, transliterate=transliterate, replace=replace_unencodable)
+        alias = protocol.check_sender(sender) or self.sender
+        when = protocol.check_schedule(schedule)
+        valid = protocol.check_valid_hours(valid_hours)
+        rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
+        body = protocol.build_send(self.credentials, phones=numbers, text=text, request_id=rid,
+                                   sender=alias, transliterate=transliterate, schedule=when,
+                                   valid_hours=valid)
+        attempts = 0
+
+        def parse(data: bytes) -> bool:
+            nonlocal attempts
+            attempts += 1
+            try:
+                protocol.parse_send(data)
+            except DuplicateRequestId:
+                if attempts == 1:
+                    raise
+                return True  # an earlier attempt got through; its answer was lost
+            return False
+
+        accepted_earlier = self._call("send", body, rid, parse, numbers)
+        return SendResult(request_id=rid, phones=numbers, text=text, sender=alias,
+                          attempts=attempts, accepted_earlier=accepted_earlier)
+
+    def status(self, request_id: int | str, *, extended: bool = True) -> StatusReport:
+        """The mailing status and, with ``extended``, every recipient's delivery status.
+
+        The gateway asks callers not to poll: ask once the message lifetime has run out.
+        """
+        rid = protocol.check_request_id(request_id)
+        body = protocol.build_status(self.credentials, rid, extended=extended)
+        return self._call("status", body, rid, lambda data: protocol.parse_status(data, rid))
+
+    def balance(self) -> Decimal:
+        """The account balance."""
+        body = protocol.build_balance(self.credentials)
+        return self._call("balance", body, None, lambda data: protocol.parse_balance(data).balance)
+
+    def send_many(
+        self, messages: Iterable[Mapping[str, Any] | tuple[Any, ...]], *, concurrency: int = 8,
+    ) -> list[SendResult | MobilgroupError]:
+        """Send many different messages concurrently over the pooled connections.
+
+        Each message is a mapping of :meth:`send` keyword arguments (``phones``, ``text``, ...) or
+        a ``(phones, text)`` tuple. Returns one outcome per message, in order: its
+        :class:`SendResult`, or the :class:`MobilgroupError` that stopped it. One failure does not
+        stop the rest. At most ``pool_size`` messages are in flight at once.
+        """
+        calls = [_as_send_kwargs(message) for message in messages]
+        if not calls:
+            return []
+
+        def one(kwargs: dict[str, Any]) -> SendResult | MobilgroupError:
+            try:
+                return self.send(**kwargs)
+            except MobilgroupError as exc:
+                return exc
+
+        workers = max(1, min(concurrency, self.pool_size, len(calls)))
+        if workers == 1:
+            return [one(kwargs) for kwargs in calls]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mobilgroup-send") as pool:
+            return list(pool.map(one, calls))
+
+    # --- the exchange -----------------------------------------------------------------------
+
+    def _call(self, command: str, body: bytes, request_id: int | None,
+              parse: Callable[[bytes], T], phones: tuple[str, ...] = ()) -> T:
+        """POST ``body`` and parse the answer, retrying what is safe to retry."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                data = self._post(body, request_id)
+                result = parse(data)
+            except (TransportError, ProtocolError) as exc:
+                retryable = not isinstance(exc, TransportError) or exc.retryable
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s id=%s attempt %d failed after %.1f ms: %s", command,
+                                 request_id, attempt, _ms(started), exc)
+                if attempt > self.retries or not retryable:
+                    raise
+                time.sleep(self._delay(attempt))
+                continue
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s id=%s to=%s ok in %.1f ms (attempt %d)", command, request_id,
+                             ",".join(mask_phone(p) for p in phones) or "-", _ms(started), attempt)
+            return result
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter, so that many clients do not retry in lockstep."""
+        ceiling = min(30.0, self.backoff * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _post(self, body: bytes, request_id: int | None) -> bytes:
+        request = self._template.copy()
+        request.body = body
+        request.headers["Content-Length"] = str(len(body))
+        try:
+            response = self._session.send(
+                request, timeout=self.timeout, allow_redirects=False, stream=True,
+                proxies=self._proxies, verify=self._verify, cert=self._cert)
+        except requests.exceptions.SSLError as exc:
+            raise _transport(f"TLS failed, the gateway's certificate was not trusted or did not "
+                             f"match: {_reason(exc)}", request_id, retryable=False,
+                             maybe_sent=False) from None
+        except requests.exceptions.ConnectTimeout:
+            raise _transport(f"timed out connecting to {self.endpoint} after {self.timeout:g} s",
+                             request_id, maybe_sent=False) from None
+        except requests.exceptions.ReadTimeout:
+            raise _transport(f"no answer from {self.endpoint} within {self.timeout:g} s",
+                             request_id) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise _transport(f"connection to {self.endpoint} failed: {_reason(exc)}",
+                             request_id) from None
+        except requests.exceptions.RequestException as exc:
+            raise _transport(f"request to {self.endpoint} failed: {_reason(exc)}",
+                             request_id) from None
+        try:
+            return self._read(response, request_id)
+        finally:
+            response.close()
+
+    def _read(self, response: requests.Response, request_id: int | None) -> bytes:
+        status = response.status_code
+        if status != 200:
+            if 300 <= status < 400:
+                raise _transport(f"HTTP {status} redirect to {response.headers.get('Location')!r} "
+                                 f"refused: the request carries the password", request_id,
+                                 status_code=status, retryable=False)
+            retryable = status >= 500 or status in (408, 429)
+            raise _transport(f"HTTP {status} {response.reason} from {self.endpoint}", request_id,
+                             status_code=status, retryable=retryable)
+        cap = self.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise ProtocolError(f"answer of {declared} bytes refused: more than {cap} bytes is "
+                                f"not the gateway talking", request_id=request_id)
+        try:
+            data = response.raw.read(cap + 1, decode_content=True)
+        except Exception as exc:  # urllib3 raises its own types mid-body; none may escape
+            raise _transport(f"the answer from {self.endpoint} broke off: {_reason(exc)}",
+                             request_id) from None
+        if len(data) > cap:
+            raise ProtocolError(f"answer refused after {cap} bytes: too large to be the gateway's",
+                                request_id=request_id)
+        return bytes(data)
+
+
+def _transport(message: str, request_id: int | None, *, retryable: bool = True,
+               maybe_sent: bool = True, status_code: int | None = None) -> TransportError:
+    return TransportError(message, status_code=status_code, maybe_sent=maybe_sent,
+                          retryable=retryable, request_id=request_id)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 error, without URLs or bodies."""
+    reason: BaseException | None = exc
+    while reason is not None and reason.args and isinstance(reason.args[0], BaseException):
+        reason = reason.args[0]
+    inner = getattr(reason, "reason", None)
+    if isinstance(inner, BaseException):
+        reason = inner
+    return f"{type(reason).__name__}: {reason}" if reason is not None else type(exc).__name__
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_endpoint(endpoint: str, allow_insecure_http: bool) -> str:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(
+            "endpoint", endpoint, "not an http(s) URL",
+            f"leave it unset for the real gateway ({DEFAULT_ENDPOINT}) or give a full URL")
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            "endpoint", f"{parts.scheme}://***@{parts.hostname}", "must not carry credentials",
+            "put login and password in the mobilgroup:// URL or settings, not in the endpoint")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            "endpoint", endpoint, "plain http outside this machine would send the password "
+            "unencrypted", "use https://, or pass allow_insecure_http=True if you really mean it")
+    return endpoint
+
+
+def _as_send_kwargs(message: Mapping[str, Any] | tuple[Any, ...]) -> dict[str, Any]:
+    if isinstance(message, Mapping):
+        return dict(message)
+    if isinstance(message, tuple) and len(message) == 2:
+        return {"phones": message[0], "text": message[1]}
+    raise TypeError(f"send_many takes mappings of send() arguments or (phones, text) tuples, "
+                    f"not {type(message).__name__}")
+

@@ -1,0 +1,186 @@
+"""The exception hierarchy.
+
+Everything this package raises on purpose derives from :class:`MobilgroupError`, so one
+``except MobilgroupError`` covers it. The branches say *where* things went wrong, because that
+decides what a caller should do next:
+
+- :class:`ValidationError`: refused locally, before any request (nothing was sent; fix the input).
+  :class:`ConfigurationError` is the kind that comes from settings, URLs or the environment.
+- :class:`GatewayError`: the gateway answered and refused (``.code`` is its error number).
+- :class:`TransportError`: no usable answer reached us (network, timeout, TLS, HTTP status).
+- :class:`ProtocolError`: something answered, but not with the gateway's XML.
+
+No exception text ever carries a password: callers build them from masked values only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthenticationFailed",
+    "ClientBlocked",
+    "ConfigurationError",
+    "DuplicateRequestId",
+    "GatewayError",
+    "InsufficientFunds",
+    "InvalidClientId",
+    "InvalidRecipients",
+    "InvalidSchedule",
+    "MessageTooLong",
+    "MissingParameters",
+    "MobilgroupError",
+    "ProtocolError",
+    "RequestNotParsed",
+    "TransportError",
+    "UnknownCommand",
+    "UnknownRequestId",
+    "ValidationError",
+    "error_for_code",
+]
+
+
+class MobilgroupError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ValidationError(MobilgroupError, ValueError):
+    """Input refused before any request was made: nothing was sent and nothing was charged.
+
+    ``field`` names what was wrong, ``value`` is the offending value (already masked when it is a
+    secret) and ``fix`` says what to do about it.
+    """
+
+    def __init__(self, field: str, value: Any, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        self.fix = fix
+        message = f"{field}={value!r}: {problem}"
+        if fix:
+            message += f"; {fix}"
+        super().__init__(message)
+
+
+class ConfigurationError(ValidationError):
+    """A setting, URL or environment variable is missing or malformed.
+
+    Adapters never swallow this one (Django's ``fail_silently`` included): a wrong setting must be
+    seen at start-up, not discovered when the first alert silently fails to go out.
+    """
+
+
+class GatewayError(MobilgroupError):
+    """The gateway answered with ``<result>ERROR</result>``; ``code`` is its error number."""
+
+    code: int = 0
+    meaning: str = "unknown gateway error"
+
+    def __init__(self, code: int | None = None, *, request_id: int | None = None,
+                 detail: str = "") -> None:
+        if code is not None:
+            self.code = code
+        self.request_id = request_id
+        self.detail = detail
+        text = f"gateway error {self.code}: {self.meaning}"
+        if request_id is not None:
+            text += f" (request id {request_id})"
+        if detail:
+            text += f"; {detail}"
+        super().__init__(text)
+
+
+class RequestNotParsed(GatewayError):
+    code, meaning = 1, "the gateway could not parse the request XML"
+
+
+class MissingParameters(GatewayError):
+    code, meaning = 2, "not all required parameters were given"
+
+
+class InvalidClientId(GatewayError):
+    code, meaning = 3, "wrong client ID (user_id)"
+
+
+class AuthenticationFailed(GatewayError):
+    code, meaning = 4, "wrong login and/or password"
+
+
+class ClientBlocked(GatewayError):
+    code, meaning = 5, "the client account is blocked"
+
+
+class UnknownCommand(GatewayError):
+    code, meaning = 6, "no such command"
+
+
+class DuplicateRequestId(GatewayError):
+    code, meaning = 7, "a request with this id was already sent"
+
+
+class InvalidRecipients(GatewayError):
+    code, meaning = 8, "wrong format of recipients"
+
+
+class InsufficientFunds(GatewayError):
+    code, meaning = 9, "not enough money on the account to send to every recipient"
+
+
+class MessageTooLong(GatewayError):
+    code, meaning = 10, "the message exceeds the allowed number of characters"
+
+
+class InvalidSchedule(GatewayError):
+    code, meaning = 11, "wrong format of the schedule time"
+
+
+class UnknownRequestId(GatewayError):
+    code, meaning = 12, "no request with this id is registered"
+
+
+_BY_CODE: dict[int, type[GatewayError]] = {
+    cls.code: cls
+    for cls in (
+        RequestNotParsed, MissingParameters, InvalidClientId, AuthenticationFailed,
+        ClientBlocked, UnknownCommand, DuplicateRequestId, InvalidRecipients,
+        InsufficientFunds, MessageTooLong, InvalidSchedule, UnknownRequestId,
+    )
+}
+
+#: The gateway's error codes and their meaning, as its documentation lists them.
+ERROR_MEANINGS: dict[int, str] = {code: cls.meaning for code, cls in _BY_CODE.items()}
+
+
+def error_for_code(code: int, *, request_id: int | None = None, detail: str = "") -> GatewayError:
+    """The exception for a gateway error code; an unknown code gives a plain :class:`GatewayError`."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return GatewayError(code, request_id=request_id, detail=detail)
+    return cls(request_id=request_id, detail=detail)
+
+
+class TransportError(MobilgroupError):
+    """No usable answer: connection refused or reset, timeout, TLS failure, or a non-200 status.
+
+    ``status_code`` is the HTTP status when one was received. ``maybe_sent`` is True when the
+    request may have reached the gateway (the connection broke after it was written), so a caller
+    that resends must reuse the same request id. ``retryable`` is False for failures that another
+    attempt cannot mend (an untrusted certificate, a redirect, a 404).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None,
+                 maybe_sent: bool = True, retryable: bool = True,
+                 request_id: int | None = None) -> None:
+        self.status_code = status_code
+        self.maybe_sent = maybe_sent
+        self.retryable = retryable
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class ProtocolError(MobilgroupError):
+    """The answer was not the gateway's XML (garbage, truncated, oversized, hostile or empty)."""
+
+    def __init__(self, message: str, *, request_id: int | None = None) -> None:
+        self.request_id = request_id
+        super().__init__(message)

@@ -1,0 +1,639 @@
+"""The gateway's wire format, and nothing else: no sockets, no requests, no settings.
+
+Builds request documents as windows-1251 bytes, parses response bytes into typed results, and
+checks input locally so that a mistake is refused before it costs a request (or money). Every
+check raises :class:`~mobilgroup_backends.errors.ValidationError` naming the field, the value and
+the fix.
+
+Requests are built as text rather than through ElementTree: the documents are flat and tiny, and
+string building is several times faster while escaping exactly the same characters.
+
+Answers are untrusted. Anything that could carry a DTD (and so entities, external references or
+an entity bomb) is parsed by defusedxml with DTDs forbidden. An ordinary answer, in an
+ASCII-compatible encoding and without a single ``<!``, provably has no DTD, so it goes to the C
+ElementTree parser directly: that keeps parsing within a small factor of bare ElementTree
+instead of paying for defusedxml's pure-Python parser on every call.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import functools
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Literal, NamedTuple
+from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import fromstring as _fast_fromstring
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as _safe_fromstring
+
+from .errors import ProtocolError, ValidationError, error_for_code
+
+__all__ = [
+    "ENCODING",
+    "GATEWAY_TIMEZONE",
+    "MAX_REQUEST_ID",
+    "MAX_SENDER_LENGTH",
+    "MAX_TEXT_TRANSLIT",
+    "MAX_TEXT_UNICODE",
+    "MAX_VALID_HOURS",
+    "BalanceResponse",
+    "Credentials",
+    "DeliveryStatus",
+    "MailingStatus",
+    "RecipientStatus",
+    "SendResponse",
+    "StatusReport",
+    "build_balance",
+    "build_send",
+    "build_status",
+    "check_request_id",
+    "check_schedule",
+    "check_sender",
+    "check_text",
+    "check_valid_hours",
+    "fit_text",
+    "mask_phone",
+    "new_request_id",
+    "normalize_phones",
+    "parse_balance",
+    "parse_send",
+    "parse_status",
+    "repair_end_tags",
+    "text_limit",
+]
+
+ENCODING = "windows-1251"
+PROLOG = '<?xml version="1.0" encoding="windows-1251"?>\n'
+
+#: Characters per message with transliteration (``rus_sms=0``) and without (``rus_sms=1``).
+MAX_TEXT_TRANSLIT = 140
+MAX_TEXT_UNICODE = 64
+MAX_SENDER_LENGTH = 9
+MAX_VALID_HOURS = 48
+#: Ids are "digits" in the gateway's words; 18 digits fit a signed 64-bit integer everywhere.
+MAX_REQUEST_ID = 10**18 - 1
+#: The gateway reads ``schedule`` as its local time: Moscow, UTC+3 all year since 2014. An aware
+#: datetime is converted to it; a naive one is taken to be in it already.
+GATEWAY_TIMEZONE = timezone(timedelta(hours=3), "MSK")
+SCHEDULE_FORMAT = "%Y-%m-%d %H:%M"
+
+
+# --- statuses -------------------------------------------------------------------------------
+
+
+class _KeepsUnknown(enum.IntEnum):
+    """An IntEnum that turns an undocumented code into a pseudo-member instead of failing.
+
+    The gateway's own example answers with mailing status 0, which its documentation never lists:
+    a new code must reach the caller as data, not as an exception.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> _KeepsUnknown | None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_{value}"
+        member._value_ = value
+        return member
+
+    @property
+    def is_known(self) -> bool:
+        return self._name_ in type(self).__members__
+
+
+class MailingStatus(_KeepsUnknown):
+    """Status of a whole mailing (``<status>`` of ``command=status``)."""
+
+    STARTED = 2
+    FINISHED = 4
+
+
+class DeliveryStatus(_KeepsUnknown):
+    """Status of one recipient (``<dest><status>`` of an extended status report)."""
+
+    QUEUED = 0
+    DELIVERED = 1
+    UNDELIVERED = 2
+    SENT = 8
+    ERROR = 16
+
+    @property
+    def is_final(self) -> bool:
+        """True when this recipient's status will not change any more."""
+        return self in (DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.ERROR)
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The account fields every request carries. The password never shows in ``repr``."""
+
+    user_id: str
+    login: str
+    password: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(user_id={self.user_id!r}, login={self.login!r}, password='***')"
+
+
+@dataclass(frozen=True)
+class SendResponse:
+    request_id: int | None
+
+
+@dataclass(frozen=True)
+class BalanceResponse:
+    balance: Decimal
+
+
+class RecipientStatus(NamedTuple):
+    """One recipient of a mailing: its phone, when its status last changed, and the status.
+
+    A named tuple rather than a dataclass: reports can list thousands of recipients, and this is
+    the one object made per recipient.
+    """
+
+    phone: str
+    status: DeliveryStatus
+    time: datetime | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Answer to ``command=status``: the mailing's status and, if extended, each recipient's."""
+
+    request_id: int
+    status: MailingStatus
+    recipients: tuple[RecipientStatus, ...] = ()
+
+    @property
+    def is_complete(self) -> bool:
+        """True when every recipient has a final status (nothing left to wait for)."""
+        return bool(self.recipients) and all(r.is_final for r in self.recipients)
+
+    def by_phone(self) -> dict[str, RecipientStatus]:
+        return {r.phone: r for r in self.recipients}
+
+
+# --- local checks ---------------------------------------------------------------------------
+
+_PHONE_JUNK = re.compile(r"[\s()\-.]")
+_PHONE_SPLIT = re.compile(r"[,;]")
+_SENDER = re.compile(rf"[A-Za-z0-9 \-]{{1,{MAX_SENDER_LENGTH}}}")
+_SCHEDULE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+# XML 1.0 cannot carry these at all, escaped or not.
+_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def mask_phone(phone: str) -> str:
+    """A phone fit for logs: country and operator prefix plus the last two digits."""
+    if len(phone) <= 6:
+        return "*" * len(phone)
+    return phone[:4] + "*" * (len(phone) - 6) + phone[-2:]
+
+
+def normalize_phones(phones: str | Iterable[str]) -> tuple[str, ...]:
+    """Recipients as the gateway wants them: international digits, no ``+``, no duplicates.
+
+    Accepts one string (several may be separated by commas or semicolons) or an iterable, and the
+    way people write numbers (``+7 (903) 958-74-54``). Order is kept; repeats are dropped so that
+    nobody is charged for, or woken by, the same alert twice.
+    """
+    items = _PHONE_SPLIT.split(phones) if isinstance(phones, str) else list(phones)
+    result: dict[str, None] = {}
+    for raw in items:
+        if not isinstance(raw, str):
+            raise ValidationError(
+                "phones", raw, "each phone must be a string",
+                "pass phone numbers as strings, e.g. '79031234567'")
+        if not raw.strip() and isinstance(phones, str):
+            continue  # "a,b," or "a, ,b": separators, not a phone
+        digits = _PHONE_JUNK.sub("", raw)
+        if digits.startswith("+"):
+            digits = digits[1:]
+        elif digits.startswith("00"):
+            digits = digits[2:]
+        if not digits.isascii() or not digits.isdigit() or not 10 <= len(digits) <= 15:
+            raise ValidationError(
+                "phones", raw, "not a phone number in international format",
+                "give 10 to 15 digits with the country code, e.g. '+7 903 123-45-67'")
+        result.setdefault(digits, None)
+    if not result:
+        raise ValidationError("phones", phones, "no recipient given",
+                              "give at least one phone number")
+    return tuple(result)
+
+
+def check_sender(sender: str | None) -> str | None:
+    """The sender alias, or None for the account's default alias."""
+    if sender is None or sender == "":
+        return None
+    if not isinstance(sender, str) or not _SENDER.fullmatch(sender):
+        raise ValidationError(
+            "sender", sender,
+            f"the gateway accepts only latin letters, digits, space and hyphen, "
+            f"at most {MAX_SENDER_LENGTH} characters",
+            "use an alias registered for your account, e.g. 'MyShop', or leave it unset")
+    return sender
+
+
+def text_limit(transliterate: bool) -> int:
+    return MAX_TEXT_TRANSLIT if transliterate else MAX_TEXT_UNICODE
+
+
+def check_text(text: str, *, transliterate: bool = True, replace: bool = False) -> str:
+    """The message text, checked for length and for what windows-1251 can carry.
+
+    Length counts characters as given (before the gateway transliterates). With ``replace`` a
+    character windows-1251 cannot carry becomes ``?`` instead of an error; alert paths use that
+    so an emoji never costs an alert.
+    """
+    if not isinstance(text, str):
+        raise ValidationError("text", text, "the message text must be a string",
+                              "pass the text as str")
+    if not text.strip():
+        raise ValidationError("text", text, "the message is empty", "give a non-empty text")
+    if replace:
+        text = _XML_ILLEGAL.sub("?", text).encode(ENCODING, "replace").decode(ENCODING)
+    else:
+        bad = _XML_ILLEGAL.search(text)
+        if bad:
+            raise ValidationError(
+                "text", _preview(text),
+                f"control character {bad.group()!r} at position {bad.start()} cannot be sent",
+                "remove it, or ask for replacement (replace=True)")
+        try:
+            text.encode(ENCODING)
+        except UnicodeEncodeError as exc:
+            char = text[exc.start]
+            raise ValidationError(
+                "text", _preview(text),
+                f"character {char!r} (U+{ord(char):04X}) at position {exc.start} "
+                f"cannot be encoded in windows-1251",
+                "remove it, or ask for replacement with '?' (replace=True)") from None
+    limit = text_limit(transliterate)
+    if len(text) > limit:
+        mode = "with" if transliterate else "without"
+        raise ValidationError(
+            "text", _preview(text),
+            f"{len(text)} characters, the gateway allows {limit} {mode} transliteration",
+            "shorten it, or split it into parts (fit_text / the adapters' split option)")
+    return text
+
+
+def _preview(text: str, size: int = 40) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def check_schedule(schedule: datetime | str | None) -> str | None:
+    """``schedule`` as the gateway's ``yyyy-MM-dd HH:mm`` in its local time (see GATEWAY_TIMEZONE)."""
+    if schedule is None:
+        return None
+    if isinstance(schedule, datetime):
+        if schedule.tzinfo is not None and schedule.utcoffset() is not None:
+            schedule = schedule.astimezone(GATEWAY_TIMEZONE)
+        return schedule.strftime(SCHEDULE_FORMAT)
+    if isinstance(schedule, str) and _SCHEDULE.fullmatch(schedule.strip()):
+        try:
+            datetime.strptime(schedule.strip(), SCHEDULE_FORMAT)
+        except ValueError:
+            pass
+        else:
+            return schedule.strip()
+    raise ValidationError(
+        "schedule", schedule, "not a date and time the gateway understands",
+        "pass a datetime, or a string 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)")
+
+
+def check_valid_hours(valid_hours: int | None) -> int | None:
+    """The message lifetime in whole hours, 1 to 48, or None for the gateway's default (1)."""
+    if valid_hours is None:
+        return None
+    if isinstance(valid_hours, str) and valid_hours.strip().isdigit():
+        valid_hours = int(valid_hours)
+    if (not isinstance(valid_hours, int) or isinstance(valid_hours, bool)
+            or not 1 <= valid_hours <= MAX_VALID_HOURS):
+        raise ValidationError(
+            "valid_hours", valid_hours, "the lifetime must be whole hours",
+            f"give a whole number from 1 to {MAX_VALID_HOURS}")
+    return valid_hours
+
+
+def check_request_id(request_id: int | str) -> int:
+    """A request id: a positive number of at most 18 digits."""
+    value: int | None = None
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        value = request_id
+    elif isinstance(request_id, str) and request_id.isascii() and request_id.isdigit():
+        value = int(request_id)
+    if value is None or not 0 < value <= MAX_REQUEST_ID:
+        raise ValidationError(
+            "request_id", request_id, "the gateway takes a positive number of at most 18 digits",
+            "leave it unset to have one generated, or pass e.g. your database row id")
+    return value
+
+
+def new_request_id() -> int:
+    """A fresh request id: 18 random digits.
+
+    About 59.6 bits from the operating system's random source: unique across threads, processes
+    and restarts without coordination (a collision among a billion ids has odds below 1 in 10^6),
+    fork-safe, and the same width every time, which keeps logs aligned.
+    """
+    return 10**17 + secrets.randbelow(9 * 10**17)
+
+
+def fit_text(text: str, limit: int, mode: Literal["split", "truncate"] = "split") -> list[str]:
+    """Fit a long text into messages of at most ``limit`` characters.
+
+    ``split`` cuts on white space where it can (a word longer than a whole message is cut hard);
+    ``truncate`` keeps one message ending in an ellipsis. A text that fits is returned as is.
+    """
+    if limit < 2:
+        raise ValidationError("limit", limit, "too small to fit any text", "use at least 2")
+    text = text.strip()
+    if len(text) <= limit:
+        return [text]
+    if mode == "truncate":
+        return [text[: limit - 1].rstrip() + "…"]
+    if mode != "split":
+        raise ValidationError("mode", mode, "unknown mode", "use 'split' or 'truncate'")
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+# --- building requests ----------------------------------------------------------------------
+
+
+def _escape(value: str) -> str:
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    return value
+
+
+def _document(credentials: Credentials, command: str, fields: Iterable[tuple[str, object]]) -> bytes:
+    parts = [
+        PROLOG, "<request>\n",
+        "<user_id>", _escape(credentials.user_id), "</user_id>\n",
+        "<user>", _escape(credentials.login), "</user>\n",
+        "<pwd>", _escape(credentials.password), "</pwd>\n",
+        "<command>", command, "</command>\n",
+    ]
+    for name, value in fields:
+        if value is not None:
+            parts += ("<", name, ">", _escape(str(value)), "</", name, ">\n")
+    parts.append("</request>\n")
+    try:
+        return "".join(parts).encode(ENCODING)
+    except UnicodeEncodeError:
+        # Only the credentials can get here: the text was checked already.
+        bad = "login" if _unencodable(credentials.login) else "password"
+        shown = credentials.login if bad == "login" else "***"
+        raise ValidationError(
+            bad, shown, "contains characters that windows-1251 cannot carry",
+            "check the account credentials the gateway gave you") from None
+
+
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode(ENCODING)
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def build_send(
+    credentials: Credentials,
+    *,
+    phones: tuple[str, ...],
+    text: str,
+    request_id: int,
+    sender: str | None = None,
+    transliterate: bool = True,
+    schedule: str | None = None,
+    valid_hours: int | None = None,
+) -> bytes:
+    """The ``command=send`` document. Arguments must already be checked (see ``check_*``)."""
+    return _document(credentials, "send", (
+        ("phone", ",".join(phones)),
+        ("sender", sender),
+        ("message", text),
+        ("rus_sms", None if transliterate else 1),
+        ("schedule", schedule),
+        ("valid", valid_hours),
+        ("id", request_id),
+    ))
+
+
+def build_status(credentials: Credentials, request_id: int, *, extended: bool = True) -> bytes:
+    return _document(credentials, "status", (("extended", 1 if extended else None),
+                                             ("id", request_id)))
+
+
+def build_balance(credentials: Credentials) -> bytes:
+    return _document(credentials, "balance", ())
+
+
+# --- parsing responses ----------------------------------------------------------------------
+
+# ``</ id>``: white space after ``</`` is not well-formed XML, yet every example answer in the
+# gateway's documentation closes ``id`` that way. Exactly this form is repaired; anything else
+# that is not well-formed stays a ProtocolError.
+_QUIRKY_END_TAG = re.compile(rb"</\s+([A-Za-z_][\w.\-]*)\s*>")
+
+
+def repair_end_tags(data: bytes) -> bytes:
+    """Repair ``</ name>`` end tags (the gateway's documented quirk) so XML parsers accept them."""
+    if b"</ " not in data and b"</\t" not in data and b"</\n" not in data and b"</\r" not in data:
+        return data
+    return _QUIRKY_END_TAG.sub(rb"</\1>", data)
+
+
+_DECLARED_ENCODING = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._\-]{1,40})["']""")
+# Encodings in which every printable ASCII character is its own single byte: in these, a DTD
+# cannot hide from a byte search for "<!".
+_ASCII_SAFE_ENCODINGS = frozenset({"cp1251", "utf-8", "ascii", "latin-1", "iso8859-1", "koi8-r"})
+
+
+def _cannot_carry_dtd(data: bytes) -> bool:
+    if b"<!" in data or data[:1] not in (b"<", b" ", b"\n", b"\r", b"\t"):
+        return False  # a DTD, comment or CDATA, or a byte order mark: leave it to defusedxml
+    declared = _DECLARED_ENCODING.match(data)
+    if declared is None:
+        return True  # no declaration: UTF-8
+    name = declared.group(1).decode("ascii").lower()
+    if name in ("windows-1251", "utf-8"):
+        return True
+    try:
+        return codecs.lookup(name).name in _ASCII_SAFE_ENCODINGS
+    except LookupError:
+        return False
+
+
+def _safe_fromstring_no_dtd(data: bytes) -> Element:
+    return _safe_fromstring(data, forbid_dtd=True)  # type: ignore[no-any-return]
+
+
+def _parse(data: bytes) -> dict[str, Element]:
+    """The children of ``<response>`` by tag, after the gateway's error check."""
+    if not data or not data.strip():
+        raise ProtocolError("empty answer from the gateway")
+    data = repair_end_tags(data)
+    try:
+        parse = _fast_fromstring if _cannot_carry_dtd(data) else _safe_fromstring_no_dtd
+        root = parse(data)
+    except DefusedXmlException as exc:
+        raise ProtocolError(f"refused a hostile XML answer ({type(exc).__name__})") from None
+    except (ParseError, ValueError, LookupError, UnicodeError, RecursionError) as exc:
+        raise ProtocolError(f"the answer is not well-formed XML: {exc}") from None
+    if root.tag != "response":
+        raise ProtocolError(f"expected a <response> document, got <{_clip(str(root.tag))}>")
+    fields = {child.tag: child for child in root}
+    result = _text(fields, "result", required=True).upper()
+    error = _required_int(fields, "error")
+    if result == "OK" and error == 0:
+        return fields
+    if result not in ("OK", "ERROR"):
+        raise ProtocolError(f"unexpected <result> {_clip(result)!r}")
+    request_id = _int(fields, "id")
+    raise error_for_code(error, request_id=request_id or None)
+
+
+def _clip(value: str, size: int = 60) -> str:
+    return value if len(value) <= size else value[:size] + "..."
+
+
+def _text(fields: dict[str, Element], name: str, *, required: bool = False) -> str:
+    element = fields.get(name)
+    text = element.text if element is not None else None
+    if text:
+        words = text.split()  # strips, and folds the line breaks found inside <time>
+        if len(words) == 1:
+            return words[0]
+        if words:
+            return " ".join(words)
+    if required:
+        raise ProtocolError(f"the answer has no <{name}>")
+    return ""
+
+
+def _int(fields: dict[str, Element], name: str, *, required: bool = False) -> int | None:
+    text = _text(fields, name, required=required)
+    if not text:
+        return None
+    if not text.isascii() or not text.lstrip("-").isdigit() or len(text) > 20:
+        raise ProtocolError(f"<{name}> is not a number: {_clip(text)!r}")
+    return int(text)
+
+
+def _required_int(fields: dict[str, Element], name: str) -> int:
+    value = _int(fields, name, required=True)
+    if value is None:  # _int raised already; this keeps the type exact
+        raise ProtocolError(f"the answer has no <{name}>")
+    return value
+
+
+def parse_send(data: bytes) -> SendResponse:
+    """Parse the answer to ``command=send``; a gateway error raises its GatewayError subclass."""
+    fields = _parse(data)
+    return SendResponse(request_id=_int(fields, "id"))
+
+
+def parse_balance(data: bytes) -> BalanceResponse:
+    fields = _parse(data)
+    text = _text(fields, "balance", required=True).replace(",", ".")
+    try:
+        balance = Decimal(text)
+    except InvalidOperation:
+        raise ProtocolError(f"<balance> is not a number: {_clip(text)!r}") from None
+    if not balance.is_finite():
+        raise ProtocolError(f"<balance> is not a number: {_clip(text)!r}")
+    return BalanceResponse(balance=balance)
+
+
+def parse_status(data: bytes, request_id: int) -> StatusReport:
+    """Parse the answer to ``command=status`` (extended or not) into a StatusReport."""
+    fields = _parse(data)
+    status = _required_int(fields, "status")
+    recipients: list[RecipientStatus] = []
+    extended = fields.get("extended")
+    if extended is not None:
+        for dest in extended:
+            if dest.tag == "dest":
+                recipients.append(_recipient(dest))
+    return StatusReport(
+        request_id=_int(fields, "id") or request_id,
+        status=MailingStatus(status),
+        recipients=tuple(recipients),
+    )
+
+
+def _recipient(dest: Element) -> RecipientStatus:
+    # Inlined rather than built from _text/_int: a report can list thousands of recipients.
+    phone = code = when = ""
+    for child in dest:
+        tag, text = child.tag, child.text
+        if text is None:
+            continue
+        if tag == "phone":
+            phone = text.strip()
+        elif tag == "status":
+            code = text.strip()
+        elif tag == "time":
+            when = " ".join(text.split())
+    if not phone:
+        raise ProtocolError("a <dest> of the report has no <phone>")
+    status = _DELIVERY_STATUSES.get(code)
+    if status is None:
+        if not code.isascii() or not code.isdigit() or len(code) > 9:
+            raise ProtocolError(f"<dest><status> is not a number: {_clip(code)!r}")
+        status = DeliveryStatus(int(code))
+    return RecipientStatus(phone=phone, status=status, time=_time(when))
+
+
+_DELIVERY_STATUSES = {str(int(member)): member for member in DeliveryStatus}
+
+
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?")
+
+
+@functools.lru_cache(maxsize=512)
+def _time(text: str) -> datetime | None:
+    """``yyyy-MM-dd hh:mm`` (seconds tolerated). Cached: the recipients of one report mostly
+    share a minute, and strptime alone would cost more than parsing the whole document."""
+    if not text:
+        return None
+    if _TIME.fullmatch(text):
+        try:
+            return datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]),
+                            int(text[14:16]), int(text[17:19]) if len(text) > 16 else 0)
+        except ValueError:
+            pass
+    raise ProtocolError(f"<time> is not a date and time: {_clip(text)!r}")
