@@ -131,7 +131,8 @@ def _send(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_send(result: SendResult, as_json: bool, out: TextIO = sys.stdout) -> None:
+def _print_send(result: SendResult, as_json: bool) -> None:
+    out = sys.stdout
     if as_json:
         print(json.dumps({"ok": True, **asdict(result)}, ensure_ascii=False), file=out)
     else:
@@ -146,7 +147,8 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_status(report: StatusReport, as_json: bool, out: TextIO = sys.stdout) -> None:
+def _print_status(report: StatusReport, as_json: bool, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if as_json:
         print(json.dumps({
             "ok": True, "request_id": report.request_id, "status": report.status.name.lower(),

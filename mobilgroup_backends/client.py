@@ -12,7 +12,6 @@ retry, that answer means "accepted earlier" (PROTOCOL.md, decision 10): never se
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import time
@@ -23,15 +22,15 @@ from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.exceptions import NewConnectionError
 
 from . import __version__, protocol
 from .config import DEFAULT_ENDPOINT, Settings, parse_url, settings_from_env
 from .errors import (
-    ConfigurationError,
     DuplicateRequestId,
     MobilgroupError,
     ProtocolError,
@@ -96,10 +95,11 @@ class MobilgroupClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         settings = Settings(user_id=str(user_id), login=login, password=password, sender=sender,
-                            endpoint=endpoint, timeout=timeout, retries=retries)
+                            endpoint=endpoint, timeout=timeout, retries=retries, backoff=backoff,
+                            allow_insecure_http=allow_insecure_http)
         self.credentials = protocol.Credentials(settings.user_id, login, password)
         self.sender = settings.sender
-        self.endpoint = _check_endpoint(endpoint, allow_insecure_http)
+        self.endpoint = settings.endpoint
         self.timeout = float(timeout)
         self.retries = retries
         self.backoff = backoff
@@ -120,11 +120,26 @@ class MobilgroupClient:
         # Never None here: merge_environment_settings falls back to the session's own True.
         self._verify: bool | str = True if options["verify"] is None else options["verify"]
         self._cert: str | tuple[str, str] | None = options["cert"]
-        self._template = session.prepare_request(requests.Request(
+        # Headers are merged with the session's once; each call copies them and adds its length.
+        template = session.prepare_request(requests.Request(
             "POST", self.endpoint, data=b"",
             headers={"Content-Type": f"application/xml; charset={protocol.ENCODING}",
-                     "User-Agent": USER_AGENT, "Accept": "application/xml"}))
-        self._template.headers.pop("Cookie", None)
+                     "User-Agent": USER_AGENT, "Accept-Encoding": "identity"}))
+        # Compression is refused (identity above, raw bytes below): answers are tiny, and a
+        # compressed answer could expand past the size cap before it is counted.
+        # requests' defaults that say nothing HTTP/1.1 does not already mean are left out: each
+        # header costs time on every call.
+        template.headers.pop("Cookie", None)
+        template.headers.pop("Content-Length", None)
+        for name, default in (("Connection", "keep-alive"), ("Accept", "*/*")):
+            if template.headers.get(name) == default:
+                del template.headers[name]
+        self._url: str = template.url or self.endpoint
+        self._headers = dict(template.headers)
+        # The transport adapter is called directly: Session.send would add cookie extraction,
+        # hooks and redirect resolution, none of which a gateway exchange uses (redirects are
+        # refused outright), at a measurable cost per call.
+        self._adapter = session.get_adapter(self.endpoint)
 
     # --- construction from settings ---------------------------------------------------------
 
@@ -133,6 +148,7 @@ class MobilgroupClient:
         kwargs: dict[str, Any] = {
             "sender": settings.sender, "endpoint": settings.endpoint,
             "timeout": settings.timeout, "retries": settings.retries,
+            "backoff": settings.backoff, "allow_insecure_http": settings.allow_insecure_http,
         }
         kwargs.update(overrides)
         return cls(settings.user_id, settings.login, settings.password, **kwargs)
@@ -192,20 +208,16 @@ class MobilgroupClient:
         body = protocol.build_send(self.credentials, phones=numbers, text=text, request_id=rid,
                                    sender=alias, transliterate=transliterate, schedule=when,
                                    valid_hours=valid)
-        attempts = 0
-
-        def parse(data: bytes) -> bool:
-            nonlocal attempts
-            attempts += 1
+        def parse(data: bytes, attempt: int) -> tuple[bool, int]:
             try:
                 protocol.parse_send(data)
             except DuplicateRequestId:
-                if attempts == 1:
+                if attempt == 1:
                     raise
-                return True  # an earlier attempt got through; its answer was lost
-            return False
+                return True, attempt  # an earlier attempt got through; its answer was lost
+            return False, attempt
 
-        accepted_earlier = self._call("send", body, rid, parse, numbers)
+        accepted_earlier, attempts = self._call("send", body, rid, parse, numbers)
         return SendResult(request_id=rid, phones=numbers, text=text, sender=alias,
                           attempts=attempts, accepted_earlier=accepted_earlier)
 
@@ -216,12 +228,12 @@ class MobilgroupClient:
         """
         rid = protocol.check_request_id(request_id)
         body = protocol.build_status(self.credentials, rid, extended=extended)
-        return self._call("status", body, rid, lambda data: protocol.parse_status(data, rid))
+        return self._call("status", body, rid, lambda data, _: protocol.parse_status(data, rid))
 
     def balance(self) -> Decimal:
         """The account balance."""
         body = protocol.build_balance(self.credentials)
-        return self._call("balance", body, None, lambda data: protocol.parse_balance(data).balance)
+        return self._call("balance", body, None, lambda data, _: protocol.parse_balance(data).balance)
 
     def send_many(
         self, messages: Iterable[Mapping[str, Any] | tuple[Any, ...]], *, concurrency: int = 8,
@@ -252,16 +264,22 @@ class MobilgroupClient:
     # --- the exchange -----------------------------------------------------------------------
 
     def _call(self, command: str, body: bytes, request_id: int | None,
-              parse: Callable[[bytes], T], phones: tuple[str, ...] = ()) -> T:
-        """POST ``body`` and parse the answer, retrying what is safe to retry."""
+              parse: Callable[[bytes, int], T], phones: tuple[str, ...] = ()) -> T:
+        """POST ``body`` and parse the answer, retrying what is safe to retry.
+
+        ``parse`` gets the answer and the attempt number (from 1): a send needs to know whether
+        an error 7 answers its first attempt or a retry.
+        """
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
                 data = self._post(body, request_id)
-                result = parse(data)
+                result = parse(data, attempt)
             except (TransportError, ProtocolError) as exc:
+                if exc.request_id is None:
+                    exc.request_id = request_id  # the parser cannot know it; the caller needs it
                 retryable = not isinstance(exc, TransportError) or exc.retryable
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("%s id=%s attempt %d failed after %.1f ms: %s", command,
@@ -281,12 +299,15 @@ class MobilgroupClient:
         return random.uniform(ceiling / 2, ceiling)
 
     def _post(self, body: bytes, request_id: int | None) -> bytes:
-        request = self._template.copy()
-        request.body = body
+        request = requests.PreparedRequest()
+        request.method = "POST"
+        request.url = self._url
+        request.headers = CaseInsensitiveDict(self._headers)
         request.headers["Content-Length"] = str(len(body))
+        request.body = body
         try:
-            response = self._session.send(
-                request, timeout=self.timeout, allow_redirects=False, stream=True,
+            response = self._adapter.send(
+                request, stream=True, timeout=self.timeout,
                 proxies=self._proxies, verify=self._verify, cert=self._cert)
         except requests.exceptions.SSLError as exc:
             raise _transport(f"TLS failed, the gateway's certificate was not trusted or did not "
@@ -299,8 +320,10 @@ class MobilgroupClient:
             raise _transport(f"no answer from {self.endpoint} within {self.timeout:g} s",
                              request_id) from None
         except requests.exceptions.ConnectionError as exc:
+            # Refused or unresolvable: the request never left, so nothing can have been sent.
+            never_sent = isinstance(_innermost(exc), NewConnectionError)
             raise _transport(f"connection to {self.endpoint} failed: {_reason(exc)}",
-                             request_id) from None
+                             request_id, maybe_sent=not never_sent) from None
         except requests.exceptions.RequestException as exc:
             raise _transport(f"request to {self.endpoint} failed: {_reason(exc)}",
                              request_id) from None
@@ -325,7 +348,7 @@ class MobilgroupClient:
             raise ProtocolError(f"answer of {declared} bytes refused: more than {cap} bytes is "
                                 f"not the gateway talking", request_id=request_id)
         try:
-            data = response.raw.read(cap + 1, decode_content=True)
+            data = response.raw.read(cap + 1, decode_content=False)
         except Exception as exc:  # urllib3 raises its own types mid-body; none may escape
             raise _transport(f"the answer from {self.endpoint} broke off: {_reason(exc)}",
                              request_id) from None
@@ -341,48 +364,29 @@ def _transport(message: str, request_id: int | None, *, retryable: bool = True,
                           retryable=retryable, request_id=request_id)
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost useful reason of a requests/urllib3 error, without URLs or bodies."""
-    reason: BaseException | None = exc
-    while reason is not None and reason.args and isinstance(reason.args[0], BaseException):
-        reason = reason.args[0]
-    inner = getattr(reason, "reason", None)
-    if isinstance(inner, BaseException):
+def _innermost(exc: BaseException) -> BaseException:
+    """The root cause inside requests' and urllib3's wrappers (MaxRetryError and the like)."""
+    reason = exc
+    for _ in range(8):  # wrappers nest a few levels deep; never loop on a cycle
+        inner = getattr(reason, "reason", None)
+        if not isinstance(inner, BaseException) and reason.args:
+            inner = reason.args[0]
+        if not isinstance(inner, BaseException):
+            break
         reason = inner
-    return f"{type(reason).__name__}: {reason}" if reason is not None else type(exc).__name__
+    return reason
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a requests/urllib3 error in a few words, without URLs or bodies."""
+    reason = _innermost(exc)
+    if isinstance(reason, NewConnectionError):
+        return "connection refused or host unreachable"
+    return f"{type(reason).__name__}: {reason}"
 
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_endpoint(endpoint: str, allow_insecure_http: bool) -> str:
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(
-            "endpoint", endpoint, "not an http(s) URL",
-            f"leave it unset for the real gateway ({DEFAULT_ENDPOINT}) or give a full URL")
-    if parts.username or parts.password:
-        raise ConfigurationError(
-            "endpoint", f"{parts.scheme}://***@{parts.hostname}", "must not carry credentials",
-            "put login and password in the mobilgroup:// URL or settings, not in the endpoint")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            "endpoint", endpoint, "plain http outside this machine would send the password "
-            "unencrypted", "use https://, or pass allow_insecure_http=True if you really mean it")
-    return endpoint
 
 
 def _as_send_kwargs(message: Mapping[str, Any] | tuple[Any, ...]) -> dict[str, Any]:

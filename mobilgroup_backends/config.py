@@ -10,6 +10,7 @@ shows its value with the password masked.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,8 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "SCHEME",
     "Settings",
+    "check_endpoint",
+    "is_loopback",
     "parse_bool",
     "parse_url",
     "redact_url",
@@ -49,6 +52,42 @@ def parse_bool(name: str, value: object) -> bool:
     raise ConfigurationError(name, value, "not a yes/no value", "use yes or no (1/0, true/false)")
 
 
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that never leave this machine."""
+    host = host.lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, allow_insecure_http: bool = False) -> str:
+    """The gateway address, refused when it would expose the password.
+
+    Every request carries the password in its body, so plain ``http://`` is allowed only to this
+    machine (the emulator) unless the caller explicitly opts in.
+    """
+    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(
+            "endpoint", endpoint, "not an http(s) URL",
+            f"leave it unset for the real gateway ({DEFAULT_ENDPOINT}) or give a full URL")
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            "endpoint", f"{parts.scheme}://***@{parts.hostname}", "must not carry credentials",
+            "put login and password in the mobilgroup:// URL or settings, not in the endpoint")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            "endpoint", endpoint, "plain http outside this machine would send the password "
+            "unencrypted", "use https://, or allow insecure http explicitly if you really mean it")
+    return endpoint
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything needed to talk to the gateway, plus the defaults an adapter sends with.
@@ -66,6 +105,8 @@ class Settings:
     valid_hours: int | None = None
     timeout: float = 10.0
     retries: int = 3
+    backoff: float = 0.25
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
         if not str(self.user_id).isdigit():
@@ -89,6 +130,10 @@ class Settings:
         if not (isinstance(self.retries, int) and 0 <= self.retries <= 10):
             raise ConfigurationError("retries", self.retries, "out of range",
                                      "give a whole number from 0 to 10")
+        if not (isinstance(self.backoff, (int, float)) and 0 <= self.backoff <= 60):
+            raise ConfigurationError("backoff", self.backoff, "out of range",
+                                     "give seconds from 0 to 60")
+        check_endpoint(self.endpoint, self.allow_insecure_http)
 
     def __repr__(self) -> str:
         return (f"Settings(user_id={self.user_id!r}, login={self.login!r}, password='***', "
@@ -120,15 +165,23 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for messages and logs."""
+    """The URL with its password replaced by ``***``, for messages and logs.
+
+    Errs on the side of hiding: everything between the login and the ``@`` that ends the user
+    part is masked, even when the password was not percent-encoded as it should be.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
+    query = rest.find("?")
+    at = (rest if query < 0 else rest[:query]).rfind("@")
+    if at < 0:
+        at = rest.rfind("@")
+    if at < 0:
         return url
-    login = userinfo.split(":", 1)[0]
-    return f"{scheme}://{login}:{MASK}@{host}"
+    login, colon, _ = rest[:at].partition(":")
+    shown = f"{login}:{MASK}" if colon else MASK
+    return f"{scheme}://{shown}@{rest[at + 1:]}"
 
 
 _URL_KEYS = {"sender", "from", "valid", "translit", "endpoint", "timeout", "retries", "to"}

@@ -485,6 +485,10 @@ _ASCII_SAFE_ENCODINGS = frozenset({"cp1251", "utf-8", "ascii", "latin-1", "iso88
 def _cannot_carry_dtd(data: bytes) -> bool:
     if b"<!" in data or data[:1] not in (b"<", b" ", b"\n", b"\r", b"\t"):
         return False  # a DTD, comment or CDATA, or a byte order mark: leave it to defusedxml
+    if b"\x00" in data:
+        # UTF-16/32 without a byte order mark ("<\x00?\x00x..."): expat detects it, and a DTD
+        # written in it has no "<!" byte pair. A NUL is never legal in an ASCII-safe answer.
+        return False
     declared = _DECLARED_ENCODING.match(data)
     if declared is None:
         return True  # no declaration: UTF-8

@@ -1,0 +1,25 @@
+"""The Django adapter: ``SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"``.
+
+Works with django-sms (``SMS_BACKEND``) and django-sendsms (``SENDSMS_BACKEND``). Add
+``"mobilgroup_backends.django"`` to ``INSTALLED_APPS`` (app label ``mobilgroup``) for the system
+checks, the ``mobilgroup`` management command and delivery tracking. See docs/django.md.
+
+Nothing is imported until it is used, so importing this package costs nothing and loads no model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend import MobilgroupRecipientStatus, MobilgroupStatus, SmsBackend
+
+__all__ = ["MobilgroupRecipientStatus", "MobilgroupStatus", "SmsBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import backend
+
+        return getattr(backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

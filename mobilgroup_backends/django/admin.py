@@ -1,0 +1,63 @@
+"""A read-only admin for delivery tracking records, filtered by status and date."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from .models import SmsRecipient, SmsRequest
+
+
+class _ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SmsRecipientInline(_ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
+    model = SmsRecipient
+    fields = ("phone", "status", "status_time", "updated_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(SmsRequest)
+class SmsRequestAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("request_id", "sent_at", "report_due_at", "state", "mailing_status",
+                    "recipient_count", "polls", "last_error")
+    list_filter = ("state", "recipients__status", "sent_at", "report_due_at")
+    date_hierarchy = "sent_at"
+    search_fields = ("=request_id", "recipients__phone")
+    readonly_fields = ("request_id", "sender", "text_length", "part", "parts", "valid_hours",
+                       "sent_at", "report_due_at", "state", "mailing_status", "polls",
+                       "last_polled_at", "last_error", "claimed_until")
+    exclude = ("claim_token",)
+    inlines = (SmsRecipientInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SmsRequest]:
+        queryset: QuerySet[SmsRequest] = super().get_queryset(request)
+        annotated: QuerySet[SmsRequest] = queryset.annotate(_recipients=Count("recipients"))
+        return annotated
+
+    @admin.display(description="recipients", ordering="_recipients")
+    def recipient_count(self, obj: SmsRequest) -> int:
+        return int(getattr(obj, "_recipients", 0))
+
+
+@admin.register(SmsRecipient)
+class SmsRecipientAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("phone", "status", "status_time", "request", "updated_at")
+    list_filter = ("status", "status_time", "updated_at")
+    date_hierarchy = "updated_at"
+    search_fields = ("phone", "=request__request_id")
+    list_select_related = ("request",)
+    readonly_fields = ("request", "phone", "status", "status_time", "updated_at")

@@ -1,0 +1,325 @@
+"""``SmsBackend``: the Mobilgroup gateway as a django-sms and django-sendsms backend.
+
+::
+
+    SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"        # django-sms
+    SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"    # django-sendsms
+    MOBILGROUP = {"URL": "mobilgroup://LOGIN:PASSWORD@USER_ID?sender=MyShop"}
+
+One open backend holds one :class:`~mobilgroup_backends.MobilgroupClient`, so every message sent
+inside ``with get_connection() as connection:`` travels over the same keep-alive connection, the
+way Django's SMTP backend reuses its SMTP session. A backend that is not open opens a client for
+one ``send_messages`` call and closes it afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings as django_settings
+
+from ..client import MobilgroupClient, SendResult
+from ..errors import ConfigurationError, MobilgroupError, ValidationError
+from ..protocol import fit_text, normalize_phones, text_limit
+from .settings import BackendConfig, MobilgroupImproperlyConfigured, load_config, valid_alias
+from .signals import CancelSend, post_send, pre_send
+
+__all__ = ["MobilgroupRecipientStatus", "MobilgroupStatus", "SmsBackend"]
+
+logger = logging.getLogger("mobilgroup_backends.django")
+
+#: Statuses a message can have right after ``send_messages``. Delivery reports (tracking) come
+#: later through the ``delivery_status`` signal and the SmsRecipient model.
+QUEUED, FAILED, REJECTED, CANCELLED = "queued", "failed", "rejected", "cancelled"
+
+
+class _LocalBaseSmsBackend:
+    """What django-sms's ``BaseSmsBackend`` provides, for projects without django-sms."""
+
+    def __init__(self, fail_silently: bool = False, **kwargs: Any) -> None:
+        self.fail_silently = fail_silently
+
+    def open(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> _LocalBaseSmsBackend:
+        try:
+            self.open()
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+if TYPE_CHECKING:
+    _Base = _LocalBaseSmsBackend
+else:
+    try:
+        from sms.backends.base import BaseSmsBackend as _Base
+    except ImportError:  # django-sms is optional
+        _Base = _LocalBaseSmsBackend
+
+
+@dataclass
+class MobilgroupRecipientStatus:
+    """One recipient of a sent message: the request that carries it and its status."""
+
+    request_id: int | None
+    status: str
+
+
+@dataclass
+class MobilgroupStatus:
+    """``message.mobilgroup_status``: what became of a message in ``send_messages``.
+
+    ``request_id`` is the gateway request id to ask for reports with (the first part's, when the
+    text was split; ``request_ids`` holds every part's). ``status`` is ``"queued"`` (the gateway
+    accepted it), ``"failed"`` (the gateway refused or could not be reached: ``error`` says why),
+    ``"rejected"`` (refused locally before any request, e.g. a malformed phone) or
+    ``"cancelled"`` (a ``pre_send`` receiver dropped it).
+    """
+
+    status: str | None = None
+    request_id: int | None = None
+    request_ids: list[int] = field(default_factory=list)
+    recipients: dict[str, MobilgroupRecipientStatus] = field(default_factory=dict)
+    parts: int = 0
+    sender: str | None = None
+    error: MobilgroupError | None = None
+    tracked: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == QUEUED
+
+
+class SmsBackend(_Base):
+    """Send django-sms ``Message`` and django-sendsms ``SmsMessage`` objects through Mobilgroup.
+
+    Keyword arguments override the ``MOBILGROUP`` setting (``url``, ``user_id``, ``login``,
+    ``password``, ``sender``, ``endpoint``, ``timeout``, ``retries``, ``backoff``,
+    ``transliterate``, ``valid_hours``, ``long_messages``, ``replace_unencodable``,
+    ``track_delivery``, ``allow_insecure_http``); ``username`` is django-sendsms's name for
+    ``login``. A missing or invalid setting raises ``ImproperlyConfigured`` here, whatever
+    ``fail_silently`` says.
+    """
+
+    def __init__(self, fail_silently: bool = False, *, username: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(fail_silently=fail_silently)
+        if username is not None and kwargs.get("login") is None:
+            kwargs["login"] = username
+        self.config: BackendConfig = load_config(kwargs)
+        if self.config.track_delivery:
+            _require_app()
+        self._client: MobilgroupClient | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        core = self.config.settings
+        return (f"SmsBackend(user_id={core.user_id!r}, login={core.login!r}, "
+                f"endpoint={core.endpoint!r}, fail_silently={self.fail_silently!r})")
+
+    # --- connection -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> MobilgroupClient | None:
+        """The open client, or None when the backend is not open."""
+        return self._client
+
+    def make_client(self) -> MobilgroupClient:
+        """A new client for these settings (the caller closes it)."""
+        try:
+            return MobilgroupClient.from_settings(self.config.settings)
+        except ConfigurationError as exc:
+            raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
+
+    def open(self) -> bool:
+        """Open a client (one keep-alive session); False when one is open already.
+
+        No network traffic happens here: the connection is made by the first request.
+        """
+        with self._lock:
+            if self._client is not None:
+                return False
+            self._client = self.make_client()
+            return True
+
+    def close(self) -> None:
+        """Close the client and its pooled connections."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> SmsBackend:
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def send_messages(self, messages: Sequence[Any] | Iterable[Any]) -> int:
+        """Send each message as one gateway request (several when a long text is split).
+
+        Returns how many messages the gateway accepted. Each message gets
+        ``message.mobilgroup_status``. Without ``fail_silently`` the first gateway, network or
+        validation error is raised after that message's status and ``post_send`` are set.
+        """
+        messages = list(messages or ())
+        if not messages:
+            return 0
+        with self._lock:
+            opened = self.open()
+            try:
+                client = self._client
+                assert client is not None
+                return sum(1 for message in messages if self._send(client, message))
+            finally:
+                if opened:
+                    self.close()
+
+    def _send(self, client: MobilgroupClient, message: Any) -> bool:
+        status = MobilgroupStatus()
+        _attach(message, status)
+        try:
+            pre_send.send(sender=type(self), message=message, backend=self)
+        except CancelSend:
+            status.status = CANCELLED
+            return False
+        try:
+            phones = normalize_phones(_recipients(message))
+            sender = self.sender_for(message)
+            parts = self._fit(_body(message))
+        except ValidationError as exc:
+            return self._failed(message, status, REJECTED, exc, ())
+        status.sender = sender
+        status.parts = len(parts)
+        core = self.config.settings
+        results: list[SendResult] = []
+        try:
+            for part in parts:
+                results.append(client.send(
+                    phones, part, sender=sender, transliterate=core.transliterate,
+                    valid_hours=core.valid_hours,
+                    replace_unencodable=self.config.replace_unencodable))
+                status.request_ids.append(results[-1].request_id)
+                status.request_id = status.request_ids[0]
+        except MobilgroupError as exc:
+            kind = REJECTED if isinstance(exc, ValidationError) and not results else FAILED
+            if results:
+                self._track(results, len(parts))
+            return self._failed(message, status, kind, exc, phones)
+        status.status = QUEUED
+        status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, QUEUED)
+                             for phone in phones}
+        status.tracked = self._track(results, len(parts))
+        post_send.send(sender=type(self), message=message, status=status, backend=self)
+        return True
+
+    def _failed(self, message: Any, status: MobilgroupStatus, kind: str, exc: MobilgroupError,
+                phones: Iterable[str]) -> bool:
+        status.status = kind
+        status.error = exc
+        status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, kind)
+                             for phone in phones}
+        logger.warning("SMS not sent (%s): %s", kind, exc)
+        post_send.send(sender=type(self), message=message, status=status, backend=self)
+        if not self.fail_silently:
+            raise exc
+        return False
+
+    def _fit(self, body: str) -> list[str]:
+        mode = self.config.long_messages
+        limit = text_limit(self.config.settings.transliterate)
+        if mode == "error" or not isinstance(body, str) or len(body) <= limit:
+            return [body]
+        return fit_text(body, limit, mode)
+
+    def sender_for(self, message: Any) -> str | None:
+        """The alias a message goes out with.
+
+        The message's own originator (django-sms) or ``from_phone`` (django-sendsms) when the
+        caller set one that is a valid alias; else the ``SENDER`` setting; else
+        ``DEFAULT_FROM_SMS`` or ``SENDSMS_DEFAULT_FROM_PHONE`` when valid aliases; else none (the
+        account's default alias). A phone number is not an alias, and is ignored.
+        """
+        defaults = [getattr(django_settings, name, None)
+                    for name in ("DEFAULT_FROM_SMS", "SENDSMS_DEFAULT_FROM_PHONE")]
+        explicit = getattr(message, "originator", None) or getattr(message, "from_phone", None)
+        if explicit and explicit not in defaults:
+            alias = valid_alias(explicit)
+            if alias:
+                return alias
+            logger.warning("SMS originator %r is not a sender alias the gateway accepts "
+                           "(latin letters, digits, space, hyphen, at most 9); ignored",
+                           explicit)
+        if self.config.settings.sender:
+            return self.config.settings.sender
+        for value in defaults:
+            alias = valid_alias(value)
+            if alias:
+                return alias
+        return None
+
+    def _track(self, results: list[SendResult], parts: int) -> bool:
+        if not self.config.track_delivery:
+            return False
+        from .tracking import record_sent
+
+        try:
+            record_sent(results, parts=parts, valid_hours=self.config.settings.valid_hours)
+        except Exception as exc:  # the SMS went out: a database failure must not resend it
+            logger.error("SMS request(s) %s sent but not recorded for delivery tracking: %s",
+                         ",".join(str(result.request_id) for result in results),
+                         type(exc).__name__)
+            return False
+        return True
+
+
+def _attach(message: Any, status: MobilgroupStatus) -> None:
+    message.mobilgroup_status = status
+
+
+def _recipients(message: Any) -> list[str]:
+    for name in ("recipients", "to"):
+        value = getattr(message, name, None)
+        if value:
+            return [value] if isinstance(value, str) else list(value)
+    return []
+
+
+def _body(message: Any) -> str:
+    body = getattr(message, "body", None)
+    if body is None:
+        body = getattr(message, "message", "")
+    return body if isinstance(body, str) else str(body)
+
+
+def _require_app() -> None:
+    from django.apps import apps
+
+    if not apps.is_installed("mobilgroup_backends.django"):
+        raise MobilgroupImproperlyConfigured(
+            "MOBILGROUP['TRACK_DELIVERY']",
+            "delivery tracking stores its records in a model: add 'mobilgroup_backends.django' to "
+            "INSTALLED_APPS and run migrate", check_id="mobilgroup.E008")

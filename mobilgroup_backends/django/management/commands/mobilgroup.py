@@ -1,0 +1,151 @@
+"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track``.
+
+Exit codes, as the stand-alone ``mobilgroup`` command: 0 done; 1 the gateway refused; 2 bad usage,
+input or settings, nothing was sent; 3 the gateway could not be reached or did not answer with
+its XML.
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ....client import MobilgroupClient
+from ....errors import GatewayError, MobilgroupError, ValidationError
+from ....protocol import StatusReport, check_sender
+from ...backend import SmsBackend
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+class _Message:
+    """The smallest message object the backend reads (as django-sms's and django-sendsms's)."""
+
+    def __init__(self, body: str, recipients: list[str], originator: str | None) -> None:
+        self.body = body
+        self.recipients = recipients
+        self.originator = originator
+
+
+class Command(BaseCommand):
+    help = "Talk to the Mobilgroup SMS gateway: balance, status, send, and delivery tracking."
+    # The command reports its own settings problems precisely (exit code 2); the project's other
+    # checks must not stop a balance query or a cron `track` run.
+    requires_system_checks: list[str] = []  # noqa: RUF012 - Django's own attribute type
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", metavar="ACTION")
+        actions.required = True
+        kwargs: dict[str, Any] = {}
+        if hasattr(parser, "called_from_command_line"):
+            kwargs["called_from_command_line"] = parser.called_from_command_line
+
+        def action(name: str, help_text: str) -> ArgumentParser:
+            sub: ArgumentParser = actions.add_parser(name, help=help_text, description=help_text,
+                                                     **kwargs)
+            return sub
+
+        balance = action("balance", "Print the account balance.")
+        balance.add_argument("--json", action="store_true", help="print JSON")
+
+        status = action("status", "Print a request's mailing status and each recipient's.")
+        status.add_argument("request_id", metavar="REQUEST_ID")
+        status.add_argument("--json", action="store_true", help="print JSON")
+
+        send = action("send", "Send one text to one or more phones through the SMS backend "
+                              "(signals, LONG_MESSAGES and delivery tracking apply).")
+        send.add_argument("phones", nargs="+", metavar="PHONE")
+        send.add_argument("--text", required=True, help="the message text")
+        send.add_argument("--sender", help="sender alias (default: the SENDER setting)")
+        send.add_argument("--json", action="store_true", help="print JSON")
+
+        track = action("track", "Fetch the delivery reports that are due and record them "
+                                "(safe to run from cron on several hosts at once).")
+        track.add_argument("--limit", type=int, default=None,
+                           help="poll at most this many requests in this run")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handler = getattr(self, f"_{options['action']}")
+        try:
+            handler(options)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
+        except ValidationError as exc:
+            raise CommandError(f"invalid: {exc}", returncode=EXIT_USAGE) from None
+        except GatewayError as exc:
+            raise CommandError(f"refused: {exc}", returncode=EXIT_REFUSED) from None
+        except MobilgroupError as exc:
+            raise CommandError(f"unreachable: {exc}", returncode=EXIT_UNREACHABLE) from None
+
+    def _client(self) -> MobilgroupClient:
+        return SmsBackend().make_client()
+
+    def _balance(self, options: dict[str, Any]) -> None:
+        with self._client() as client:
+            balance = client.balance()
+        if options["json"]:
+            self.stdout.write(json.dumps({"ok": True, "balance": str(balance)}))
+        else:
+            self.stdout.write(f"Balance: {balance}")
+
+    def _status(self, options: dict[str, Any]) -> None:
+        with self._client() as client:
+            report = client.status(options["request_id"], extended=True)
+        if options["json"]:
+            self.stdout.write(json.dumps(_report_json(report)))
+            return
+        self.stdout.write(f"Request {report.request_id}: mailing "
+                          f"{report.status.name.lower()} ({int(report.status)})")
+        for recipient in report.recipients:
+            when = recipient.time.strftime("%Y-%m-%d %H:%M") if recipient.time else "-"
+            self.stdout.write(f"  {recipient.phone}  {recipient.status.name.lower():<11}  {when}")
+
+    def _send(self, options: dict[str, Any]) -> None:
+        # An alias given here is checked, not ignored as an invalid originator would be.
+        sender = check_sender(options["sender"])
+        message = _Message(options["text"], list(options["phones"]), sender)
+        with SmsBackend(fail_silently=False) as backend:
+            backend.send_messages([message])
+        status = message.mobilgroup_status  # type: ignore[attr-defined]  # set by the backend
+        if options["json"]:
+            self.stdout.write(json.dumps({
+                "ok": True, "request_ids": status.request_ids, "sender": status.sender,
+                "phones": list(status.recipients), "tracked": status.tracked}))
+            return
+        ids = ", ".join(str(rid) for rid in status.request_ids)
+        parts = f" in {status.parts} parts" if status.parts > 1 else ""
+        self.stdout.write(f"Sent to {len(status.recipients)} recipient(s){parts}: "
+                          f"request id {ids}")
+
+    def _track(self, options: dict[str, Any]) -> None:
+        from ...tracking import track
+
+        with self._client() as client:
+            result = track(client, limit=options["limit"])
+        self.stdout.write(
+            f"Polled {len(result.polled)} request(s): {result.complete} complete, "
+            f"{result.pending} pending, {result.expired} expired, {result.unknown} unknown, "
+            f"{result.failed} failed; {result.changed} recipient status(es) changed.")
+        for error in result.errors:
+            self.stderr.write(error)
+        if result.failed and result.failed == len(result.polled):
+            raise CommandError("no delivery report could be fetched", returncode=EXIT_UNREACHABLE)
+
+
+def _report_json(report: StatusReport) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "request_id": report.request_id,
+        "status": int(report.status),
+        "status_name": report.status.name.lower(),
+        "complete": report.is_complete,
+        "recipients": [
+            {"phone": r.phone, "status": int(r.status), "status_name": r.status.name.lower(),
+             "time": r.time.strftime("%Y-%m-%d %H:%M") if r.time else None}
+            for r in report.recipients
+        ],
+    }

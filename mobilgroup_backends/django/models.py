@@ -1,0 +1,90 @@
+"""Delivery tracking records (``MOBILGROUP = {..., "TRACK_DELIVERY": True}``).
+
+One :class:`SmsRequest` per request the gateway accepted, one :class:`SmsRecipient` per phone of
+it. ``manage.py mobilgroup track`` fills in the statuses once the reports are due; see
+``tracking.py`` for how several hosts share that work without polling a request twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.db import models
+
+from ..protocol import DeliveryStatus
+
+__all__ = ["SmsRecipient", "SmsRequest"]
+
+DELIVERY_CHOICES = [(int(status), status.name.lower()) for status in DeliveryStatus]
+
+
+class SmsRequest(models.Model):
+    """One request the gateway accepted: one text (or one part of a split text) to its phones."""
+
+    PENDING, COMPLETE, EXPIRED, UNKNOWN = "pending", "complete", "expired", "unknown"
+    STATES = (
+        (PENDING, "pending"),
+        (COMPLETE, "complete"),
+        (EXPIRED, "expired (gave up waiting for a final report)"),
+        (UNKNOWN, "unknown to the gateway"),
+    )
+
+    request_id: models.BigIntegerField[Any, int] = models.BigIntegerField(unique=True)
+    sender: models.CharField[Any, str] = models.CharField(max_length=9, blank=True)
+    text_length: models.PositiveIntegerField[Any, int] = models.PositiveIntegerField()
+    part: models.PositiveSmallIntegerField[Any, int] = models.PositiveSmallIntegerField(default=1)
+    parts: models.PositiveSmallIntegerField[Any, int] = models.PositiveSmallIntegerField(default=1)
+    valid_hours: models.PositiveSmallIntegerField[Any, int] = models.PositiveSmallIntegerField(
+        help_text="message lifetime in hours; the report is asked for once it has run out")
+    sent_at: models.DateTimeField[Any, datetime] = models.DateTimeField(db_index=True)
+    report_due_at: models.DateTimeField[Any, datetime] = models.DateTimeField()
+    state: models.CharField[Any, str] = models.CharField(max_length=10, choices=STATES, default=PENDING)
+    mailing_status: models.SmallIntegerField[Any, int | None] = models.SmallIntegerField(
+        null=True, blank=True)
+    polls: models.PositiveIntegerField[Any, int] = models.PositiveIntegerField(default=0)
+    last_polled_at: models.DateTimeField[Any, datetime | None] = models.DateTimeField(null=True, blank=True)
+    last_error: models.CharField[Any, str] = models.CharField(max_length=300, blank=True)
+    claimed_until: models.DateTimeField[Any, datetime | None] = models.DateTimeField(null=True, blank=True)
+    claim_token: models.CharField[Any, str] = models.CharField(max_length=32, blank=True)
+
+    objects: ClassVar[models.Manager[SmsRequest]] = models.Manager()
+
+    class Meta:
+        verbose_name = "SMS request"
+        verbose_name_plural = "SMS requests"
+        ordering = ("-sent_at",)
+        indexes = (models.Index(fields=("state", "report_due_at"), name="mobilgroup_due_idx"),)
+
+    def __str__(self) -> str:
+        return f"request {self.request_id}"
+
+
+class SmsRecipient(models.Model):
+    """One phone of a request and its latest delivery status."""
+
+    request: models.ForeignKey[Any, SmsRequest] = models.ForeignKey(
+        SmsRequest, on_delete=models.CASCADE, related_name="recipients")
+    phone: models.CharField[Any, str] = models.CharField(max_length=15)
+    status: models.SmallIntegerField[Any, int] = models.SmallIntegerField(
+        choices=DELIVERY_CHOICES, default=int(DeliveryStatus.QUEUED))
+    status_time: models.DateTimeField[Any, datetime | None] = models.DateTimeField(
+        null=True, blank=True, help_text="when the gateway says the status last changed")
+    updated_at: models.DateTimeField[Any, datetime] = models.DateTimeField(auto_now=True)
+
+    objects: ClassVar[models.Manager[SmsRecipient]] = models.Manager()
+
+    class Meta:
+        verbose_name = "SMS recipient"
+        verbose_name_plural = "SMS recipients"
+        ordering = ("request", "phone")
+        constraints = (models.UniqueConstraint(fields=("request", "phone"),
+                                               name="mobilgroup_recipient_unique"),)
+
+    def __str__(self) -> str:
+        return f"{self.phone}: {self.delivery_status.name.lower()}"
+
+    @property
+    def delivery_status(self) -> DeliveryStatus:
+        """The status as an enum (an undocumented code is kept as ``UNKNOWN_<code>``)."""
+        return DeliveryStatus(self.status)

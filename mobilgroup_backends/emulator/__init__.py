@@ -1,0 +1,37 @@
+"""A local emulator of the Mobilgroup gateway: its HTTP/XML server side, faithful to the spec.
+
+It lets the whole package, and any application's test suite, run with no account and no
+network::
+
+    from mobilgroup_backends.emulator import Emulator
+
+    with Emulator() as gateway:
+        url = gateway.url("79991234567")   # a mobilgroup:// URL pointing at it
+        ...
+        assert gateway.outbox.wait_for(1)
+        assert gateway.outbox[0].text == "hello"
+
+See ``docs/emulator.md`` for accounts, the clock and the delivery lifecycle, the error
+precedence, quirky mode, faults and TLS. The pytest fixture ``mobilgroup_emulator`` comes from
+:mod:`mobilgroup_backends.emulator.pytest_plugin`.
+"""
+
+from .accounts import Account
+from .clock import Clock
+from .emulator import PATH, Emulator
+from .faults import KINDS as FAULT_KINDS
+from .faults import Fault, Faults
+from .records import Exchange, Journal, OutboxMessage
+
+__all__ = [
+    "FAULT_KINDS",
+    "PATH",
+    "Account",
+    "Clock",
+    "Emulator",
+    "Exchange",
+    "Fault",
+    "Faults",
+    "Journal",
+    "OutboxMessage",
+]

@@ -1,0 +1,63 @@
+"""Settings of the test project: SQLite, both SMS packages, the mobilgroup app.
+
+``MOBILGROUP`` is left unset here: each test gives its own with ``override_settings`` (usually the
+emulator's URL), so that nothing in this file can reach a real gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "sms",
+    "sendsms",
+    "mobilgroup_backends.django",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+
+ROOT_URLCONF = "tests.django_project.urls"
+
+# A file, not memory: the tracking tests run two `track` runs in threads at once, and SQLite's
+# shared in-memory databases lock whole tables instead of waiting.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",  # only subprocesses of the tests use this, and not for data
+        "OPTIONS": {"timeout": 30},
+        "TEST": {
+            "NAME": os.path.join(tempfile.gettempdir(),
+                                 f"mobilgroup-tests-{os.getpid()}-test.sqlite3"),
+        },
+    },
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
+SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"

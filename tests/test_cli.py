@@ -1,0 +1,161 @@
+"""The `mobilgroup` command, in process and as a real program, against the emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mobilgroup_backends import MobilgroupClient
+from mobilgroup_backends.cli import main
+from mobilgroup_backends.emulator import Emulator
+
+PASSWORD = "demo-password"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    return code, out, err
+
+
+@pytest.fixture
+def env(mobilgroup_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    for name in list(os.environ):
+        if name.startswith("MOBILGROUP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MOBILGROUP_URL", mobilgroup_emulator.url())
+    return mobilgroup_emulator
+
+
+def test_send_status_balance(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["send", "+7 903 958-74-54", "79236411579", "--text", "Привет",
+                        "--sender", "Shop", "--valid", "2"], capsys)
+    assert code == 0 and "accepted: request id" in out
+    (message,) = env.outbox
+    assert (message.phones, message.text, message.sender, message.valid_hours) == (
+        ("79039587454", "79236411579"), "Привет", "Shop", 2)
+    request_id = str(message.request_id)
+    assert request_id in out
+
+    env.clock.advance(10)
+    code, out, _ = run(["status", request_id, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and report["request_id"] == int(request_id)
+    assert [r["status"] for r in report["recipients"]] == ["delivered", "delivered"]
+
+    code, out, _ = run(["status", request_id], capsys)
+    assert "79039587454" in out and "delivered" in out
+
+    code, out, _ = run(["balance", "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"ok": True, "balance": "98"}
+
+
+def test_send_json_and_stdin(env: Emulator, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("из stdin\n"))
+    code, out, _ = run(["send", "79039587454", "--text", "-", "--no-translit", "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["ok"] and result["phones"] == ["79039587454"]
+    assert env.outbox[0].text == "из stdin"
+    assert env.outbox[0].transliterate is False
+
+
+def test_url_option_overrides_environment(env: Emulator, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOBILGROUP_URL", "mobilgroup://x:y@1?endpoint=http%3A%2F%2F127.0.0.1%3A9")
+    code, out, _ = run(["balance", "--url", env.url()], capsys)
+    assert code == 0 and out.strip() == "100"
+
+
+def test_refused_by_gateway_exit_1(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    url = env.url().replace(PASSWORD, "wrong")
+    code, _, err = run(["balance", "--url", url], capsys)
+    assert code == 1
+    assert "gateway error 4" in err and "wrong login" in err
+    code, out, _ = run(["balance", "--url", url, "--json"], capsys)
+    assert code == 1 and json.loads(out)["code"] == 4
+
+
+@pytest.mark.parametrize("argv", [
+    ["send", "12", "--text", "hi"],
+    ["send", "79039587454", "--text", "я" * 141],
+    ["send", "79039587454", "--text", "hi", "--schedule", "tomorrow"],
+    ["send", "79039587454", "--text", "hi", "--valid", "99"],
+    ["status", "not-a-number"],
+])
+def test_bad_input_exit_2_and_nothing_sent(env: Emulator, capsys: pytest.CaptureFixture[str],
+                                           argv: list[str]) -> None:
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert err.startswith("mobilgroup: ")
+    assert len(env.outbox) == 0
+
+
+def test_no_credentials_exit_2(capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MOBILGROUP_"):
+            monkeypatch.delenv(name)
+    code, _, err = run(["balance"], capsys)
+    assert code == 2 and "MOBILGROUP_URL" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as caught:
+        main(["send"])
+    assert caught.value.code == 2
+
+
+def test_unreachable_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "mobilgroup://demo:pw@1?endpoint=http%3A%2F%2F127.0.0.1%3A9%2Fx&retries=0"
+    code, _, err = run(["balance", "--url", url], capsys)
+    assert code == 3 and "connection" in err
+
+
+def test_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    code, out, _ = run(["demo"], capsys)
+    assert code == 0
+    assert time.monotonic() - started < 10
+    assert "Привет" in out and "undelivered" in out and "delivered" in out
+    assert "Balance: 100 -> 97" in out
+    assert "mobilgroup://LOGIN:PASSWORD@USER_ID" in out
+
+
+def test_the_installed_program_and_module(env: Emulator, tmp_path: Path) -> None:
+    environment = {**os.environ, "MOBILGROUP_URL": env.url()}
+    for command in ([sys.executable, "-m", "mobilgroup_backends"],
+                    [str(Path(sys.executable).with_name("mobilgroup"))]):
+        done = subprocess.run([*command, "send", "79039587454", "--text", "hi", "--json"],
+                              env=environment, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["ok"] is True
+    assert len(env.outbox) == 2
+
+
+def test_emulator_command(capsys: pytest.CaptureFixture[str]) -> None:
+    command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
+               "--account", "77:ops@example:s3cret:5"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            endpoint = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+            assert endpoint.startswith("http://127.0.0.1:")
+            account_line = process.stdout.readline()
+            assert "s3cret" not in account_line and "77" in account_line
+            with MobilgroupClient("77", "ops@example", "s3cret", endpoint=endpoint) as client:
+                assert client.balance() == 5
+                client.send("79039587454", "via the emulator command")
+                assert client.balance() == 4
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

@@ -1,0 +1,127 @@
+"""System checks: each one fires on its mistake and stays silent when the settings are right."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from tests.django_project.helpers import clean_environment
+
+GOOD_URL = "mobilgroup://demo:pw@1234?sender=MyShop"
+LOCAL_URL = "mobilgroup://demo:pw@1234?endpoint=http%3A%2F%2F127.0.0.1%3A8080%2Fextxml.php"
+
+
+@pytest.fixture(autouse=True)
+def _no_environment() -> Iterator[None]:
+    removed = clean_environment()
+    yield
+    os.environ.update(removed)
+
+
+def ids(deploy: bool = False) -> list[str]:
+    return sorted(message.id for message in run_checks(include_deployment_checks=deploy)
+                  if message.id and message.id.startswith("mobilgroup."))
+
+
+def test_silent_when_settings_are_right(settings: Any) -> None:
+    settings.MOBILGROUP = {"URL": GOOD_URL}
+    assert ids() == []
+    assert ids(deploy=True) == []
+    settings.MOBILGROUP = {"USER_ID": "1234", "LOGIN": "demo", "PASSWORD": "pw",
+                           "SENDER": "MyShop", "LONG_MESSAGES": "truncate", "TIMEOUT": 5,
+                           "RETRIES": 2, "VALID_HOURS": 24, "TRANSLITERATE": False,
+                           "TRACK_DELIVERY": True}
+    settings.DEFAULT_FROM_SMS = "+15551234567"  # ignored anyway: SENDER wins
+    assert ids() == []
+    del settings.DEFAULT_FROM_SMS
+    settings.MOBILGROUP = {"URL": LOCAL_URL}
+    assert ids() == []  # an emulator on loopback is fine outside --deploy
+
+
+def test_silent_with_credentials_from_the_environment(settings: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    del settings.MOBILGROUP
+    monkeypatch.setenv("MOBILGROUP_URL", GOOD_URL)
+    assert ids() == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("mobilgroup://demo:pw@1234", "mobilgroup.E001"),
+    ({"URL": GOOD_URL, "SENDR": "x"}, "mobilgroup.E002"),
+    ({"URL": "mobilgroup://demo@1234"}, "mobilgroup.E004"),
+    ({"USER_ID": "abc", "LOGIN": "demo", "PASSWORD": "pw"}, "mobilgroup.E004"),
+    ({"URL": GOOD_URL, "TIMEOUT": 0}, "mobilgroup.E004"),
+    ({"URL": GOOD_URL, "SENDER": "Bad_alias!"}, "mobilgroup.E005"),
+    ({"URL": "mobilgroup://demo:pw@1234?sender=ten-chars!"}, "mobilgroup.E005"),
+    ({"URL": GOOD_URL, "LONG_MESSAGES": "wrap"}, "mobilgroup.E006"),
+    ({"URL": GOOD_URL, "ENDPOINT": "http://sms.mobilgroup.ru/extxml.php"}, "mobilgroup.E007"),
+    ({"URL": GOOD_URL, "ENDPOINT": "sms.mobilgroup.ru"}, "mobilgroup.E007"),
+])
+def test_each_error_fires(settings: Any, value: Any, expected: str) -> None:
+    settings.MOBILGROUP = value
+    assert ids() == [expected]
+
+
+def test_backend_without_credentials_is_an_error(settings: Any) -> None:
+    del settings.MOBILGROUP
+    settings.SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
+    settings.SENDSMS_BACKEND = "sendsms.backends.locmem.SmsBackend"
+    [message] = [m for m in run_checks() if m.id == "mobilgroup.E003"]
+    assert "SMS_BACKEND uses mobilgroup_backends.django.SmsBackend" in message.msg
+    settings.MOBILGROUP = {"USER_ID": "1234", "LOGIN": "demo"}
+    assert ids() == ["mobilgroup.E003"]
+
+
+def test_app_without_credentials_and_without_our_backend_is_a_warning(settings: Any) -> None:
+    del settings.MOBILGROUP
+    settings.SMS_BACKEND = "sms.backends.locmem.SmsBackend"
+    settings.SENDSMS_BACKEND = "sendsms.backends.locmem.SmsBackend"
+    assert ids() == ["mobilgroup.W001"]
+
+
+@pytest.mark.parametrize("name", ["DEFAULT_FROM_SMS", "SENDSMS_DEFAULT_FROM_PHONE"])
+def test_default_sender_that_is_not_an_alias_warns(settings: Any, name: str) -> None:
+    settings.MOBILGROUP = {"URL": "mobilgroup://demo:pw@1234"}
+    setattr(settings, name, "+15551234567")
+    assert ids() == ["mobilgroup.W002"]
+    setattr(settings, name, "MyShop")
+    assert ids() == []
+
+
+def test_deploy_checks(settings: Any) -> None:
+    settings.MOBILGROUP = {"URL": LOCAL_URL}
+    assert ids(deploy=True) == ["mobilgroup.W010", "mobilgroup.W011"]
+    settings.MOBILGROUP = {"URL": GOOD_URL, "ENDPOINT": "https://staging.example.com/extxml.php"}
+    assert ids(deploy=True) == ["mobilgroup.W010"]
+    settings.MOBILGROUP = {"URL": GOOD_URL, "ALLOW_INSECURE_HTTP": True}
+    assert ids(deploy=True) == ["mobilgroup.W011"]
+    assert ids() == []
+
+
+def test_messages_never_carry_the_password(settings: Any) -> None:
+    secret = "Sup3r-Secret-pw"
+    for value in ({"URL": f"mobilgroup://demo:{secret}@12ab"},
+                  {"USER_ID": "1", "LOGIN": "demo", "PASSWORD": secret, "SENDER": "bad!!"},
+                  {"USER_ID": "1", "LOGIN": "demo", "PASSWORD": secret, "TIMEOUT": -1},
+                  {"URL": f"mobilgroup://demo:{secret}@1?endpoint=http%3A%2F%2Fexample.com"}):
+        settings.MOBILGROUP = value
+        messages = [m for m in run_checks() if (m.id or "").startswith("mobilgroup.")]
+        assert messages, value
+        assert all(secret not in f"{m.msg} {m.hint}" for m in messages)
+
+
+def test_manage_py_check_reports_them(settings: Any) -> None:
+    settings.MOBILGROUP = {"URL": GOOD_URL, "LONG_MESSAGES": "wrap"}
+    with pytest.raises(SystemCheckError, match=r"mobilgroup\.E006"):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    settings.MOBILGROUP = {"URL": GOOD_URL}
+    out = StringIO()
+    call_command("check", stdout=out)
+    assert "no issues" in out.getvalue()
