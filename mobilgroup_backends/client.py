@@ -13,6 +13,7 @@ retry, that answer means "accepted earlier" (PROTOCOL.md, decision 10): never se
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
@@ -31,6 +32,7 @@ from urllib3.exceptions import NewConnectionError
 from . import __version__, protocol
 from .config import DEFAULT_ENDPOINT, Settings, parse_url, settings_from_env
 from .errors import (
+    ConfigurationError,
     DuplicateRequestId,
     MobilgroupError,
     ProtocolError,
@@ -105,6 +107,10 @@ class MobilgroupClient:
         self.backoff = backoff
         self.max_response_bytes = max_response_bytes
         self.pool_size = max(1, pool_size)
+        if ca_bundle is not None and not os.path.exists(ca_bundle):
+            raise ConfigurationError(
+                "ca_bundle", ca_bundle, "no such file or folder",
+                "give the path of a PEM file (or folder) with the CA certificates to trust")
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
@@ -344,18 +350,35 @@ class MobilgroupClient:
                              status_code=status, retryable=retryable)
         cap = self.max_response_bytes
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
+        expected = int(declared) if declared.isdigit() else None
+        if expected is not None and expected > cap:
             raise ProtocolError(f"answer of {declared} bytes refused: more than {cap} bytes is "
                                 f"not the gateway talking", request_id=request_id)
+        # Read in pieces against one deadline: the socket timeout bounds each read, so a server
+        # trickling a byte at a time could otherwise hold the caller for ever.
+        deadline = time.monotonic() + self.timeout
+        read = getattr(response.raw, "read1", response.raw.read)
+        chunks: list[bytes] = []
+        size = 0
         try:
-            data = response.raw.read(cap + 1, decode_content=False)
+            while expected is None or size < expected:
+                chunk = read(min(cap + 1 - size, 65536), decode_content=False)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > cap:
+                    raise ProtocolError(f"answer refused after {cap} bytes: too large to be the "
+                                        f"gateway's", request_id=request_id)
+                if time.monotonic() > deadline:
+                    raise _transport(f"the answer from {self.endpoint} took longer than "
+                                     f"{self.timeout:g} s to arrive", request_id)
+        except MobilgroupError:
+            raise
         except Exception as exc:  # urllib3 raises its own types mid-body; none may escape
             raise _transport(f"the answer from {self.endpoint} broke off: {_reason(exc)}",
                              request_id) from None
-        if len(data) > cap:
-            raise ProtocolError(f"answer refused after {cap} bytes: too large to be the gateway's",
-                                request_id=request_id)
-        return bytes(data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _transport(message: str, request_id: int | None, *, retryable: bool = True,

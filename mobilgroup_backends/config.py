@@ -168,20 +168,27 @@ def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***``, for messages and logs.
 
     Errs on the side of hiding: everything between the login and the ``@`` that ends the user
-    part is masked, even when the password was not percent-encoded as it should be.
+    part is masked, even when the password was not percent-encoded as it should be, and a
+    malformed URL with no ``@`` loses everything after its login.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    scheme, colon, rest = url.partition(":")
+    if not colon:
         return url
+    slashes = len(rest) - len(rest.lstrip("/"))
+    prefix, rest = f"{scheme}:{rest[:slashes]}", rest[slashes:]
     query = rest.find("?")
     at = (rest if query < 0 else rest[:query]).rfind("@")
     if at < 0:
         at = rest.rfind("@")
     if at < 0:
-        return url
+        login, colon, after = rest.partition(":")
+        port = after.split("/", 1)[0]
+        if not colon or (scheme.lower() != SCHEME and port.isdigit()):
+            return url  # host:port, not login:password (a mobilgroup:// URL has no port)
+        return f"{prefix}{login}:{MASK}"
     login, colon, _ = rest[:at].partition(":")
     shown = f"{login}:{MASK}" if colon else MASK
-    return f"{scheme}://{shown}@{rest[at + 1:]}"
+    return f"{prefix}{shown}@{rest[at + 1:]}"
 
 
 _URL_KEYS = {"sender", "from", "valid", "translit", "endpoint", "timeout", "retries", "to"}

@@ -48,6 +48,7 @@ __all__ = [
     "DeliveryStatus",
     "MailingStatus",
     "RecipientStatus",
+    "RequestDocument",
     "SendResponse",
     "StatusReport",
     "build_balance",
@@ -388,6 +389,21 @@ def fit_text(text: str, limit: int, mode: Literal["split", "truncate"] = "split"
 # --- building requests ----------------------------------------------------------------------
 
 
+class RequestDocument(bytes):
+    """Request bytes that never show their content.
+
+    Every request carries the password, and error pages (Django's debug page and error emails
+    among them) print the local variables of every frame of a traceback: this is what they see.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<request document: {len(self)} bytes, not shown as it carries the password>"
+
+    __str__ = __repr__
+
+
 def _escape(value: str) -> str:
     if "&" in value:
         value = value.replace("&", "&amp;")
@@ -398,7 +414,8 @@ def _escape(value: str) -> str:
     return value
 
 
-def _document(credentials: Credentials, command: str, fields: Iterable[tuple[str, object]]) -> bytes:
+def _document(credentials: Credentials, command: str,
+              fields: Iterable[tuple[str, object]]) -> RequestDocument:
     parts = [
         PROLOG, "<request>\n",
         "<user_id>", _escape(credentials.user_id), "</user_id>\n",
@@ -411,8 +428,9 @@ def _document(credentials: Credentials, command: str, fields: Iterable[tuple[str
             parts += ("<", name, ">", _escape(str(value)), "</", name, ">\n")
     parts.append("</request>\n")
     try:
-        return "".join(parts).encode(ENCODING)
+        return RequestDocument("".join(parts).encode(ENCODING))
     except UnicodeEncodeError:
+        parts.clear()  # holds the password; the traceback would show it
         # Only the credentials can get here: the text was checked already.
         bad = "login" if _unencodable(credentials.login) else "password"
         shown = credentials.login if bad == "login" else "***"
@@ -439,7 +457,7 @@ def build_send(
     transliterate: bool = True,
     schedule: str | None = None,
     valid_hours: int | None = None,
-) -> bytes:
+) -> RequestDocument:
     """The ``command=send`` document. Arguments must already be checked (see ``check_*``)."""
     return _document(credentials, "send", (
         ("phone", ",".join(phones)),
@@ -452,12 +470,13 @@ def build_send(
     ))
 
 
-def build_status(credentials: Credentials, request_id: int, *, extended: bool = True) -> bytes:
+def build_status(credentials: Credentials, request_id: int, *,
+                 extended: bool = True) -> RequestDocument:
     return _document(credentials, "status", (("extended", 1 if extended else None),
                                              ("id", request_id)))
 
 
-def build_balance(credentials: Credentials) -> bytes:
+def build_balance(credentials: Credentials) -> RequestDocument:
     return _document(credentials, "balance", ())
 
 
