@@ -12,6 +12,8 @@ mobilgroup.W001    the app is installed but no credentials are set and no backen
 mobilgroup.W002    ``DEFAULT_FROM_SMS``/``SENDSMS_DEFAULT_FROM_PHONE`` is not a valid alias
 mobilgroup.W010    (deploy) ``ENDPOINT`` is not the real gateway
 mobilgroup.W011    (deploy) ``ALLOW_INSECURE_HTTP`` is on, or the endpoint is plain http
+mobilgroup.W012    (deploy) ``MOBILGROUP['URL']`` carries the password, and Django's error
+                   reports would show it (they hide secret-looking setting *names* only)
 =================  =======================================================================
 """
 
@@ -128,4 +130,26 @@ def check_deploy(app_configs: Sequence[AppConfig] | None = None,
             "The Mobilgroup password travels over plain http.",
             hint="Use the https:// endpoint and remove ALLOW_INSECURE_HTTP.",
             id="mobilgroup.W011"))
+    if _url_shows_password():
+        messages.append(Warning(
+            "MOBILGROUP['URL'] carries the password, and Django's error pages and error emails "
+            "hide settings by name only, so they would show it.",
+            hint=f"Set DEFAULT_EXCEPTION_REPORTER_FILTER = {FILTER_PATH!r}, or move the password "
+                 "to MOBILGROUP['PASSWORD'] (use USER_ID, LOGIN and PASSWORD instead of URL).",
+            id="mobilgroup.W012"))
     return messages
+
+
+FILTER_PATH = "mobilgroup_backends.django.debug.SafeExceptionReporterFilter"
+
+
+def _url_shows_password() -> bool:
+    from django.utils.module_loading import import_string
+
+    from .debug import SafeExceptionReporterFilter
+
+    setting = getattr(django_settings, "MOBILGROUP", None)
+    if not isinstance(setting, dict) or not isinstance(setting.get("URL"), str):
+        return False
+    filter_class = import_string(django_settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
+    return not issubclass(filter_class, SafeExceptionReporterFilter)

@@ -1,0 +1,67 @@
+"""Django's error reports never show the password, also when it sits inside MOBILGROUP['URL']."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.test import RequestFactory
+from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
+
+from mobilgroup_backends import errors
+from mobilgroup_backends.django import SmsBackend
+from mobilgroup_backends.django.checks import FILTER_PATH
+
+PASSWORD = "Url-Pa55-Secret"
+URL = f"mobilgroup://ops:{PASSWORD}@1000?endpoint=http%3A%2F%2F127.0.0.1%3A9%2Fextxml.php&retries=0"
+
+
+@pytest.fixture(autouse=True)
+def fresh_filter() -> Any:
+    """Django caches the filter class it reads from settings; each test sets its own."""
+    get_default_exception_reporter_filter.cache_clear()
+    yield
+    get_default_exception_reporter_filter.cache_clear()
+
+
+def report(debug: bool) -> str:
+    """The debug page (or error email) for a send that failed inside the backend."""
+    message = type("Message", (), {"body": "hi", "recipients": ["79039587454"],
+                                   "originator": None})()
+    try:
+        SmsBackend().send_messages([message])
+    except errors.MobilgroupError:
+        reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info(), is_email=not debug)
+        return reporter.get_traceback_html() + reporter.get_traceback_text()
+    raise AssertionError("the send should have failed: the endpoint is closed")
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug-page", "error-email"])
+def test_filter_hides_the_url_password(settings: Any, debug: bool) -> None:
+    settings.DEBUG = debug
+    settings.MOBILGROUP = {"URL": URL}
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER_PATH
+    text = report(debug)
+    assert "send_messages" in text  # the frames are there
+    assert "mobilgroup://ops:***@1000" in text  # the setting is shown, masked
+    assert PASSWORD not in text
+
+
+def test_without_the_filter_django_would_show_it(settings: Any) -> None:
+    """Why the filter and its check exist: Django hides setting names, not URL contents."""
+    settings.DEBUG = True
+    settings.MOBILGROUP = {"URL": URL}
+    assert PASSWORD in report(True)
+
+
+def test_deploy_check_suggests_the_filter(settings: Any) -> None:
+    settings.MOBILGROUP = {"URL": URL}
+    ids = {m.id for m in run_checks(include_deployment_checks=True)}
+    assert "mobilgroup.W012" in ids
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER_PATH
+    assert "mobilgroup.W012" not in {m.id for m in run_checks(include_deployment_checks=True)}
+    settings.MOBILGROUP = {"USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD}
+    del settings.DEFAULT_EXCEPTION_REPORTER_FILTER
+    assert "mobilgroup.W012" not in {m.id for m in run_checks(include_deployment_checks=True)}
