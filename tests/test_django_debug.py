@@ -15,6 +15,7 @@ from mobilgroup_backends.django import SmsBackend
 from mobilgroup_backends.django.checks import FILTER_PATH
 
 PASSWORD = "Url-Pa55-Secret"
+DJANGO_FILTER = "django.views.debug.SafeExceptionReporterFilter"
 URL = f"mobilgroup://ops:{PASSWORD}@1000?endpoint=http%3A%2F%2F127.0.0.1%3A9%2Fextxml.php&retries=0"
 
 
@@ -53,15 +54,17 @@ def test_without_the_filter_django_would_show_it(settings: Any) -> None:
     """Why the filter and its check exist: Django hides setting names, not URL contents."""
     settings.DEBUG = True
     settings.MOBILGROUP = {"URL": URL}
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
     assert PASSWORD in report(True)
 
 
 def test_deploy_check_suggests_the_filter(settings: Any) -> None:
     settings.MOBILGROUP = {"URL": URL}
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
     ids = {m.id for m in run_checks(include_deployment_checks=True)}
     assert "mobilgroup.W012" in ids
     settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER_PATH
     assert "mobilgroup.W012" not in {m.id for m in run_checks(include_deployment_checks=True)}
     settings.MOBILGROUP = {"USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD}
-    del settings.DEFAULT_EXCEPTION_REPORTER_FILTER
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
     assert "mobilgroup.W012" not in {m.id for m in run_checks(include_deployment_checks=True)}

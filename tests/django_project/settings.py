@@ -61,3 +61,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
 SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
+
+# What the docs recommend when MOBILGROUP["URL"] carries the password (check mobilgroup.W012).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mobilgroup_backends.django.debug.SafeExceptionReporterFilter"
