@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         "install", help="write a loader into Apprise's plugin folder")
     install.add_argument("folder", nargs="?",
                          help="the plugin folder (default: Apprise's per-user plugin folder)")
+    install.add_argument("--force", action="store_true",
+                         help="replace a different mobilgroup.py already in that folder")
     install.set_defaults(handler=_apprise_install)
     path = apprise_commands.add_parser(
         "path", help="print a folder to give to APPRISE_PLUGIN_PATH or --plugin-path")
@@ -234,7 +236,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _apprise_install(args: argparse.Namespace) -> int:
     from .apprise_plugin import install_loader
 
-    written = install_loader(args.folder)
+    try:
+        written = install_loader(args.folder, force=args.force)
+    except OSError as exc:  # someone else's file there, not a folder, no permission
+        raise ValidationError("folder", args.folder or "(Apprise's plugin folder)",
+                              exc.strerror or str(exc),
+                              "give another folder, or --force to replace the file") from None
     print(f"wrote {written}; the apprise command now knows mobilgroup:// URLs")
     return EXIT_OK
 

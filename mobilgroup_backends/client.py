@@ -321,10 +321,10 @@ class MobilgroupClient:
                              maybe_sent=False) from None
         except requests.exceptions.ConnectTimeout:
             raise _transport(f"timed out connecting to {self.endpoint} after {self.timeout:g} s",
-                             request_id, maybe_sent=False) from None
+                             request_id, maybe_sent=False, timed_out=True) from None
         except requests.exceptions.ReadTimeout:
             raise _transport(f"no answer from {self.endpoint} within {self.timeout:g} s",
-                             request_id) from None
+                             request_id, timed_out=True) from None
         except requests.exceptions.ConnectionError as exc:
             # Refused or unresolvable: the request never left, so nothing can have been sent.
             never_sent = isinstance(_innermost(exc), NewConnectionError)
@@ -372,7 +372,7 @@ class MobilgroupClient:
                                         f"gateway's", request_id=request_id)
                 if time.monotonic() > deadline:
                     raise _transport(f"the answer from {self.endpoint} took longer than "
-                                     f"{self.timeout:g} s to arrive", request_id)
+                                     f"{self.timeout:g} s to arrive", request_id, timed_out=True)
         except MobilgroupError:
             raise
         except Exception as exc:  # urllib3 raises its own types mid-body; none may escape
@@ -382,9 +382,10 @@ class MobilgroupClient:
 
 
 def _transport(message: str, request_id: int | None, *, retryable: bool = True,
-               maybe_sent: bool = True, status_code: int | None = None) -> TransportError:
+               maybe_sent: bool = True, timed_out: bool = False,
+               status_code: int | None = None) -> TransportError:
     return TransportError(message, status_code=status_code, maybe_sent=maybe_sent,
-                          retryable=retryable, request_id=request_id)
+                          retryable=retryable, timed_out=timed_out, request_id=request_id)
 
 
 def _innermost(exc: BaseException) -> BaseException:

@@ -165,13 +165,15 @@ class TransportError(MobilgroupError):
     ``status_code`` is the HTTP status when one was received. ``maybe_sent`` is True when the
     request may have reached the gateway (the connection broke after it was written), so a caller
     that resends must reuse the same request id. ``retryable`` is False for failures that another
-    attempt cannot mend (an untrusted certificate, a redirect, a 404).
+    attempt cannot mend (an untrusted certificate, a redirect, a 404). ``timed_out`` is True when
+    the gateway did not connect or answer in time.
     """
 
     def __init__(self, message: str, *, status_code: int | None = None,
-                 maybe_sent: bool = True, retryable: bool = True,
+                 maybe_sent: bool = True, retryable: bool = True, timed_out: bool = False,
                  request_id: int | None = None) -> None:
         self.status_code = status_code
+        self.timed_out = timed_out
         self.maybe_sent = maybe_sent
         self.retryable = retryable
         self.request_id = request_id

@@ -159,3 +159,24 @@ def test_emulator_command(capsys: pytest.CaptureFixture[str]) -> None:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_apprise_install_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    code, out, _ = run(["apprise", "install", str(folder)], capsys)
+    assert code == 0 and (folder / "mobilgroup.py").exists()
+    code, out, _ = run(["apprise", "path"], capsys)
+    assert code == 0 and (Path(out.strip()) / "mobilgroup.py").exists()
+
+
+def test_apprise_install_refuses_to_overwrite(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mobilgroup.py").write_text("# somebody else's plugin\n")
+    code, _, err = run(["apprise", "install", str(tmp_path)], capsys)
+    assert code == 2 and "--force" in err
+    assert (tmp_path / "mobilgroup.py").read_text() == "# somebody else's plugin\n"
+    code, _, _ = run(["apprise", "install", str(tmp_path), "--force"], capsys)
+    assert code == 0 and "mobilgroup_backends" in (tmp_path / "mobilgroup.py").read_text()
+    code, _, err = run(["apprise", "install", str(tmp_path / "mobilgroup.py")], capsys)
+    assert code == 2 and "folder" in err

@@ -340,3 +340,14 @@ def test_user_supplied_session_is_left_open(mobilgroup_emulator: Emulator) -> No
         client.balance()
     assert session.adapters  # still usable: the client did not close it
     session.close()
+
+
+def test_redirect_is_refused_and_not_followed(mobilgroup_emulator: Emulator) -> None:
+    with Emulator() as elsewhere, MobilgroupClient.from_url(mobilgroup_emulator.url(),
+                                                            backoff=0.01) as client:
+        mobilgroup_emulator.faults.next("body", status=302,
+                                        headers={"Location": elsewhere.endpoint})
+        with pytest.raises(errors.TransportError, match="redirect") as caught:
+            client.balance()
+        assert caught.value.retryable is False
+        assert elsewhere.connections == 0

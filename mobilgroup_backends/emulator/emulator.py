@@ -373,6 +373,9 @@ class Emulator:
         elif kind == "garbage":
             conn.respond(200, bytes(fault["body"]), CONTENT_TYPE)
         elif kind == "body":
-            conn.respond(int(fault["status"]), bytes(fault["body"]), str(fault["content_type"]))
+            headers = fault["headers"]
+            extra = headers.items() if isinstance(headers, dict) else headers
+            conn.respond(int(fault["status"]), bytes(fault["body"]), str(fault["content_type"]),
+                         headers=[(str(name), str(value)) for name, value in extra])
         else:  # http_500
             conn.respond(int(fault["status"]), b"Internal Server Error\n")

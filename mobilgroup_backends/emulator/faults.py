@@ -28,8 +28,10 @@ KINDS: Mapping[str, Mapping[str, Any]] = {
     "delay": {"seconds": 2.0},
     # Process, then answer 200 with a body that is not XML.
     "garbage": {"body": b"<html><body>502 Bad Gateway\xff\xfe</body>"},
-    # Answer with exactly this body and status without processing (hostile XML tests).
-    "body": {"body": b"", "status": 200, "content_type": "application/xml; charset=windows-1251"},
+    # Answer with exactly this body, status and extra headers (a redirect's Location, say)
+    # without processing: hostile XML tests, redirects.
+    "body": {"body": b"", "status": 200, "content_type": "application/xml; charset=windows-1251",
+             "headers": ()},
     # Stream this many bytes of XML-looking junk under a Content-Length, without processing.
     "oversized": {"size": 200 * 1024 * 1024},
 }

@@ -293,7 +293,9 @@ class HttpServer:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
-        self._listener = socket.create_server((host, port))
+        # A deep backlog: load tests open hundreds of connections at once, and a full queue
+        # costs each extra one a second of SYN retransmission.
+        self._listener = socket.create_server((host, port), backlog=1024)
         self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread: threading.Thread | None = None

@@ -1,0 +1,566 @@
+"""Apprise plugin: ``mobilgroup://`` notifications sent as SMS through the Mobilgroup gateway.
+
+::
+
+    import apprise
+    import mobilgroup_backends.apprise  # registers mobilgroup:// with Apprise
+
+    alerts = apprise.Apprise()
+    alerts.add("mobilgroup://LOGIN:PASSWORD@USER_ID/79031234567?sender=MyShop")
+    alerts.notify(title="db-1", body="disk full")
+
+Apprise 2.x registers a plugin only when told to, so importing this module registers
+:class:`NotifyMobilgroup` with Apprise's ``NotificationManager`` (doing it again is harmless).
+For the ``apprise`` command line see :mod:`mobilgroup_backends.apprise_plugin` and
+``docs/apprise.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Literal, NoReturn
+
+from apprise.common import NotifyFormat, OverflowMode
+from apprise.exception import AppriseImproperlyConfigured
+from apprise.logger import logger as apprise_logger
+from apprise.manager_plugins import NotificationManager
+from apprise.plugins.base import NotifyBase
+from apprise.url import PrivacyMode
+
+from .client import MobilgroupClient
+from .config import DEFAULT_ENDPOINT, SCHEME, Settings, parse_bool
+from .errors import (
+    AuthenticationFailed,
+    ClientBlocked,
+    ConfigurationError,
+    DuplicateRequestId,
+    GatewayError,
+    InsufficientFunds,
+    InvalidClientId,
+    InvalidRecipients,
+    MessageTooLong,
+    MobilgroupError,
+    ProtocolError,
+    TransportError,
+    ValidationError,
+)
+from .protocol import (
+    MAX_SENDER_LENGTH,
+    MAX_TEXT_TRANSLIT,
+    MAX_TEXT_UNICODE,
+    MAX_VALID_HOURS,
+    fit_text,
+    mask_phone,
+    new_request_id,
+    normalize_phones,
+)
+
+__all__ = ["NotifyMobilgroup", "register"]
+
+
+
+#: Retries of one exchange inside one send (same request id, so never sent twice). Kept small:
+#: an alert that cannot get through should not hold its caller for long.
+DEFAULT_RETRIES = 2
+#: First backoff between those retries, in seconds (doubled each time, with jitter).
+DEFAULT_BACKOFF = 0.25
+
+_PHONE_SEPARATORS = re.compile(r"[,;]")
+_PHONE_JUNK = re.compile(r"[\s()\-.+]")
+
+# What to do about each gateway refusal, for the warning.
+_HINTS: dict[type[GatewayError], str] = {
+    InvalidClientId: "check the USER_ID in the URL",
+    AuthenticationFailed: "check LOGIN and PASSWORD in the URL (percent-encoded)",
+    ClientBlocked: "the account is blocked; contact Mobilgroup",
+    InsufficientFunds: "top up the account",
+    InvalidRecipients: "check the phone numbers",
+    MessageTooLong: "use overflow=split (the default) or overflow=truncate",
+}
+
+
+class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to mypy, see pyproject
+    """SMS through the Mobilgroup HTTP/XML gateway, on :class:`MobilgroupClient`.
+
+    One client (one keep-alive session) per plugin instance, made on first send. All phones go
+    in one gateway request (one request id) up to ``default_batch_size`` phones per request.
+    """
+
+    service_name = "Mobilgroup SMS"
+    service_url = "https://sms.mobilgroup.ru/"
+    setup_url = "https://sms.mobilgroup.ru/"
+    secure_protocol = SCHEME
+    notify_url = DEFAULT_ENDPOINT
+
+    # The gateway's limits: 140 characters as given (it transliterates), 64 with translit=no.
+    body_maxlen = MAX_TEXT_TRANSLIT
+    # SMS has no title: Apprise folds it into the body, above it.
+    title_maxlen = 0
+    # A long alert goes out as several SMS, in order, rather than being refused.
+    overflow_mode = OverflowMode.SPLIT
+    notify_format = NotifyFormat.TEXT
+    # Apprise's default (5.5 s between requests) would add seconds to every split alert; the
+    # gateway takes batches, and the client retries with its own backoff.
+    request_rate_per_sec = 0.1
+    # Phones per gateway request.
+    default_batch_size = 100
+
+    templates = ("{schema}://{user}:{password}@{user_id}/{targets}",)
+
+    template_tokens: ClassVar[dict[str, dict[str, Any]]] = dict(
+        NotifyBase.template_tokens,
+        **{
+            "user": {
+                "name": "Login",
+                "type": "string",
+                "required": True,
+            },
+            "password": {
+                "name": "Password",
+                "type": "string",
+                "private": True,
+                "required": True,
+            },
+            "user_id": {
+                "name": "Client ID",
+                "type": "string",
+                "required": True,
+                "regex": (r"^[0-9]+$", "i"),
+                "map_to": "host",
+            },
+            "target_phone": {
+                "name": "Target Phone No",
+                "type": "string",
+                "prefix": "+",
+                "regex": (r"^[0-9\s)(+-]+$", "i"),
+                "map_to": "targets",
+            },
+            "targets": {
+                "name": "Targets",
+                "type": "list:string",
+                "required": True,
+            },
+        },
+    )
+
+    template_args: ClassVar[dict[str, dict[str, Any]]] = dict(
+        NotifyBase.template_args,
+        **{
+            "to": {
+                "alias_of": "targets",
+            },
+            "sender": {
+                "name": "Sender Alias",
+                "type": "string",
+                "regex": (rf"^[A-Za-z0-9 -]{{1,{MAX_SENDER_LENGTH}}}$", "i"),
+            },
+            "from": {
+                "alias_of": "sender",
+            },
+            "valid": {
+                "name": "Message Lifetime (hours)",
+                "type": "int",
+                "min": 1,
+                "max": MAX_VALID_HOURS,
+            },
+            "translit": {
+                "name": "Transliterate",
+                "type": "bool",
+                "default": True,
+            },
+            "endpoint": {
+                "name": "Gateway Endpoint",
+                "type": "string",
+                "default": DEFAULT_ENDPOINT,
+            },
+            "timeout": {
+                "name": "Timeout (seconds)",
+                "type": "float",
+                "min": 0.1,
+                "max": 600,
+            },
+            "retries": {
+                "name": "Retries",
+                "type": "int",
+                "min": 0,
+                "max": 10,
+                "default": DEFAULT_RETRIES,
+            },
+            "backoff": {
+                "name": "Retry Backoff (seconds)",
+                "type": "float",
+                "min": 0.0,
+                "max": 60.0,
+                "default": DEFAULT_BACKOFF,
+            },
+        },
+    )
+
+    def __init__(
+        self,
+        targets: str | Iterable[str] | None = None,
+        sender: str | None = None,
+        valid: int | str | None = None,
+        translit: bool | str | None = None,
+        endpoint: str | None = None,
+        timeout: float | str | None = None,
+        retries: int | str | None = None,
+        backoff: float | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not self.user or not self.password:
+            self._refuse("a login and a password are required: "
+                         f"{SCHEME}://LOGIN:PASSWORD@USER_ID/PHONE (percent-encode '@' as %40)")
+        try:
+            transliterate = True if translit is None else parse_bool("translit", translit)
+            self.timeout: float | None = None if timeout in (None, "") else _number(
+                "timeout", timeout, float)
+            self.settings = Settings(
+                user_id=str(self.host or ""),
+                login=self.user,
+                password=self.password,
+                sender=sender or None,
+                endpoint=endpoint or DEFAULT_ENDPOINT,
+                transliterate=transliterate,
+                valid_hours=None if valid in (None, "") else _number("valid", valid, int),
+                timeout=self.timeout if self.timeout is not None else self._apprise_timeout(),
+                retries=DEFAULT_RETRIES if retries in (None, "") else _number("retries", retries, int),
+                backoff=DEFAULT_BACKOFF if backoff in (None, "") else _number("backoff", backoff, float),
+            )
+        except ConfigurationError as exc:  # its text never carries the password
+            self._refuse(str(exc))
+        if not self.settings.transliterate:
+            self.body_maxlen = MAX_TEXT_UNICODE
+        if not self.verify_certificate:
+            # Every request carries the password: a certificate is always checked. A private CA
+            # is trusted through REQUESTS_CA_BUNDLE instead.
+            self.logger.warning(
+                "Mobilgroup ignores verify=no: the gateway's certificate is always checked, "
+                "because every request carries the password. To trust a private CA, set "
+                "REQUESTS_CA_BUNDLE to its PEM file.")
+
+        self.targets: list[str] = []
+        dropped: list[str] = []
+        for phone in _split_phones(targets):
+            try:
+                number = normalize_phones([phone])[0]
+            except ValidationError:
+                dropped.append(phone)
+                continue
+            if number not in self.targets:
+                self.targets.append(number)
+        if dropped:
+            self.logger.warning(
+                "Dropped invalid Mobilgroup phone number(s): %s (give 10 to 15 digits with the "
+                "country code, e.g. +79031234567).", ", ".join(repr(p) for p in dropped))
+        if not self.targets:
+            self._refuse("no valid phone number to send to: "
+                         f"{SCHEME}://LOGIN:PASSWORD@USER_ID/79031234567")
+
+        self._client: MobilgroupClient | None = None
+        self._client_lock = threading.Lock()
+
+    # --- configuration helpers --------------------------------------------------------------
+
+    def _refuse(self, problem: str) -> NoReturn:
+        message = f"Mobilgroup configuration error: {problem}"
+        self.logger.warning(message)
+        raise AppriseImproperlyConfigured(message)
+
+    def _apprise_timeout(self) -> float:
+        """Without ``timeout=``, Apprise's own socket timeouts (``cto``, ``rto``) apply."""
+        return float(max(self.socket_connect_timeout, self.socket_read_timeout))
+
+    @property
+    def sender(self) -> str | None:
+        return self.settings.sender
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint
+
+    @property
+    def transliterate(self) -> bool:
+        return self.settings.transliterate
+
+    @property
+    def valid_hours(self) -> int | None:
+        return self.settings.valid_hours
+
+    @property
+    def client(self) -> MobilgroupClient:
+        """This plugin's client: made on first use, then kept (one keep-alive session)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                client = self._client
+                if client is None:
+                    client = MobilgroupClient.from_settings(self.settings)
+                    weakref.finalize(self, _close, client)
+                    self._client = client
+        return client
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def send(self, body: str, title: str = "", notify_type: Any = None,
+             **kwargs: Any) -> bool:
+        """Send one SMS (one piece of a split alert) to every target; False on any failure."""
+        text = _tidy(body if not title else f"{title}\n{body}")
+        if not text:
+            self.logger.warning("Mobilgroup SMS not sent: the message is empty.")
+            return False
+        try:
+            client = self.client
+        except MobilgroupError as exc:
+            self.logger.warning("Mobilgroup SMS not sent: %s", exc)
+            return False
+
+        has_error = False
+        for batch in self._batches():
+            if self.is_delivered(batch):
+                continue  # an Apprise retry: this batch already has this piece
+            # A retry of a send that may have arrived reuses its request id: the gateway then
+            # answers error 7 instead of sending it twice.
+            remembered = self.recall(batch)
+            request_id = remembered if isinstance(remembered, int) else new_request_id()
+            who = _describe_phones(batch)
+            self.throttle()
+            try:
+                result = client.send(batch, text, transliterate=self.transliterate,
+                                     valid_hours=self.valid_hours, request_id=request_id,
+                                     replace_unencodable=True)
+            except DuplicateRequestId:
+                if remembered is None:
+                    self.logger.warning(
+                        "Failed to send Mobilgroup SMS to %s: gateway error 7: a request with "
+                        "this id (%s) was already sent.", who, request_id)
+                    has_error = True
+                    continue
+                self.logger.info("Mobilgroup SMS to %s was accepted earlier (request id %s).",
+                                 who, request_id)
+            except MobilgroupError as exc:
+                if _maybe_sent(exc):
+                    self.remember(batch, request_id)
+                self.logger.warning("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
+                has_error = True
+                continue
+            else:
+                self.logger.info("Sent Mobilgroup SMS to %s (request id %s%s).", who,
+                                 result.request_id,
+                                 ", accepted earlier" if result.accepted_earlier else "")
+            self.mark_delivered(batch)
+        return not has_error
+
+    def _apply_overflow(self, body: str | None, title: str | None = None, overflow: Any = None,
+                        *args: Any, **kwargs: Any) -> list[dict[str, str]]:
+        """Fit the alert into SMS the way a phone reads them.
+
+        Apprise's own splitter breaks first at line ends, so a folded title would cost an SMS
+        of its own; here the title and body are folded first and then cut on white space
+        (``protocol.fit_text``), and truncation ends in an ellipsis.
+        """
+        mode = self.overflow_mode if overflow is None else overflow
+        try:
+            mode = OverflowMode(mode)
+        except ValueError:
+            return list(super()._apply_overflow(body, title, overflow, *args, **kwargs))
+        if mode == OverflowMode.UPSTREAM:
+            return list(super()._apply_overflow(body, title, overflow, *args, **kwargs))
+        pieces = super()._apply_overflow(body, title, OverflowMode.UPSTREAM, *args, **kwargs)
+        fitted: list[dict[str, str]] = []
+        how: Literal["split", "truncate"] = "split" if mode == OverflowMode.SPLIT else "truncate"
+        for piece in pieces:
+            text = _tidy(piece.get("body") or "")
+            if piece.get("title"):
+                text = _tidy(f"{piece['title']}\n{text}")
+            if not text:
+                fitted.append({"body": "", "title": ""})
+                continue
+            fitted.extend({"body": part, "title": ""}
+                          for part in fit_text(text, int(self.body_maxlen), how))
+        return fitted
+
+    def _batches(self) -> Iterator[tuple[str, ...]]:
+        size = max(1, int(self.default_batch_size))
+        for start in range(0, len(self.targets), size):
+            yield tuple(self.targets[start:start + size])
+
+    def __len__(self) -> int:
+        """Gateway requests per message piece: one per batch of phones."""
+        return max(1, math.ceil(len(self.targets) / max(1, int(self.default_batch_size))))
+
+    # --- URLs -------------------------------------------------------------------------------
+
+    @property
+    def url_identifier(self) -> tuple[str, ...]:
+        """The account (and the gateway it lives on), never the targets."""
+        return (self.secure_protocol, self.settings.user_id, self.settings.login,
+                self.settings.endpoint)
+
+    def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
+        params: dict[str, str] = {}
+        if self.sender:
+            params["sender"] = self.sender
+        if self.valid_hours is not None:
+            params["valid"] = str(self.valid_hours)
+        if not self.transliterate:
+            params["translit"] = "no"
+        if self.endpoint != DEFAULT_ENDPOINT:
+            params["endpoint"] = self.endpoint
+        if self.timeout is not None:
+            params["timeout"] = f"{self.timeout:g}"
+        if self.settings.retries != DEFAULT_RETRIES:
+            params["retries"] = str(self.settings.retries)
+        if self.settings.backoff != DEFAULT_BACKOFF:
+            params["backoff"] = f"{self.settings.backoff:g}"
+        params.update(self.url_parameters(privacy=privacy, *args, **kwargs))  # noqa: B026
+        return "{schema}://{user}:{password}@{user_id}/{targets}?{params}".format(
+            schema=self.secure_protocol,
+            user=self.quote(self.user, safe=""),
+            password=self.pprint(self.password, privacy, mode=PrivacyMode.Secret, safe=""),
+            user_id=self.settings.user_id,
+            targets="/".join(self.quote(t, safe="") for t in self.targets),
+            params=self.urlencode(params),
+        )
+
+    @staticmethod
+    def parse_url(url: str) -> dict[str, Any] | None:
+        """The keyword arguments that rebuild a plugin from its URL."""
+        results: dict[str, Any] | None = NotifyBase.parse_url(url, verify_host=False)
+        if not results:
+            return results
+        qsd: dict[str, str] = results["qsd"]
+        results["targets"] = NotifyMobilgroup.split_path(results["fullpath"])
+        if qsd.get("to"):
+            results["targets"].append(qsd["to"])
+        if qsd.get("sender"):
+            results["sender"] = qsd["sender"]
+        elif qsd.get("from"):
+            results["sender"] = qsd["from"]
+        for key in ("valid", "translit", "endpoint", "timeout", "retries", "backoff"):
+            if qsd.get(key):
+                results[key] = qsd[key]
+        unknown = sorted(set(qsd) - _KNOWN_QUERY_KEYS)
+        if unknown:
+            # Names only: a misspelt option's value might be a secret.
+            apprise_logger.warning(
+                "Ignoring unknown Mobilgroup URL option(s): %s (known: %s).", ", ".join(unknown),
+                ", ".join(sorted(set(NotifyMobilgroup.template_args))))
+        return results
+
+
+_KNOWN_QUERY_KEYS = frozenset(NotifyMobilgroup.template_args) | frozenset(
+    {"user", "password", "pass", "port", "tag", "redirect"})
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    if isinstance(value, bool):
+        raise ConfigurationError(name, value, "not a number", "give a number")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        whole = "whole " if kind is int else ""
+        raise ConfigurationError(name, value, "not a number", f"give a {whole}number") from None
+
+
+def _split_phones(targets: str | Iterable[str] | None) -> Iterator[str]:
+    """Phones as people write them: separated by commas, semicolons, or white space when that
+    leaves whole numbers (``+7 903 123-45-67`` stays one phone)."""
+    if targets is None:
+        return
+    items: Iterable[Any] = [targets] if isinstance(targets, str) else targets
+    for item in items:
+        for piece in _PHONE_SEPARATORS.split(str(item)):
+            piece = piece.strip()
+            if not piece:
+                continue
+            digits = _PHONE_JUNK.sub("", piece)
+            words = piece.split()
+            if len(words) > 1 and not (digits.isdigit() and len(digits) <= 15):
+                yield from words  # "79031234567 79037654321": two phones
+            else:
+                yield piece
+
+
+def _tidy(text: str) -> str:
+    """Apprise's line ends (``\\r\\n``) as one character each: every character costs on an SMS."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _describe_phones(phones: tuple[str, ...]) -> str:
+    shown = ", ".join(mask_phone(p) for p in phones[:3])
+    more = f" and {len(phones) - 3} more" if len(phones) > 3 else ""
+    return f"{len(phones)} phone(s) ({shown}{more})"
+
+
+def _maybe_sent(exc: MobilgroupError) -> bool:
+    """Whether the failed request may have reached the gateway (then a retry reuses its id)."""
+    if isinstance(exc, TransportError):
+        return exc.maybe_sent
+    return isinstance(exc, ProtocolError)
+
+
+def _explain(exc: MobilgroupError) -> str:
+    """One line that says what happened and what to do; never the password (no core error
+    text carries it)."""
+    if isinstance(exc, GatewayError):
+        text = f"the gateway refused it with error {exc.code}: {exc.meaning}"
+        if exc.request_id is not None:
+            text += f" (request id {exc.request_id})"
+        hint = next((h for cls, h in _HINTS.items() if isinstance(exc, cls)), "")
+        return f"{text}; {hint}." if hint else f"{text}."
+    if isinstance(exc, TransportError):
+        if exc.timed_out:
+            return f"timeout: {exc}."
+        if exc.status_code is not None:
+            return f"HTTP error: {exc}."
+        return f"network error: {exc}."
+    if isinstance(exc, ProtocolError):
+        return f"the gateway's answer was not understood (protocol error): {exc}."
+    if isinstance(exc, ValidationError) and exc.field == "text":
+        return (f"refused before sending: {exc}. The gateway would refuse it with error "
+                f"{MessageTooLong.code} ({MessageTooLong.meaning}); use overflow=split (the "
+                f"default) or overflow=truncate.")
+    return f"refused before sending: {exc}."
+
+
+def _close(client: MobilgroupClient) -> None:
+    client.close()
+
+
+# --- registration -------------------------------------------------------------------------------
+
+_register_lock = threading.Lock()
+
+
+def register() -> bool:
+    """Make ``mobilgroup://`` URLs known to Apprise. Returns True when it registered now.
+
+    Done on import of this module; calling it again (or importing twice) changes nothing. A
+    ``mobilgroup://`` plugin from elsewhere is left in place, with a warning.
+    """
+    manager = NotificationManager()
+    with _register_lock:
+        if SCHEME in manager:
+            current = manager[SCHEME]
+            if current is NotifyMobilgroup:
+                return False
+            if getattr(current, "__module__", None) != __name__:
+                apprise_logger.warning(
+                    "%s:// is already handled by %s.%s; mobilgroup-backends left it in place.",
+                    SCHEME, getattr(current, "__module__", "?"), getattr(current, "__name__", "?"))
+                return False
+            # This module was reloaded: the new class replaces the old one.
+            return bool(manager.add(NotifyMobilgroup, schemas={SCHEME}, force=True))
+        return bool(manager.add(NotifyMobilgroup, schemas={SCHEME}))
+
+
+register()
