@@ -114,7 +114,7 @@ class MobilgroupClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size)
+            adapter = _GatewayAdapter(pool_connections=1, pool_maxsize=self.pool_size)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self._session = session
@@ -379,6 +379,27 @@ class MobilgroupClient:
             raise _transport(f"the answer from {self.endpoint} broke off: {_reason(exc)}",
                              request_id) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _GatewayAdapter(HTTPAdapter):
+    """requests' transport adapter, minus the response dressing a gateway answer never uses.
+
+    ``build_response`` is the documented extension point of ``HTTPAdapter``. The stock one copies
+    every header into a new dict, runs the cookie jar machinery over the answer and guesses its
+    text encoding; the answer here is read once as raw bytes and parsed as windows-1251 XML, so
+    all of that is skipped (a tenth of the client's own time per call).
+    """
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = resp.headers  # urllib3's headers are case-insensitive already
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url or ""
+        response.request = req
+        response.connection = self  # as requests itself sets it
+        return response
 
 
 def _transport(message: str, request_id: int | None, *, retryable: bool = True,
