@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings as django_settings
 
@@ -38,6 +38,9 @@ logger = logging.getLogger("mobilgroup_backends.django")
 QUEUED, FAILED, REJECTED, CANCELLED = "queued", "failed", "rejected", "cancelled"
 
 
+_Backend = TypeVar("_Backend", bound="_LocalBaseSmsBackend")
+
+
 class _LocalBaseSmsBackend:
     """What django-sms's ``BaseSmsBackend`` provides, for projects without django-sms."""
 
@@ -50,7 +53,7 @@ class _LocalBaseSmsBackend:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> _LocalBaseSmsBackend:
+    def __enter__(self: _Backend) -> _Backend:
         try:
             self.open()
         except Exception:
@@ -163,18 +166,6 @@ class SmsBackend(_Base):
             client, self._client = self._client, None
         if client is not None:
             client.close()
-
-    def __enter__(self) -> SmsBackend:
-        try:
-            self.open()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     # --- sending ----------------------------------------------------------------------------
 
