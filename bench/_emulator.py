@@ -26,7 +26,8 @@ class Running:
 @contextlib.contextmanager
 def emulator(latency: float = 0.0) -> Iterator[Running]:
     command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
-               "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency)]
+               "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
+               "--history-limit", "1000"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--quirky", action="store_true",
                           help="answer with the '</ id>' form of the gateway's examples")
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    emulator.add_argument("--history-limit", type=int, default=None, metavar="N",
+                          help="keep only the newest N outbox and request entries (long runs)")
     emulator.set_defaults(handler=_emulator)
 
     demo = commands.add_parser("demo", help="show the whole job against a built-in emulator")
@@ -186,9 +188,9 @@ def _emulator(args: argparse.Namespace) -> int:
         raise ValidationError("--account", "***", str(exc),
                               "write it as USER_ID:LOGIN:PASSWORD[:BALANCE]") from None
     emulator = Emulator(host=args.host, port=args.port, accounts=accounts or None,
-                        quirky=args.quirky, latency=args.latency)
-    emulator.start()
+                        quirky=args.quirky, latency=args.latency, history_limit=args.history_limit)
     try:
+        emulator.start()
         print(f"Mobilgroup emulator on {emulator.endpoint}", flush=True)
         for account in emulator.accounts.values():
             print(f"  account {account.user_id} login {account.login} balance {account.balance}:"

@@ -144,7 +144,7 @@ def test_the_installed_program_and_module(env: Emulator, tmp_path: Path) -> None
 
 def test_emulator_command(capsys: pytest.CaptureFixture[str]) -> None:
     command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
-               "--account", "77:ops@example:s3cret:5"]
+               "--account", "77:ops@example:s3cret:5", "--history-limit", "10"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
