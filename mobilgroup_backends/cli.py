@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--quirky", action="store_true",
                           help="answer with the '</ id>' form of the gateway's examples")
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
-    emulator.add_argument("--history-limit", type=int, default=None, metavar="N",
+    emulator.add_argument("--history-limit", type=_positive_int, default=None, metavar="N",
                           help="keep only the newest N outbox and request entries (long runs)")
     emulator.set_defaults(handler=_emulator)
 
@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
         "path", help="print a folder to give to APPRISE_PLUGIN_PATH or --plugin-path")
     path.set_defaults(handler=_apprise_path)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _client(args: argparse.Namespace) -> MobilgroupClient:
@@ -190,7 +197,11 @@ def _emulator(args: argparse.Namespace) -> int:
     emulator = Emulator(host=args.host, port=args.port, accounts=accounts or None,
                         quirky=args.quirky, latency=args.latency, history_limit=args.history_limit)
     try:
-        emulator.start()
+        try:
+            emulator.start()
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            raise ValidationError("--port", args.port, exc.strerror or str(exc),
+                                  "pick a free port, or --port 0 for any free one") from None
         print(f"Mobilgroup emulator on {emulator.endpoint}", flush=True)
         for account in emulator.accounts.values():
             print(f"  account {account.user_id} login {account.login} balance {account.balance}:"

@@ -571,9 +571,12 @@ def _int(fields: dict[str, Element], name: str, *, required: bool = False) -> in
     text = _text(fields, name, required=required)
     if not text:
         return None
-    if not text.isascii() or not text.lstrip("-").isdigit() or len(text) > 20:
+    if not _INTEGER.fullmatch(text):
         raise ProtocolError(f"<{name}> is not a number: {_clip(text)!r}")
     return int(text)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 def _required_int(fields: dict[str, Element], name: str) -> int:

@@ -180,3 +180,16 @@ def test_apprise_install_refuses_to_overwrite(tmp_path: Path,
     assert code == 0 and "mobilgroup_backends" in (tmp_path / "mobilgroup.py").read_text()
     code, _, err = run(["apprise", "install", str(tmp_path / "mobilgroup.py")], capsys)
     assert code == 2 and "folder" in err
+
+
+def test_emulator_command_bad_input_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, err = run(["emulator", "--port", str(taken.getsockname()[1])], capsys)
+    assert code == 2 and "--port" in err and "--port 0" in err
+    with pytest.raises(SystemExit) as caught:
+        main(["emulator", "--port", "0", "--history-limit", "-1"])
+    assert caught.value.code == 2

@@ -351,3 +351,14 @@ def test_redirect_is_refused_and_not_followed(mobilgroup_emulator: Emulator) -> 
             client.balance()
         assert caught.value.retryable is False
         assert elsewhere.connections == 0
+
+
+def test_a_malformed_number_in_the_answer_is_a_protocol_error(
+        mobilgroup_emulator: Emulator) -> None:
+    body = b"<response><result>ERROR</result><error>--4</error></response>"
+    with MobilgroupClient.from_url(mobilgroup_emulator.url(), backoff=0.01) as client:
+        mobilgroup_emulator.faults.next("body", count=4, body=body)
+        with pytest.raises(errors.ProtocolError, match="not a number") as caught:
+            client.send("79039587454", "hi")
+    assert caught.value.request_id is not None
+    assert len(mobilgroup_emulator.requests) == 4  # retried like any other garbled answer

@@ -68,3 +68,42 @@ def test_deploy_check_suggests_the_filter(settings: Any) -> None:
     settings.MOBILGROUP = {"USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD}
     settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
     assert "mobilgroup.W012" not in {m.id for m in run_checks(include_deployment_checks=True)}
+
+
+def invalid_settings_report(settings: Any, reporter_filter: str, debug: bool,
+                            mobilgroup: dict[str, Any]) -> str:
+    """The report of a view whose backend was built from invalid settings."""
+    settings.DEBUG = debug
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = reporter_filter
+    settings.MOBILGROUP = mobilgroup
+    del mobilgroup  # this frame is in the traceback too: judge the package's frames only
+    try:
+        SmsBackend()
+    except Exception:
+        reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info(), is_email=not debug)
+        return reporter.get_traceback_html() + reporter.get_traceback_text()
+    raise AssertionError("the settings should have been refused")
+
+
+@pytest.mark.parametrize("mobilgroup", [
+    {"URL": URL, "LONG_MESSAGES": "spilt"},
+    {"URL": URL.replace("retries=0", "sender=Too_long_alias")},
+    {"USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD, "TIMEOUT": "ten"},
+], ids=["url-bad-key", "url-bad-sender", "keys-bad-timeout"])
+@pytest.mark.parametrize("debug", [True, False], ids=["debug-page", "error-email"])
+def test_invalid_settings_report_hides_the_password(settings: Any, debug: bool,
+                                                    mobilgroup: dict[str, Any]) -> None:
+    text = invalid_settings_report(settings, FILTER_PATH, debug, dict(mobilgroup))
+    assert "load_config" in text  # the package's frames are shown
+    if debug:  # (in production every local of those frames is starred out anyway)
+        assert "SmsBackend(not configured" in text  # a half-made backend's repr does not fail
+    assert PASSWORD not in text
+
+
+def test_invalid_settings_error_email_with_djangos_own_filter(settings: Any) -> None:
+    """Without this package's filter, Django cleanses the package's frames in production (the
+    functions holding the password are marked sensitive) and the PASSWORD key in settings."""
+    text = invalid_settings_report(settings, DJANGO_FILTER, False, {
+        "USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD, "TIMEOUT": "ten"})
+    assert "load_config" in text
+    assert PASSWORD not in text

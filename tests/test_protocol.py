@@ -108,10 +108,21 @@ def test_unknown_delivery_status_is_kept() -> None:
     b"<response><result>OK</result><error>0</error><balance>NaN</balance></response>",
     b"<response><result>OK</result><error>0<oops></error></response>",
     b"<response><result>OK</result><error>0</error></ response  extra>",
+    b"<response><result>ERROR</result><error>--5</error></response>",
+    b"<response><result>OK</result><error>99999999999999999999999</error></response>",
 ])
 def test_garbage_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(errors.ProtocolError):
         protocol.parse_balance(body)
+
+
+@pytest.mark.parametrize("body", [
+    b"<response><result>OK</result><error>0</error><id>--1</id></response>",
+    b"<response><result>OK</result><error>0</error><id>1e5</id></response>",
+])
+def test_malformed_id_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(errors.ProtocolError, match="<id> is not a number"):
+        protocol.parse_send(body)
 
 
 @pytest.mark.parametrize("body", [

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings as django_settings
+from django.views.decorators.debug import sensitive_variables
 
 from ..client import MobilgroupClient, SendResult
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
@@ -119,6 +120,7 @@ class SmsBackend(_Base):
     ``fail_silently`` says.
     """
 
+    @sensitive_variables()  # kwargs may hold the password
     def __init__(self, fail_silently: bool = False, *, username: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(fail_silently=fail_silently)
@@ -131,7 +133,10 @@ class SmsBackend(_Base):
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        core = self.config.settings
+        config = getattr(self, "config", None)  # error reports repr a backend half made
+        if config is None:
+            return f"SmsBackend(not configured, fail_silently={self.fail_silently!r})"
+        core = config.settings
         return (f"SmsBackend(user_id={core.user_id!r}, login={core.login!r}, "
                 f"endpoint={core.endpoint!r}, fail_silently={self.fail_silently!r})")
 

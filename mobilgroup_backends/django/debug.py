@@ -20,22 +20,29 @@ from ..config import SCHEME, redact_url
 __all__ = ["SafeExceptionReporterFilter"]
 
 _PREFIX = f"{SCHEME}:"
+_PACKAGE = __name__.split(".", 1)[0]
 
 
 class SafeExceptionReporterFilter(debug.SafeExceptionReporterFilter):
-    """Django's filter, plus ``mobilgroup://`` URLs with their password masked wherever they are
-    (in any setting, nested in dicts and lists, and in frame variables)."""
+    """Django's filter, plus ``mobilgroup://`` URLs with their password masked wherever they are:
+    in any setting and any frame variable, nested in dicts, lists and tuples. In this package's
+    own frames, variables and keys named like secrets (``password``) are hidden as well."""
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
-        cleansed = super().cleanse_setting(key, value)
-        return _redact(cleansed)
+        return _redact(super().cleanse_setting(key, value))
 
     def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Any:
-        return [(name, _redact(value))
-                for name, value in super().get_traceback_frame_variables(request, tb_frame)]
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        if str(tb_frame.f_globals.get("__name__", "")).startswith(_PACKAGE):
+            return [(name, self.cleanse_setting(name, value)) for name, value in variables]
+        return [(name, _redact(value)) for name, value in variables]
 
 
 def _redact(value: Any) -> Any:
-    if isinstance(value, str) and value.lower().startswith(_PREFIX):
-        return redact_url(value)
+    if isinstance(value, str):
+        return redact_url(value) if value.lower().startswith(_PREFIX) else value
+    if isinstance(value, dict):
+        return {key: _redact(item) for key, item in value.items()}
+    if type(value) in (list, tuple):  # not their subclasses: named tuples keep their shape
+        return type(value)(_redact(item) for item in value)
     return value

@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 from ..config import DEFAULT_ENDPOINT, Settings, parse_bool, parse_url
 from ..errors import ConfigurationError, ValidationError
@@ -148,6 +149,7 @@ def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
     return sorted(str(key) for key in raw if key not in KNOWN_KEYS)
 
 
+@sensitive_variables()  # its locals hold the password
 def load_config(overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> BackendConfig:
     """The adapter's configuration from the setting, the environment and ``overrides``.
@@ -194,6 +196,7 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     return _build(values, sources)
 
 
+@sensitive_variables()  # its locals hold the password
 def _from_environment(env: Mapping[str, str], values: dict[str, Any],
                       sources: dict[str, str]) -> None:
     url = env.get("MOBILGROUP_URL", "").strip()
@@ -211,6 +214,7 @@ def _from_environment(env: Mapping[str, str], values: dict[str, Any],
             sources[key] = "env"
 
 
+@sensitive_variables()  # its locals hold the password
 def _take_settings(parsed: Settings, source: str, values: dict[str, Any],
                    sources: dict[str, str]) -> None:
     taken = {"USER_ID": parsed.user_id, "LOGIN": parsed.login, "PASSWORD": parsed.password,
@@ -232,6 +236,7 @@ def _improper(key: str, sources: Mapping[str, str], exc: ValidationError) -> \
     return MobilgroupImproperlyConfigured(label, message, check_id=check_id)
 
 
+@sensitive_variables()  # its locals hold the password
 def _build(values: dict[str, Any], sources: dict[str, str]) -> BackendConfig:
     missing = [key for key in ("USER_ID", "LOGIN", "PASSWORD") if not values.get(key)]
     if missing:
