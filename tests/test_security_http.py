@@ -14,10 +14,14 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mobilgroup_backends import MobilgroupClient, errors
+
+if TYPE_CHECKING:
+    from conftest import Trap
 
 PASSWORD = "Hostile-Http-Pw-5c2e"
 BALANCE_OK = (b'<?xml version="1.0" encoding="windows-1251"?>\n<response><result>OK</result>'
@@ -105,29 +109,15 @@ def client_for(server: ScriptedServer, **kwargs: object) -> Iterator[MobilgroupC
         yield client
 
 
-@pytest.fixture
-def trap() -> Iterator[socket.socket]:
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    with listener:
-        yield listener
 
-
-def connected(listener: socket.socket) -> bool:
-    try:
-        conn, _ = listener.accept()
-    except BlockingIOError:
-        return False
-    conn.close()
-    return True
 
 
 # --- redirects --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_redirect_is_never_followed(trap: socket.socket, status: int) -> None:
-    target = f"http://127.0.0.1:{trap.getsockname()[1]}/extxml.php"
+def test_redirect_is_never_followed(trap: Trap, status: int) -> None:
+    target = f"http://127.0.0.1:{trap.port}/extxml.php"
 
     def redirect(_: ScriptedServer, conn: socket.socket) -> None:
         conn.sendall(f"HTTP/1.1 {status} Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n"
@@ -142,7 +132,7 @@ def test_redirect_is_never_followed(trap: socket.socket, status: int) -> None:
     assert "redirect" in str(caught.value) and "refused" in str(caught.value)
     assert PASSWORD not in str(caught.value)
     time.sleep(0.05)
-    assert not connected(trap), "the redirect target received a connection"
+    assert not trap.connected(), "the redirect target received a connection"
 
 
 # --- answers that never end, or lie about their size -------------------------------------------

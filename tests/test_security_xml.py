@@ -11,19 +11,21 @@ connection.
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from mobilgroup_backends import MobilgroupClient, errors
 from mobilgroup_backends.emulator import Emulator
+
+if TYPE_CHECKING:
+    from conftest import Trap
 
 MARKER = "TOP-SECRET-MARKER-7d1f"
 HEAD = "<response><result>OK</result><error>0</error>"
@@ -55,22 +57,7 @@ def watched() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
 # --- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def trap() -> Iterator[socket.socket]:
-    """A listener on 127.0.0.1 that hostile documents point at; it must never see a connection."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    with listener:
-        yield listener
 
-
-def connected(listener: socket.socket) -> bool:
-    try:
-        conn, _ = listener.accept()
-    except BlockingIOError:
-        return False
-    conn.close()
-    return True
 
 
 @pytest.fixture
@@ -160,9 +147,9 @@ FORMS = ("windows-1251", "utf-8", "utf-16-bom", "utf-16-no-bom")
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_xml_attack_refused(gateway: Emulator, trap: socket.socket, secret_file: Path,
+def test_xml_attack_refused(gateway: Emulator, trap: Trap, secret_file: Path,
                             attack: str, form: str) -> None:
-    port = trap.getsockname()[1]
+    port = trap.port
     body = encode(ATTACKS[attack](port, secret_file), form)
     assert len(body) < 256 * 1024  # under the size cap: the parser, not the cap, must refuse it
     with MobilgroupClient.from_url(gateway.url(), retries=0, timeout=5) as client:
@@ -180,19 +167,19 @@ def test_xml_attack_refused(gateway: Emulator, trap: socket.socket, secret_file:
     assert elapsed < 1.0, f"{attack} took {elapsed:.2f} s to refuse"
     assert peak < 4 * 1024 * 1024 + 4 * len(body), f"{attack} peaked at {peak} bytes"
     assert MARKER not in str(caught.value)
-    assert not connected(trap), f"{attack} made a connection to the address it names"
+    assert not trap.connected(), f"{attack} made a connection to the address it names"
     assert not [args for event, args in events if event == "open" and "secret" in str(args[0])]
     assert not [args for event, args in events
                 if event == "socket.connect" and str(port) in str(args[1:])]
     assert not [args for event, args in events if event == "urllib.Request"]
 
 
-def test_every_attack_without_the_dtd_would_do_harm(trap: socket.socket, secret_file: Path) -> None:
+def test_every_attack_without_the_dtd_would_do_harm(trap: Trap, secret_file: Path) -> None:
     """Control: the documents really are attacks (a permissive parser expands or fetches them),
     so the refusals above are the parser's doing, not broken test documents."""
     from xml.parsers import expat
 
-    port = trap.getsockname()[1]
+    port = trap.port
     for name in ("billion_laughs", "quadratic_blowup"):
         parser = expat.ParserCreate()
         with pytest.raises(expat.ExpatError, match="amplification"):
@@ -218,7 +205,7 @@ def test_every_attack_without_the_dtd_would_do_harm(trap: socket.socket, secret_
 
 
 def test_hostile_answer_on_every_retry_is_refused_in_bounded_time(
-        gateway: Emulator, trap: socket.socket, secret_file: Path) -> None:
+        gateway: Emulator, trap: Trap, secret_file: Path) -> None:
     body = encode(billion_laughs(0, secret_file), "utf-16-no-bom")
     with MobilgroupClient.from_url(gateway.url(), retries=3, backoff=0.001) as client:
         gateway.faults.next("body", 4, body=body)

@@ -1,0 +1,34 @@
+"""Fixtures shared by several test modules (the emulator fixture comes from the package's own
+pytest plugin)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+
+class Trap:
+    """A listener on 127.0.0.1 that hostile answers and redirects point at: it must never see a
+    connection, which proves the client did not follow them."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.port: int = listener.getsockname()[1]
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return False
+        conn.close()
+        return True
+
+
+@pytest.fixture
+def trap() -> Iterator[Trap]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    with listener:
+        yield Trap(listener)
