@@ -3,6 +3,7 @@ pytest plugin)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
@@ -32,3 +33,12 @@ def trap() -> Iterator[Trap]:
     listener.setblocking(False)
     with listener:
         yield Trap(listener)
+
+
+@pytest.fixture
+def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MOBILGROUP_* variables for this test (restored afterwards): every adapter falls back to
+    them, so a developer's own settings must not leak into tests of settings."""
+    for name in list(os.environ):
+        if name.startswith("MOBILGROUP_"):
+            monkeypatch.delenv(name)

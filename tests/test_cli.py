@@ -27,10 +27,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 @pytest.fixture
-def env(mobilgroup_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    for name in list(os.environ):
-        if name.startswith("MOBILGROUP_"):
-            monkeypatch.delenv(name)
+def env(mobilgroup_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+        no_mobilgroup_environment: None) -> Emulator:
     monkeypatch.setenv("MOBILGROUP_URL", mobilgroup_emulator.url())
     return mobilgroup_emulator
 
@@ -99,11 +97,8 @@ def test_bad_input_exit_2_and_nothing_sent(env: Emulator, capsys: pytest.Capture
     assert len(env.outbox) == 0
 
 
-def test_no_credentials_exit_2(capsys: pytest.CaptureFixture[str],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("MOBILGROUP_"):
-            monkeypatch.delenv(name)
+@pytest.mark.usefixtures("no_mobilgroup_environment")
+def test_no_credentials_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["balance"], capsys)
     assert code == 2 and "MOBILGROUP_URL" in err
 

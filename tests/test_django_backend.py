@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,14 @@ from mobilgroup_backends.errors import (
     TransportError,
     ValidationError,
 )
-from tests.django_project.helpers import Message, clean_environment, gateway_settings
+from tests.django_project.helpers import Message, gateway_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PHONE, PHONE2, PHONE3 = "79031234567", "79031234568", "79031234569"
 
 
-@pytest.fixture(autouse=True)
-def _no_environment() -> Iterator[None]:
-    removed = clean_environment()
-    yield
-    os.environ.update(removed)
+# The settings under test must not be mixed with MOBILGROUP_* variables of the machine.
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
 @pytest.fixture

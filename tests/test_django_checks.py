@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -12,17 +10,12 @@ from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from tests.django_project.helpers import clean_environment
-
 GOOD_URL = "mobilgroup://demo:pw@1234?sender=MyShop"
 LOCAL_URL = "mobilgroup://demo:pw@1234?endpoint=http%3A%2F%2F127.0.0.1%3A8080%2Fextxml.php"
 
 
-@pytest.fixture(autouse=True)
-def _no_environment() -> Iterator[None]:
-    removed = clean_environment()
-    yield
-    os.environ.update(removed)
+# The settings under test must not be mixed with MOBILGROUP_* variables of the machine.
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
 def ids(deploy: bool = False) -> list[str]:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -19,17 +18,14 @@ from django.core.management.base import CommandError
 
 from mobilgroup_backends.django.models import SmsRequest
 from mobilgroup_backends.emulator import Emulator
-from tests.django_project.helpers import clean_environment, gateway_settings
+from tests.django_project.helpers import gateway_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PHONE, PHONE2 = "79031234567", "79031234568"
 
 
-@pytest.fixture(autouse=True)
-def _no_environment() -> Iterator[None]:
-    removed = clean_environment()
-    yield
-    os.environ.update(removed)
+# The settings under test must not be mixed with MOBILGROUP_* variables of the machine.
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -23,16 +22,13 @@ from mobilgroup_backends.django.signals import delivery_status
 from mobilgroup_backends.django.tracking import RECHECK_AFTER, TrackResult, record_sent, track
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.protocol import DeliveryStatus
-from tests.django_project.helpers import clean_environment, gateway_settings
+from tests.django_project.helpers import gateway_settings
 
 DELIVERED, UNDELIVERABLE, FAILING = "79031234567", "79030000000", "79039999999"
 
 
-@pytest.fixture(autouse=True)
-def _no_environment() -> Iterator[None]:
-    removed = clean_environment()
-    yield
-    os.environ.update(removed)
+# The settings under test must not be mixed with MOBILGROUP_* variables of the machine.
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
 @pytest.fixture

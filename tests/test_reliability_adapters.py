@@ -24,14 +24,10 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import MobilgroupError
 
 PHONE = "79031234567"
-ENV_NAMES = ("MOBILGROUP_URL", "MOBILGROUP_USER_ID", "MOBILGROUP_LOGIN", "MOBILGROUP_PASSWORD",
-             "MOBILGROUP_SENDER", "MOBILGROUP_ENDPOINT")
 
 
 @pytest.fixture
-def faulty(mobilgroup_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
+def faulty(mobilgroup_emulator: Emulator, no_mobilgroup_environment: None) -> Iterator[Emulator]:
     mobilgroup_emulator.account.balance = Decimal(10**6)
     yield mobilgroup_emulator
     mobilgroup_emulator.faults.clear()

@@ -69,9 +69,7 @@ class Collector(logging.Handler):
 
 
 @pytest.fixture
-def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
+def collector(no_mobilgroup_environment: None) -> Iterator[Collector]:
     collector = Collector()
     root = logging.getLogger()
     old_level = root.level

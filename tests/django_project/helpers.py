@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from mobilgroup_backends.emulator import Emulator
-
-ENV_NAMES = ("MOBILGROUP_URL", "MOBILGROUP_USER_ID", "MOBILGROUP_LOGIN", "MOBILGROUP_PASSWORD",
-             "MOBILGROUP_SENDER", "MOBILGROUP_ENDPOINT")
-
-
-def clean_environment() -> dict[str, str]:
-    """Remove MOBILGROUP_* variables from os.environ; returns what was removed."""
-    return {name: os.environ.pop(name) for name in ENV_NAMES if name in os.environ}
 
 
 def gateway_settings(emulator: Emulator, **extra: Any) -> dict[str, Any]:
