@@ -197,6 +197,7 @@ class MobilgroupClient:
         schedule: datetime | str | None = None,
         valid_hours: int | None = None,
         request_id: int | str | None = None,
+        resend: bool = False,
         replace_unencodable: bool = False,
     ) -> SendResult:
         """Send one text to one or more phones as one gateway request (one request id).
@@ -204,6 +205,13 @@ class MobilgroupClient:
         Everything is checked before anything is sent; a ``ValidationError`` means nothing went
         out. ``transliterate=False`` sends the text as Unicode (the gateway's ``rus_sms=1``), which
         allows 64 characters instead of 140.
+
+        ``resend=True`` says this ``request_id`` may already have been sent with this same message
+        (a task redelivered, a sweep after a crash, a retry after ``maybe_sent``): the gateway's
+        error 7 then means "accepted earlier" and the result says ``accepted_earlier``. Without
+        it, error 7 counts as accepted only when an earlier attempt of this call may have reached
+        the gateway; otherwise it is :class:`DuplicateRequestId` (the id was used for something
+        else).
         """
         numbers = protocol.normalize_phones(phones)
         text = protocol.check_text(text, transliterate=transliterate, replace=replace_unencodable)
@@ -214,13 +222,13 @@ class MobilgroupClient:
         body = protocol.build_send(self.credentials, phones=numbers, text=text, request_id=rid,
                                    sender=alias, transliterate=transliterate, schedule=when,
                                    valid_hours=valid)
-        def parse(data: bytes, attempt: int) -> tuple[bool, int]:
+        def parse(data: bytes, attempt: int, reached: bool) -> tuple[bool, int]:
             try:
                 protocol.parse_send(data)
             except DuplicateRequestId:
-                if attempt == 1:
+                if not (resend or reached):
                     raise
-                return True, attempt  # an earlier attempt got through; its answer was lost
+                return True, attempt  # an earlier copy got through; its answer was lost
             return False, attempt
 
         accepted_earlier, attempts = self._call("send", body, rid, parse, numbers)
@@ -234,12 +242,12 @@ class MobilgroupClient:
         """
         rid = protocol.check_request_id(request_id)
         body = protocol.build_status(self.credentials, rid, extended=extended)
-        return self._call("status", body, rid, lambda data, _: protocol.parse_status(data, rid))
+        return self._call("status", body, rid, lambda data, *_: protocol.parse_status(data, rid))
 
     def balance(self) -> Decimal:
         """The account balance."""
         body = protocol.build_balance(self.credentials)
-        return self._call("balance", body, None, lambda data, _: protocol.parse_balance(data).balance)
+        return self._call("balance", body, None, lambda data, *_: protocol.parse_balance(data).balance)
 
     def send_many(
         self, messages: Iterable[Mapping[str, Any] | tuple[Any, ...]], *, concurrency: int = 8,
@@ -270,22 +278,29 @@ class MobilgroupClient:
     # --- the exchange -----------------------------------------------------------------------
 
     def _call(self, command: str, body: bytes, request_id: int | None,
-              parse: Callable[[bytes, int], T], phones: tuple[str, ...] = ()) -> T:
+              parse: Callable[[bytes, int, bool], T], phones: tuple[str, ...] = ()) -> T:
         """POST ``body`` and parse the answer, retrying what is safe to retry.
 
-        ``parse`` gets the answer and the attempt number (from 1): a send needs to know whether
-        an error 7 answers its first attempt or a retry.
+        ``parse`` gets the answer, the attempt number (from 1) and whether an earlier attempt of
+        this call may have reached the gateway: only then can an error 7 be this call's own copy.
+        The final error's ``maybe_sent`` is sticky over the attempts for the same reason.
         """
         attempt = 0
+        reached = False
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
                 data = self._post(body, request_id)
-                result = parse(data, attempt)
+                result = parse(data, attempt, reached)
             except (TransportError, ProtocolError) as exc:
                 if exc.request_id is None:
                     exc.request_id = request_id  # the parser cannot know it; the caller needs it
+                # Something answered (a garbled answer) or the connection broke after the request
+                # was written: the gateway may have this request.
+                reached = reached or not isinstance(exc, TransportError) or exc.maybe_sent
+                if isinstance(exc, TransportError):
+                    exc.maybe_sent = reached
                 retryable = not isinstance(exc, TransportError) or exc.retryable
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("%s id=%s attempt %d failed after %.1f ms: %s", command,

@@ -187,7 +187,7 @@ def test_codes_send_refuses_locally(client: MobilgroupClient, fields: str | None
                                     exception: type[errors.GatewayError]) -> None:
     body = b"this is not xml" if fields is None else RAW.format(fields).encode("cp1251")
     with pytest.raises(exception) as caught:
-        client._call("send", body, None, lambda data, _: protocol.parse_send(data))
+        client._call("send", body, None, lambda data, *_: protocol.parse_send(data))
     assert caught.value.code == exception.code
 
 
@@ -362,3 +362,13 @@ def test_a_malformed_number_in_the_answer_is_a_protocol_error(
             client.send("79039587454", "hi")
     assert caught.value.request_id is not None
     assert len(mobilgroup_emulator.requests) == 4  # retried like any other garbled answer
+
+
+def test_resend_takes_error_7_as_accepted_earlier(client: MobilgroupClient,
+                                                  mobilgroup_emulator: Emulator) -> None:
+    first = client.send("79039587454", "once", request_id=5151)
+    again = client.send("79039587454", "once", request_id=5151, resend=True)
+    assert not first.accepted_earlier and again.accepted_earlier
+    assert again.request_id == 5151 and again.attempts == 1
+    assert [m.request_id for m in mobilgroup_emulator.outbox] == [5151]
+
