@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.postgres import PostgresServer
+
 
 class Trap:
     """A listener on 127.0.0.1 that hostile answers and redirects point at: it must never see a
@@ -42,3 +44,14 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (a free port), its data in a temporary folder; every
+    statement is logged, so tests can see which SQL actually ran."""
+    server = PostgresServer(log_statement="all")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
