@@ -1,25 +1,37 @@
-"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track``.
+"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track | outbox``.
 
-Exit codes, as the stand-alone ``mobilgroup`` command: 0 done; 1 the gateway refused; 2 bad usage,
-input or settings, nothing was sent; 3 the gateway could not be reached or did not answer with
-its XML.
+Exit codes and ``--json`` shapes are the stand-alone ``mobilgroup`` command's (both come from the
+core: :func:`~mobilgroup_backends.errors.exit_code`, ``to_dict()`` on the results): 0 done; 1 the
+gateway refused; 2 bad usage, input or settings, nothing was sent; 3 the gateway could not be
+reached or did not answer with its XML.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import sys
+import time
 from argparse import ArgumentParser
-from typing import Any
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ....client import MobilgroupClient
-from ....errors import GatewayError, MobilgroupError, ValidationError
-from ....protocol import StatusReport, check_sender
+from ....client import MobilgroupClient, sent_to_dict
+from ....errors import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    MobilgroupError,
+    error_to_dict,
+    exit_code,
+)
+from ....protocol import check_sender
 from ...backend import SmsBackend
-
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+from ...outbox import DEFAULT_STALE_AFTER
 
 
 class _Message:
@@ -29,6 +41,14 @@ class _Message:
         self.body = body
         self.recipients = recipients
         self.originator = originator
+
+
+class _DropNotSent(logging.Filter):
+    """Drops the backend's "SMS not sent" warning while this command sends: the command itself
+    reports the failure, and an error must be printed once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SMS not sent")
 
 
 class Command(BaseCommand):
@@ -47,6 +67,10 @@ class Command(BaseCommand):
         def action(name: str, help_text: str) -> ArgumentParser:
             sub: ArgumentParser = actions.add_parser(name, help=help_text, description=help_text,
                                                      **kwargs)
+            # Accepted after the action too ("track -v 2"), as people type it; SUPPRESS keeps
+            # the value given before the action when it is not repeated here.
+            sub.add_argument("-v", "--verbosity", type=int, choices=[0, 1, 2, 3],
+                             default=argparse.SUPPRESS, help="verbosity level")
             return sub
 
         balance = action("balance", "Print the account balance.")
@@ -67,19 +91,42 @@ class Command(BaseCommand):
                                 "(safe to run from cron on several hosts at once).")
         track.add_argument("--limit", type=int, default=None,
                            help="poll at most this many requests in this run")
+        track.add_argument("--loop", action="store_true",
+                           help="keep running, one run every --interval seconds")
+        track.add_argument("--interval", type=float, default=60.0,
+                           help="seconds between runs with --loop (default 60)")
+
+        outbox = action("outbox", "Send the outbox rows left pending longer than --stale-after "
+                                  "(a lost enqueue, a killed worker), and expire those past "
+                                  "their not_after (safe to run on several hosts at once).")
+        outbox.add_argument("--stale-after", type=float, metavar="SECONDS",
+                            default=DEFAULT_STALE_AFTER.total_seconds(),
+                            help="leave younger pending rows to the task backend "
+                                 f"(default {DEFAULT_STALE_AFTER.total_seconds():g})")
+        outbox.add_argument("--limit", type=int, default=None,
+                            help="send at most this many rows in this run")
+        outbox.add_argument("--loop", action="store_true",
+                            help="keep running, one run every --interval seconds")
+        outbox.add_argument("--interval", type=float, default=30.0,
+                            help="seconds between runs with --loop (default 30)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, f"_{options['action']}")
         try:
             handler(options)
         except ImproperlyConfigured as exc:
-            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
-        except ValidationError as exc:
-            raise CommandError(f"invalid: {exc}", returncode=EXIT_USAGE) from None
-        except GatewayError as exc:
-            raise CommandError(f"refused: {exc}", returncode=EXIT_REFUSED) from None
+            self._fail(options, {"ok": False, "error": "invalid", "message": str(exc)}, EXIT_USAGE)
         except MobilgroupError as exc:
-            raise CommandError(f"unreachable: {exc}", returncode=EXIT_UNREACHABLE) from None
+            self._fail(options, error_to_dict(exc), exit_code(exc))
+
+    def _fail(self, options: dict[str, Any], payload: dict[str, Any], code: int) -> NoReturn:
+        if not options.get("json"):
+            raise CommandError(f"{payload['error']}: {payload['message']}", returncode=code)
+        # With --json the error is printed once, as JSON on standard output, not again by Django.
+        self.stdout.write(json.dumps(payload, ensure_ascii=False))
+        if getattr(self, "_called_from_command_line", False):
+            sys.exit(code)
+        raise CommandError(payload["message"], returncode=code)
 
     def _client(self) -> MobilgroupClient:
         return SmsBackend().make_client()
@@ -96,7 +143,7 @@ class Command(BaseCommand):
         with self._client() as client:
             report = client.status(options["request_id"], extended=True)
         if options["json"]:
-            self.stdout.write(json.dumps(_report_json(report)))
+            self.stdout.write(json.dumps({"ok": True, **report.to_dict()}, ensure_ascii=False))
             return
         self.stdout.write(f"Request {report.request_id}: mailing "
                           f"{report.status.name.lower()} ({int(report.status)})")
@@ -108,44 +155,66 @@ class Command(BaseCommand):
         # An alias given here is checked, not ignored as an invalid originator would be.
         sender = check_sender(options["sender"])
         message = _Message(options["text"], list(options["phones"]), sender)
-        with SmsBackend(fail_silently=False) as backend:
-            backend.send_messages([message])
+        # The backend logs a failure as well as raising it; here the command reports it, once.
+        quiet = _DropNotSent()
+        backend_logger = logging.getLogger("mobilgroup_backends.django")
+        backend_logger.addFilter(quiet)
+        try:
+            with SmsBackend(fail_silently=False) as backend:
+                backend.send_messages([message])
+        finally:
+            backend_logger.removeFilter(quiet)
         status = message.mobilgroup_status  # type: ignore[attr-defined]  # set by the backend
         if options["json"]:
-            self.stdout.write(json.dumps({
-                "ok": True, "request_ids": status.request_ids, "sender": status.sender,
-                "phones": list(status.recipients), "tracked": status.tracked}))
+            self.stdout.write(json.dumps(
+                {**sent_to_dict(status.request_ids, status.recipients, status.sender),
+                 "tracked": status.tracked}, ensure_ascii=False))
             return
         ids = ", ".join(str(rid) for rid in status.request_ids)
         parts = f" in {status.parts} parts" if status.parts > 1 else ""
         self.stdout.write(f"Sent to {len(status.recipients)} recipient(s){parts}: "
                           f"request id {ids}")
 
+    def _repeat(self, options: dict[str, Any], run: Callable[[MobilgroupClient], None]) -> None:
+        """One run, or with ``--loop`` one every ``--interval`` seconds until interrupted."""
+        with self._client() as client:
+            while True:
+                started = time.monotonic()
+                run(client)
+                if not options["loop"]:
+                    return
+                try:
+                    time.sleep(max(0.0, options["interval"] - (time.monotonic() - started)))
+                except KeyboardInterrupt:
+                    return
+
+    def _outbox(self, options: dict[str, Any]) -> None:
+        from ...outbox import sweep
+
+        stale_after = timedelta(seconds=options["stale_after"])
+
+        def run(client: MobilgroupClient) -> None:
+            result = sweep(stale_after=stale_after, limit=options["limit"], client=client)
+            self.stdout.write(
+                f"Sent {result.tried} pending message(s): {len(result.accepted)} accepted, "
+                f"{len(result.pending)} still pending, {len(result.rejected)} rejected; "
+                f"{result.expired} expired.")
+
+        self._repeat(options, run)
+
     def _track(self, options: dict[str, Any]) -> None:
+        self._repeat(options, lambda client: self._track_once(client, options))
+
+    def _track_once(self, client: MobilgroupClient, options: dict[str, Any]) -> None:
         from ...tracking import track
 
-        with self._client() as client:
-            result = track(client, limit=options["limit"])
+        result = track(client, limit=options["limit"])
         self.stdout.write(
             f"Polled {len(result.polled)} request(s): {result.complete} complete, "
             f"{result.pending} pending, {result.expired} expired, {result.unknown} unknown, "
             f"{result.failed} failed; {result.changed} recipient status(es) changed.")
         for error in result.errors:
             self.stderr.write(error)
-        if result.failed and result.failed == len(result.polled):
+        if result.failed and result.failed == len(result.polled) and not options["loop"]:
             raise CommandError("no delivery report could be fetched", returncode=EXIT_UNREACHABLE)
 
-
-def _report_json(report: StatusReport) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "request_id": report.request_id,
-        "status": int(report.status),
-        "status_name": report.status.name.lower(),
-        "complete": report.is_complete,
-        "recipients": [
-            {"phone": r.phone, "status": int(r.status), "status_name": r.status.name.lower(),
-             "time": r.time.strftime("%Y-%m-%d %H:%M") if r.time else None}
-            for r in report.recipients
-        ],
-    }
