@@ -6,8 +6,17 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+
+from mobilgroup_backends import MobilgroupClient
+from mobilgroup_backends.emulator import Emulator
+
+#: Where the clock of ``frozen_emulator`` stands until a test moves it.
+FROZEN_START = datetime(2026, 5, 4, 12, 0)
+#: The password of ``frozen_emulator``'s account: no page, answer or log may show it.
+FROZEN_PASSWORD = "Pa$$:w0rd<script>&Ёж"
 
 
 class Trap:
@@ -42,3 +51,19 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def frozen_emulator() -> Iterator[Emulator]:
+    """An emulator whose clock stands at ``FROZEN_START`` until a test moves it, with one account
+    (1000, demo, ``FROZEN_PASSWORD``, balance 100)."""
+    with Emulator([f"1000:demo:{FROZEN_PASSWORD}:100"], start_time=FROZEN_START,
+                  freeze_clock=True) as running:
+        yield running
+
+
+@pytest.fixture
+def frozen_client(frozen_emulator: Emulator) -> Iterator[MobilgroupClient]:
+    """A client of ``frozen_emulator`` that does not retry (each fault shows at once)."""
+    with MobilgroupClient.from_url(frozen_emulator.url(retries=0)) as opened:
+        yield opened
