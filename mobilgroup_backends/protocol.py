@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 from xml.etree.ElementTree import fromstring as _fast_fromstring
 
@@ -54,6 +54,7 @@ __all__ = [
     "build_balance",
     "build_send",
     "build_status",
+    "check_message",
     "check_request_id",
     "check_schedule",
     "check_sender",
@@ -346,6 +347,32 @@ def check_request_id(request_id: int | str) -> int:
             "request_id", request_id, "the gateway takes a positive number of at most 18 digits",
             "leave it unset to have one generated, or pass e.g. your database row id")
     return value
+
+
+def check_message(
+    phones: str | Iterable[str],
+    text: str,
+    *,
+    sender: str | None = None,
+    transliterate: bool = True,
+    schedule: datetime | str | None = None,
+    valid_hours: int | None = None,
+    replace_unencodable: bool = False,
+) -> dict[str, Any]:
+    """Every argument of a send, checked as ``MobilgroupClient.send`` checks it, in plain JSON
+    values: what a task queue stores, so that bad input is refused when it is queued rather than
+    when a worker gets to it. The result is ``send()``'s keyword arguments; unset options are left
+    out."""
+    message: dict[str, Any] = {
+        "phones": list(normalize_phones(phones)),
+        "text": check_text(text, transliterate=bool(transliterate), replace=replace_unencodable),
+    }
+    options = {"sender": check_sender(sender), "schedule": check_schedule(schedule),
+               "valid_hours": check_valid_hours(valid_hours)}
+    message.update((name, value) for name, value in options.items() if value is not None)
+    if not transliterate:
+        message["transliterate"] = False
+    return message
 
 
 def new_request_id() -> int:
