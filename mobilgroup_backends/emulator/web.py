@@ -103,13 +103,13 @@ class Web:
         if path.startswith("/api/"):
             self._api(method, request, conn)
             return
-        if method != "GET":
-            conn.respond(405, b"the inbox page is read with GET\n", headers=(("Allow", "GET"),))
-            return
         name = "index.html" if path == "/" else path.removeprefix("/static/")
         body = _static(name) if path == "/" or path.startswith("/static/") else None
         if body is None:
             conn.respond(404, b"not found: the gateway is POST /extxml.php, the inbox page is /\n")
+            return
+        if method != "GET":
+            conn.respond(405, b"the inbox page is read with GET\n", headers=(("Allow", "GET"),))
             return
         suffix = name[name.rfind("."):]
         conn.respond(200, body, _STATIC_TYPES[suffix], headers=_SECURITY_HEADERS)
