@@ -9,6 +9,14 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
+# HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
+settings.register_profile("dev", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
