@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from mobilgroup_backends import MobilgroupClient
+from mobilgroup_backends.emulator import Emulator
+from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
@@ -17,14 +20,6 @@ settings.register_profile("dev", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
-
-from mobilgroup_backends import MobilgroupClient
-from mobilgroup_backends.emulator import Emulator
-
-#: Where the clock of ``frozen_emulator`` stands until a test moves it.
-FROZEN_START = datetime(2026, 5, 4, 12, 0)
-#: The password of ``frozen_emulator``'s account: no page, answer or log may show it.
-FROZEN_PASSWORD = "Pa$$:w0rd<script>&Ёж"
 
 
 class Trap:

@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import FROZEN_PASSWORD, FROZEN_START
 
 from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import TransportError
+from tests.helpers import FROZEN_PASSWORD, FROZEN_START, wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -87,13 +86,6 @@ def page(browser: Browser, frozen_emulator: Emulator) -> Iterator[Page]:
     assert problems == []
 
 
-def eventually(condition: Callable[[], Any], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        time.sleep(0.05)
-
-
 def message_selector(request_id: int) -> str:
     return f'li.message[data-request-id="{request_id}"]'
 
@@ -141,7 +133,7 @@ def test_moving_the_clock_from_the_page(page: Page, frozen_emulator: Emulator,
 def test_a_fault_switched_on_from_the_page(page: Page, frozen_emulator: Emulator,
                                            frozen_client: MobilgroupClient) -> None:
     page.click('button[data-fault="close_after"]')
-    eventually(lambda: frozen_emulator.faults.pending == 1)
+    assert wait_until(lambda: frozen_emulator.faults.pending == 1, timeout=3)
     page.wait_for_selector('button[data-fault="close_after"][aria-pressed="true"]', timeout=LIVE)
     with pytest.raises(TransportError) as lost:
         frozen_client.send("79039587454", "Проверка сбоя")
@@ -152,16 +144,16 @@ def test_a_fault_switched_on_from_the_page(page: Page, frozen_emulator: Emulator
 
     page.check('input[name="fault-mode"][value="every"]')
     page.click('button[data-fault="http_500"]')
-    eventually(lambda: frozen_emulator.faults.describe()["random"] == ["http_500"])
+    assert wait_until(lambda: frozen_emulator.faults.describe()["random"] == ["http_500"], timeout=3)
     for _ in range(2):
         with pytest.raises(TransportError):
             frozen_client.balance()
     page.click('button[data-fault="http_500"]')  # switched off again
-    eventually(lambda: frozen_emulator.faults.describe()["random"] == [])
+    assert wait_until(lambda: frozen_emulator.faults.describe()["random"] == [], timeout=3)
     assert frozen_client.balance() == 99
 
     page.check("#quirky")
-    eventually(lambda: frozen_emulator.quirky)
+    assert wait_until(lambda: frozen_emulator.quirky, timeout=3)
     assert frozen_client.balance() == 99  # the client reads the quirky form too
     page.click("#clear-faults")
 
@@ -235,7 +227,7 @@ def test_without_chromium_a_skip_says_how_to_install_and_ci_fails(
     # A PATH with only this Python on it: no Chromium to be found.
     env = {**os.environ, "PATH": str(Path(sys.executable).parent), "CI": ci}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist",
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0",
          f"{__file__}::test_a_sent_message_appears_without_reload"],
         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert f"1 {outcome}" in done.stdout, done.stdout

@@ -10,13 +10,13 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from conftest import FROZEN_PASSWORD, FROZEN_START
 
 from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.emulator.lifecycle import Fate, Mailing, Timing
 from mobilgroup_backends.errors import AuthenticationFailed, TransportError
 from mobilgroup_backends.protocol import fit_text
+from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 
 TEXT = "Привет! Ваш код: 4521"
 PHONES = ["79039587454", "79130000000", "79231119999"]  # delivered, undeliverable, failing
