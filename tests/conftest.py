@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
 from tests.helpers import FROZEN_PASSWORD, FROZEN_START
+from tests.postgres import PostgresServer
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
@@ -70,3 +71,14 @@ def frozen_client(frozen_emulator: Emulator) -> Iterator[MobilgroupClient]:
     """A client of ``frozen_emulator`` that does not retry (each fault shows at once)."""
     with MobilgroupClient.from_url(frozen_emulator.url(retries=0)) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (a free port), its data in a temporary folder; every
+    statement is logged, so tests can see which SQL actually ran."""
+    server = PostgresServer(log_statement="all")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
