@@ -40,7 +40,7 @@ from .errors import (
 )
 from .protocol import StatusReport, mask_phone
 
-__all__ = ["MobilgroupClient", "SendResult"]
+__all__ = ["MobilgroupClient", "SendResult", "backoff_delay"]
 
 logger = logging.getLogger("mobilgroup_backends.client")
 
@@ -49,6 +49,19 @@ MAX_RESPONSE_BYTES = 256 * 1024
 USER_AGENT = f"mobilgroup-backends/{__version__} python-requests/{requests.__version__}"
 
 T = TypeVar("T")
+
+#: The longest pause between two attempts, whatever the attempt number.
+MAX_BACKOFF = 30.0
+
+
+def backoff_delay(attempt: int, base: float, cap: float = MAX_BACKOFF) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential from ``base``, at most ``cap``,
+    with jitter (a random point in the upper half), so that many clients do not retry in lockstep.
+
+    The one backoff formula of the package: task queues that retry a send call it too.
+    """
+    ceiling = min(cap, base * (2 ** (max(1, attempt) - 1)))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
@@ -213,11 +226,10 @@ class MobilgroupClient:
         the gateway; otherwise it is :class:`DuplicateRequestId` (the id was used for something
         else).
         """
-        numbers = protocol.normalize_phones(phones)
-        text = protocol.check_text(text, transliterate=transliterate, replace=replace_unencodable)
-        alias = protocol.check_sender(sender) or self.sender
-        when = protocol.check_schedule(schedule)
-        valid = protocol.check_valid_hours(valid_hours)
+        numbers, text, alias, _, when, valid = protocol.check_message(
+            phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
+            valid_hours=valid_hours, replace_unencodable=replace_unencodable)
+        alias = alias or self.sender
         rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
         body = protocol.build_send(self.credentials, phones=numbers, text=text, request_id=rid,
                                    sender=alias, transliterate=transliterate, schedule=when,
@@ -315,9 +327,7 @@ class MobilgroupClient:
             return result
 
     def _delay(self, attempt: int) -> float:
-        """Exponential backoff with jitter, so that many clients do not retry in lockstep."""
-        ceiling = min(30.0, self.backoff * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        return backoff_delay(attempt, self.backoff)
 
     def _post(self, body: bytes, request_id: int | None) -> bytes:
         request = requests.PreparedRequest()

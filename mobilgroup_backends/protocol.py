@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 from xml.etree.ElementTree import fromstring as _fast_fromstring
 
@@ -47,6 +47,7 @@ __all__ = [
     "Credentials",
     "DeliveryStatus",
     "MailingStatus",
+    "Message",
     "RecipientStatus",
     "RequestDocument",
     "SendResponse",
@@ -54,6 +55,7 @@ __all__ = [
     "build_balance",
     "build_send",
     "build_status",
+    "check_message",
     "check_request_id",
     "check_schedule",
     "check_sender",
@@ -346,6 +348,46 @@ def check_request_id(request_id: int | str) -> int:
             "request_id", request_id, "the gateway takes a positive number of at most 18 digits",
             "leave it unset to have one generated, or pass e.g. your database row id")
     return value
+
+
+class Message(NamedTuple):
+    """A send's arguments after every local check: what goes into the request, or a queue."""
+
+    phones: tuple[str, ...]
+    text: str
+    sender: str | None = None
+    transliterate: bool = True
+    schedule: str | None = None
+    valid_hours: int | None = None
+
+    def send_options(self) -> dict[str, Any]:
+        """The options besides phones and text as ``send()`` keywords in plain JSON values,
+        the unset ones left out: what a task queue stores with the message."""
+        options: dict[str, Any] = {"sender": self.sender, "schedule": self.schedule,
+                                   "valid_hours": self.valid_hours}
+        if not self.transliterate:
+            options["transliterate"] = False
+        return {name: value for name, value in options.items() if value is not None}
+
+
+def check_message(
+    phones: str | Iterable[str],
+    text: str,
+    *,
+    sender: str | None = None,
+    transliterate: bool = True,
+    schedule: datetime | str | None = None,
+    valid_hours: int | None = None,
+    replace_unencodable: bool = False,
+) -> Message:
+    """Every argument of a send checked, before it can cost a request: ``MobilgroupClient.send``
+    calls this, and so does anything that queues a message to send later, so that bad input is
+    refused in the caller rather than when a worker gets to it."""
+    return Message(
+        normalize_phones(phones),
+        check_text(text, transliterate=transliterate, replace=replace_unencodable),
+        check_sender(sender), bool(transliterate), check_schedule(schedule),
+        check_valid_hours(valid_hours))
 
 
 def new_request_id() -> int:

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from redis_server import RedisServer
 
 
 class Trap:
@@ -42,3 +43,14 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis server for the session (Celery's broker, the fleet alert budget): tests
+    that share it use their own database number or key."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
