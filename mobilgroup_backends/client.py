@@ -287,6 +287,14 @@ class MobilgroupClient:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mobilgroup-send") as pool:
             return list(pool.map(one, calls))
 
+    def longest_call(self) -> float:
+        """Seconds one call can take at most: every attempt timing out while connecting and
+        again while reading, and every pause between attempts at its ceiling. A lease that must
+        cover a call (a task's claim on a message, a tracker's on a report) outlasts this."""
+        attempts = self.retries + 1
+        pauses = sum(min(MAX_BACKOFF, self.backoff * 2.0 ** k) for k in range(self.retries))
+        return 2 * self.timeout * attempts + pauses
+
     # --- the exchange -----------------------------------------------------------------------
 
     def _call(self, command: str, body: bytes, request_id: int | None,
