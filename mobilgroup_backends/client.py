@@ -40,11 +40,7 @@ from .errors import (
 )
 from .protocol import StatusReport, mask_phone
 
-<<<<<<< HEAD
-__all__ = ["MobilgroupClient", "SendResult", "backoff_delay"]
-=======
-__all__ = ["MobilgroupClient", "SendResult", "sent_to_dict"]
->>>>>>> main
+__all__ = ["MobilgroupClient", "SendResult", "backoff_delay", "sent_to_dict"]
 
 logger = logging.getLogger("mobilgroup_backends.client")
 
