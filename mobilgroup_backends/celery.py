@@ -16,9 +16,10 @@ broker redelivering after a worker was killed, a message restored after the visi
 the gateway sees the same id and answers a copy with error 7, which the client takes as
 "accepted earlier": the message goes out once.
 
-The worker's client is made once per worker process, from the Celery setting
-``mobilgroup_url`` when the app has one, else from ``MOBILGROUP_URL`` (or the ``MOBILGROUP_*``
-variables); a forked pool child makes its own.
+The worker's client is made once per worker process through the core's resolver: the Celery
+setting ``mobilgroup_url`` (the adapter's own URL), over Django's ``MOBILGROUP`` when the worker
+has set Django up, over ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. A forked pool
+child makes its own.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from . import protocol
 from .client import MobilgroupClient, backoff_delay
-from .config import Settings, parse_url, settings_from_env
+from .config import Settings, django_setting, resolve
 from .errors import ConfigurationError, ProtocolError, TransportError
 
 __all__ = [
@@ -91,15 +92,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _settings(app: Celery) -> Settings:
-    url = app.conf.get(CELERY_URL_SETTING)
-    if url:
-        return parse_url(str(url))[0]
-    try:
-        return settings_from_env()
-    except ConfigurationError as exc:
-        raise ConfigurationError(
-            exc.field, exc.value, exc.problem,
-            f"{exc.fix}; or set {CELERY_URL_SETTING} in the Celery app's configuration") from None
+    """The gateway settings through the core's resolver: the Celery setting ``mobilgroup_url``
+    as this adapter's URL, over Django's ``MOBILGROUP`` (when the worker set Django up), over
+    ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables."""
+    url = app.conf.get(CELERY_URL_SETTING) or None
+    return resolve("client", url=None if url is None else str(url), setting=django_setting(),
+                   url_source=CELERY_URL_SETTING).settings
 
 
 def worker_client(app: Celery | None = None) -> MobilgroupClient:

@@ -8,7 +8,15 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
+
+# Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
+# HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
+settings.register_profile("dev", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 class Trap:
