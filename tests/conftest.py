@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
-from redis_server import RedisServer
+
+from tests.postgres import PostgresServer
+from tests.redis_server import RedisServer
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
@@ -51,6 +53,17 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (a free port), its data in a temporary folder; every
+    statement is logged, so tests can see which SQL actually ran."""
+    server = PostgresServer(log_statement="all")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

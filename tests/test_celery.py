@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from celery_app import Worker, make_app
-from redis_server import RedisServer
 
 from mobilgroup_backends import celery as mobilgroup_celery
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import InsufficientFunds, ValidationError
+from tests.celery_app import Worker, make_app
+from tests.redis_server import RedisServer
 
 _databases = iter(range(1, 16))
 
