@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import ConfigurationError, ValidationError
-from .protocol import check_sender, check_valid_hours, normalize_phones
+from .protocol import check_credentials, check_sender, check_valid_hours, normalize_phones
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -109,6 +109,10 @@ class Settings:
     allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
+        try:
+            check_credentials(self.user_id, self.login, self.password)
+        except ValidationError as exc:
+            raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
         if not str(self.user_id).isdigit():
             raise ConfigurationError(
                 "user_id", self.user_id, "the client ID must be digits",

@@ -10,6 +10,10 @@ decides what a caller should do next:
 - :class:`TransportError`: no usable answer reached us (network, timeout, TLS, HTTP status).
 - :class:`ProtocolError`: something answered, but not with the gateway's XML.
 
+Every error carries ``request_id`` (the id of the send it belongs to, when there is one) and
+``maybe_sent``: True when the request may have reached the gateway during any attempt of the call,
+so that a resend must reuse that id, with ``resend=True`` (see docs/reliability.md).
+
 No exception text ever carries a password: callers build them from masked values only.
 """
 
@@ -41,7 +45,22 @@ __all__ = [
 
 
 class MobilgroupError(Exception):
-    """Root of every error this package raises on purpose."""
+    """Root of every error this package raises on purpose.
+
+    ``request_id`` is the gateway request id the error belongs to (None when there is none, e.g.
+    a balance query or a setting). ``maybe_sent`` is True when some attempt of the call may have
+    reached the gateway: the outcome is unknown, and only a resend with the same ``request_id``
+    and ``resend=True`` is safe. False means nothing of this call was accepted.
+    """
+
+    request_id: int | None = None
+    maybe_sent: bool = False
+
+    def __init__(self, *args: object, request_id: int | None = None,
+                 maybe_sent: bool = False) -> None:
+        super().__init__(*args)
+        self.request_id = request_id
+        self.maybe_sent = maybe_sent
 
 
 class ValidationError(MobilgroupError, ValueError):
@@ -59,7 +78,7 @@ class ValidationError(MobilgroupError, ValueError):
         message = f"{field}={value!r}: {problem}"
         if fix:
             message += f"; {fix}"
-        super().__init__(message)
+        super().__init__(message)  # nothing was sent: maybe_sent stays False
 
 
 class ConfigurationError(ValidationError):
@@ -80,14 +99,15 @@ class GatewayError(MobilgroupError):
                  detail: str = "") -> None:
         if code is not None:
             self.code = code
-        self.request_id = request_id
         self.detail = detail
         text = f"gateway error {self.code}: {self.meaning}"
         if request_id is not None:
             text += f" (request id {request_id})"
         if detail:
             text += f"; {detail}"
-        super().__init__(text)
+        # The gateway refused this request; an earlier attempt of the same call may still have
+        # reached it, and the client then sets maybe_sent.
+        super().__init__(text, request_id=request_id)
 
 
 class RequestNotParsed(GatewayError):
@@ -174,15 +194,16 @@ class TransportError(MobilgroupError):
                  request_id: int | None = None) -> None:
         self.status_code = status_code
         self.timed_out = timed_out
-        self.maybe_sent = maybe_sent
         self.retryable = retryable
-        self.request_id = request_id
-        super().__init__(message)
+        super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)
 
 
 class ProtocolError(MobilgroupError):
-    """The answer was not the gateway's XML (garbage, truncated, oversized, hostile or empty)."""
+    """The answer was not the gateway's XML (garbage, truncated, oversized, hostile or empty).
 
-    def __init__(self, message: str, *, request_id: int | None = None) -> None:
-        self.request_id = request_id
-        super().__init__(message)
+    Something answered, so the gateway may have processed the request: ``maybe_sent`` is True.
+    """
+
+    def __init__(self, message: str, *, request_id: int | None = None,
+                 maybe_sent: bool = True) -> None:
+        super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)

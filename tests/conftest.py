@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
+
+from mobilgroup_backends.emulator import Emulator
 
 
 class Trap:
@@ -42,3 +47,25 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme): what a private CA would be."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
+    """The emulator over HTTPS, with a certificate for 127.0.0.1 from the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with Emulator(ssl_context=context) as emulator:
+        yield emulator

@@ -43,9 +43,14 @@ def _fail(args: argparse.Namespace, kind: str, exc: MobilgroupError, code: int) 
         payload: dict[str, Any] = {"ok": False, "error": kind, "message": str(exc)}
         if isinstance(exc, GatewayError):
             payload["code"] = exc.code
+        payload["request_id"] = exc.request_id
+        payload["maybe_sent"] = exc.maybe_sent
         print(json.dumps(payload, ensure_ascii=False))
     else:
         print(f"mobilgroup: {exc}", file=sys.stderr)
+        if exc.maybe_sent and exc.request_id is not None:
+            print(f"mobilgroup: it may have been sent; to make sure it goes out exactly once, "
+                  f"repeat the same command with --id {exc.request_id} --resend", file=sys.stderr)
     return code
 
 
@@ -73,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--no-translit", action="store_true",
                       help="send as Unicode without transliteration (64 characters at most)")
     send.add_argument("--id", dest="request_id", help="your own request id (digits)")
+    send.add_argument("--resend", action="store_true",
+                      help="this --id may have been sent already with this same message (after "
+                           "an error that said it may have been sent): never sends it twice")
     send.set_defaults(handler=_send)
 
     status = gateway_command("status", "show a mailing's status and every recipient's")
@@ -101,7 +109,7 @@ def _send(args: argparse.Namespace) -> int:
     with _client(args) as client:
         result = client.send(args.phones, text, sender=args.sender, schedule=args.schedule,
                              valid_hours=args.valid, transliterate=not args.no_translit,
-                             request_id=args.request_id)
+                             request_id=args.request_id, resend=args.resend)
     _print_send(result, args.json)
     return EXIT_OK
 
