@@ -338,10 +338,13 @@ class MobilgroupClient:
         return backoff_delay(self.backoff, attempt_number)
 
     def longest_call(self) -> float:
-        """The most seconds one call can take: every attempt running to its deadline, every
-        backoff at its ceiling. A lease on work that makes gateway calls must outlast it."""
-        waits = sum(backoff_delay(self.backoff, n, jitter=False) for n in range(1, self.retries + 1))
-        return (self.retries + 1) * self.timeout + waits
+        """Seconds one call can take at most: every attempt timing out while connecting and
+        again while reading, and every pause between attempts at its ceiling. A lease that must
+        cover a call (a task's claim on a message, a tracker's on a report) outlasts this."""
+        attempts = self.retries + 1
+        pauses = sum(backoff_delay(self.backoff, n, jitter=False)
+                     for n in range(1, self.retries + 1))
+        return 2 * self.timeout * attempts + pauses
 
     # --- the exchange -----------------------------------------------------------------------
 

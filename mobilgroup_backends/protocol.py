@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 from xml.etree.ElementTree import fromstring as _fast_fromstring
 
@@ -55,6 +55,7 @@ __all__ = [
     "build_send",
     "build_status",
     "check_credentials",
+    "check_message",
     "check_request_id",
     "check_schedule",
     "check_sender",
@@ -401,6 +402,32 @@ def check_credentials(user_id: object, login: object, password: object) -> None:
         raise ValidationError("password", "***", f"control character {bad.group()!r} at "
                               f"position {bad.start()} cannot be sent",
                               "copy the password again; the gateway cannot receive that character")
+
+
+def check_message(
+    phones: str | Iterable[str],
+    text: str,
+    *,
+    sender: str | None = None,
+    transliterate: bool = True,
+    schedule: datetime | str | None = None,
+    valid_hours: int | None = None,
+    replace_unencodable: bool = False,
+) -> dict[str, Any]:
+    """Every argument of a send, checked as ``MobilgroupClient.send`` checks it, in plain JSON
+    values: what a task queue stores, so that bad input is refused when it is queued rather than
+    when a worker gets to it. The result is ``send()``'s keyword arguments; unset options are left
+    out."""
+    message: dict[str, Any] = {
+        "phones": list(normalize_phones(phones)),
+        "text": check_text(text, transliterate=bool(transliterate), replace=replace_unencodable),
+    }
+    options = {"sender": check_sender(sender), "schedule": check_schedule(schedule),
+               "valid_hours": check_valid_hours(valid_hours)}
+    message.update((name, value) for name, value in options.items() if value is not None)
+    if not transliterate:
+        message["transliterate"] = False
+    return message
 
 
 def new_request_id() -> int:

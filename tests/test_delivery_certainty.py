@@ -367,7 +367,7 @@ def test_retry_delay_and_longest_call() -> None:
     assert 0.25 <= client.retry_delay(1) <= 0.5
     assert 0.5 <= client.retry_delay(2) <= 1.0
     assert client.retry_delay(50) <= 30.0
-    assert client.longest_call() == pytest.approx(3 * 2.0 + 0.5 + 1.0)
+    assert client.longest_call() == pytest.approx(2 * 3 * 2.0 + 0.5 + 1.0)
 
 
 # --- the emulator's own limits ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The Django adapter: ``SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"``.
+"""The Django adapter: ``SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"`` (sends now) or
+``"mobilgroup_backends.django.QueuedSmsBackend"`` (outbox, sent by a task once committed).
 
 Works with django-sms (``SMS_BACKEND``) and django-sendsms (``SENDSMS_BACKEND``). Add
 ``"mobilgroup_backends.django"`` to ``INSTALLED_APPS`` (app label ``mobilgroup``) for the system
@@ -13,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backend import MobilgroupRecipientStatus, MobilgroupStatus, SmsBackend
+    from .queued import QueuedSmsBackend
 
-__all__ = ["MobilgroupRecipientStatus", "MobilgroupStatus", "SmsBackend"]
+__all__ = ["MobilgroupRecipientStatus", "MobilgroupStatus", "QueuedSmsBackend", "SmsBackend"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "QueuedSmsBackend":
+        from . import queued
+
+        return queued.QueuedSmsBackend
     if name in __all__:
         from . import backend
 

@@ -194,13 +194,20 @@ class SmsBackend(_Base):
                 if opened:
                     self.close()
 
-    def _send(self, client: MobilgroupClient, message: Any) -> bool:
+    def _begin(self, message: Any) -> MobilgroupStatus | None:
+        """Give the message a fresh status and ask ``pre_send``; None if a receiver cancelled."""
         status = MobilgroupStatus()
         _attach(message, status)
         try:
             pre_send.send(sender=type(self), message=message, backend=self)
         except CancelSend:
             status.status = CANCELLED
+            return None
+        return status
+
+    def _send(self, client: MobilgroupClient, message: Any) -> bool:
+        status = self._begin(message)
+        if status is None:
             return False
         try:
             phones = normalize_phones(_recipients(message))

@@ -40,7 +40,9 @@ from .settings import (
 __all__ = ["check_deploy", "check_settings"]
 
 BACKEND_PATHS = {"mobilgroup_backends.django.SmsBackend",
-                 "mobilgroup_backends.django.backend.SmsBackend"}
+                 "mobilgroup_backends.django.backend.SmsBackend",
+                 "mobilgroup_backends.django.QueuedSmsBackend",
+                 "mobilgroup_backends.django.queued.QueuedSmsBackend"}
 _HINTS = {
     "mobilgroup.E001": "MOBILGROUP = {'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}",
     "mobilgroup.E003": "Set MOBILGROUP = {'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}, or the "

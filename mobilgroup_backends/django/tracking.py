@@ -56,14 +56,15 @@ def _now() -> datetime:
     return timezone.now()
 
 
-def record_sent(results: Sequence[SendResult], *, parts: int = 1,
+def record_sent(results: Sequence[SendResult], *, parts: int = 1, first_part: int = 1,
                 valid_hours: int | None = None, sent_at: datetime | None = None) -> list[SmsRequest]:
-    """Record accepted requests (one per part of a message) for tracking."""
+    """Record accepted requests (one per part of a message, from part ``first_part`` on) for
+    tracking."""
     sent_at = sent_at or _now()
     hours = valid_hours or DEFAULT_VALID_HOURS
     records: list[SmsRequest] = []
     with transaction.atomic():
-        for number, result in enumerate(results, start=1):
+        for number, result in enumerate(results, start=first_part):
             record = SmsRequest.objects.create(
                 request_id=result.request_id,
                 sender=result.sender or "",
@@ -171,11 +172,9 @@ def _poll(client: MobilgroupClient, record: SmsRequest, token: str, now: datetim
 
 
 def _lease(client: MobilgroupClient) -> timedelta:
-    """Twice the longest one status call can take (every attempt timing out, every backoff at
-    its ceiling), and at least a minute: a claim must outlive the poll it covers."""
-    attempts = client.retries + 1
-    waits = sum(min(30.0, client.backoff * 2 ** k) for k in range(client.retries))
-    return timedelta(seconds=max(60.0, 2 * (2 * client.timeout * attempts + waits)))
+    """Twice the longest one status call can take, and at least a minute: a claim must outlive
+    the poll it covers."""
+    return timedelta(seconds=max(60.0, 2 * client.longest_call()))
 
 
 def _pause(polls: int) -> timedelta:

@@ -1,13 +1,20 @@
-"""Settings of the test project: SQLite, both SMS packages, the mobilgroup app.
+"""Settings of the test project: SQLite, both SMS packages, the mobilgroup app, Django Tasks.
 
 ``MOBILGROUP`` is left unset here: each test gives its own with ``override_settings`` (usually the
 emulator's URL), so that nothing in this file can reach a real gateway.
+
+Subprocesses the tests start (task workers, the sweeper, trackers) get what they need through
+``TESTS_*`` variables: the database to share with the test (``TESTS_DATABASE``, JSON of Django's
+database settings), the ``MOBILGROUP`` setting (``TESTS_MOBILGROUP``) and the task backend
+(``TESTS_TASK_BACKEND``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from importlib.util import find_spec
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -24,7 +31,12 @@ INSTALLED_APPS = [
     "sms",
     "sendsms",
     "mobilgroup_backends.django",
+    "django_tasks_db",
 ]
+# Django 6 has the Tasks framework built in; 5.2 takes it from the django-tasks backport.
+TASKS_PACKAGE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+if TASKS_PACKAGE == "django_tasks":
+    INSTALLED_APPS.append("django_tasks")
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -57,7 +69,15 @@ DATABASES = {
         },
     },
 }
+if "TESTS_DATABASE" in os.environ:
+    DATABASES["default"] = json.loads(os.environ["TESTS_DATABASE"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TASKS = {"default": {"BACKEND": os.environ.get(
+    "TESTS_TASK_BACKEND", f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend")}}
+
+if "TESTS_MOBILGROUP" in os.environ:
+    MOBILGROUP = json.loads(os.environ["TESTS_MOBILGROUP"])
 
 SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
 SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"

@@ -1,4 +1,4 @@
-"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track``.
+"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track | outbox``.
 
 Exit codes, as the stand-alone ``mobilgroup`` command: 0 done; 1 the gateway refused; 2 bad usage,
 input or settings, nothing was sent; 3 the gateway could not be reached or did not answer with
@@ -8,7 +8,10 @@ its XML.
 from __future__ import annotations
 
 import json
+import time
 from argparse import ArgumentParser
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -18,6 +21,7 @@ from ....client import MobilgroupClient
 from ....errors import GatewayError, MobilgroupError, ValidationError
 from ....protocol import StatusReport, check_sender
 from ...backend import SmsBackend
+from ...outbox import DEFAULT_STALE_AFTER
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -67,6 +71,24 @@ class Command(BaseCommand):
                                 "(safe to run from cron on several hosts at once).")
         track.add_argument("--limit", type=int, default=None,
                            help="poll at most this many requests in this run")
+        track.add_argument("--loop", action="store_true",
+                           help="keep running, one run every --interval seconds")
+        track.add_argument("--interval", type=float, default=60.0,
+                           help="seconds between runs with --loop (default 60)")
+
+        outbox = action("outbox", "Send the outbox rows left pending longer than --stale-after "
+                                  "(a lost enqueue, a killed worker), and expire those past "
+                                  "their not_after (safe to run on several hosts at once).")
+        outbox.add_argument("--stale-after", type=float, metavar="SECONDS",
+                            default=DEFAULT_STALE_AFTER.total_seconds(),
+                            help="leave younger pending rows to the task backend "
+                                 f"(default {DEFAULT_STALE_AFTER.total_seconds():g})")
+        outbox.add_argument("--limit", type=int, default=None,
+                            help="send at most this many rows in this run")
+        outbox.add_argument("--loop", action="store_true",
+                            help="keep running, one run every --interval seconds")
+        outbox.add_argument("--interval", type=float, default=30.0,
+                            help="seconds between runs with --loop (default 30)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, f"_{options['action']}")
@@ -121,18 +143,47 @@ class Command(BaseCommand):
         self.stdout.write(f"Sent to {len(status.recipients)} recipient(s){parts}: "
                           f"request id {ids}")
 
+    def _repeat(self, options: dict[str, Any], run: Callable[[MobilgroupClient], None]) -> None:
+        """One run, or with ``--loop`` one every ``--interval`` seconds until interrupted."""
+        with self._client() as client:
+            while True:
+                started = time.monotonic()
+                run(client)
+                if not options["loop"]:
+                    return
+                try:
+                    time.sleep(max(0.0, options["interval"] - (time.monotonic() - started)))
+                except KeyboardInterrupt:
+                    return
+
+    def _outbox(self, options: dict[str, Any]) -> None:
+        from ...outbox import sweep
+
+        stale_after = timedelta(seconds=options["stale_after"])
+
+        def run(client: MobilgroupClient) -> None:
+            result = sweep(stale_after=stale_after, limit=options["limit"], client=client)
+            self.stdout.write(
+                f"Sent {result.tried} pending message(s): {len(result.accepted)} accepted, "
+                f"{len(result.pending)} still pending, {len(result.rejected)} rejected; "
+                f"{result.expired} expired.")
+
+        self._repeat(options, run)
+
     def _track(self, options: dict[str, Any]) -> None:
+        self._repeat(options, lambda client: self._track_once(client, options))
+
+    def _track_once(self, client: MobilgroupClient, options: dict[str, Any]) -> None:
         from ...tracking import track
 
-        with self._client() as client:
-            result = track(client, limit=options["limit"])
+        result = track(client, limit=options["limit"])
         self.stdout.write(
             f"Polled {len(result.polled)} request(s): {result.complete} complete, "
             f"{result.pending} pending, {result.expired} expired, {result.unknown} unknown, "
             f"{result.failed} failed; {result.changed} recipient status(es) changed.")
         for error in result.errors:
             self.stderr.write(error)
-        if result.failed and result.failed == len(result.polled):
+        if result.failed and result.failed == len(result.polled) and not options["loop"]:
             raise CommandError("no delivery report could be fetched", returncode=EXIT_UNREACHABLE)
 
 

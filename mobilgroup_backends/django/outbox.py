@@ -1,0 +1,219 @@
+"""The durable outbox: SMS written in the caller's transaction, sent by a task, swept if lost.
+
+::
+
+    from mobilgroup_backends.django.outbox import enqueue
+
+    with transaction.atomic():
+        order.save()
+        enqueue(order.phone, f"Order {order.number} confirmed")
+
+:func:`enqueue` mints the gateway request id, writes an :class:`OutboxMessage` row in the
+caller's transaction and, once that transaction commits, queues the task
+``mobilgroup_backends.django.tasks.send_outboxed`` with the row's primary key. A rolled-back
+transaction leaves no row and queues nothing; a committed one is never lost, because the row is
+there even when the queueing or the worker fails: :func:`sweep` (``manage.py mobilgroup
+outbox``) sends every row left pending too long.
+
+Every send of a row, by a task or by the sweeper, first claims it with a lease (one conditional
+``UPDATE``, so two runners never send it at once) and then sends with the row's request id and
+``resend=True``: if an earlier run reached the gateway and died before recording it, the gateway
+answers the copy with error 7 and the message is recorded as accepted, sent once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import router, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .. import protocol
+from ..client import MobilgroupClient
+from ..errors import ConfigurationError, GatewayError, MobilgroupError, ValidationError
+from .models import OutboxMessage
+from .settings import load_config
+from .workers import worker_client
+
+__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "sweep"]
+
+logger = logging.getLogger("mobilgroup_backends.django.outbox")
+
+#: How long a row may stay pending before the sweeper sends it itself: long enough for a task
+#: backend under load to get to it first, short enough for one-time codes.
+DEFAULT_STALE_AFTER = timedelta(minutes=5)
+
+
+def enqueue(phones: str | Iterable[str], text: str, *,
+            not_after: datetime | timedelta | None = None, part: int = 1, parts: int = 1,
+            track_delivery: bool | None = None, **send_options: Any) -> OutboxMessage:
+    """Write one gateway request to the outbox and queue its send once the transaction commits.
+
+    ``send_options`` are :meth:`MobilgroupClient.send`'s (``sender``, ``transliterate``,
+    ``schedule``, ``valid_hours``, ``replace_unencodable``); unset ones take the ``MOBILGROUP``
+    settings. Everything is checked now: a :class:`ValidationError` means nothing was written.
+    ``not_after`` (a moment, or a delay from now) is when the message stops being worth sending:
+    a row still pending then is marked expired instead. ``track_delivery`` defaults to the
+    ``TRACK_DELIVERY`` setting.
+
+    The returned row already carries its ``request_id``, the id delivery reports are asked with.
+    """
+    config = load_config()
+    core = config.settings
+    send_options.setdefault("transliterate", core.transliterate)
+    send_options.setdefault("valid_hours", core.valid_hours)
+    send_options.setdefault("replace_unencodable", config.replace_unencodable)
+    message = protocol.check_message(phones, text, **send_options)
+    if isinstance(not_after, timedelta):
+        not_after = timezone.now() + not_after
+    row: OutboxMessage = OutboxMessage.objects.create(
+        request_id=protocol.new_request_id(),
+        phones=message.pop("phones"),
+        text=message.pop("text"),
+        options=message,
+        part=part,
+        parts=parts,
+        track_delivery=config.track_delivery if track_delivery is None else track_delivery,
+        not_after=not_after,
+    )
+    # robust: the row is committed whatever happens here, and the sweeper sends it if queueing
+    # fails (a broker down, a backend refusing); the caller's request must not fail for that.
+    transaction.on_commit(lambda: _queue(row.pk), using=router.db_for_write(OutboxMessage),
+                          robust=True)
+    return row
+
+
+def _queue(pk: int) -> None:
+    from .tasks import send_outboxed
+
+    send_outboxed.enqueue(pk)
+
+
+# --- sending one row ------------------------------------------------------------------------
+
+
+def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
+    """Send one outbox row if it is still pending and no one else holds it; its state after.
+
+    Used by the task and by the sweeper. The gateway is called outside any transaction; the
+    outcome (and the delivery tracking record) is written in one transaction, and only while
+    this run's lease still holds. A failure that another attempt may mend (network, timeout, a
+    garbled answer) leaves the row pending for the next run; a refusal marks it ``rejected``.
+    """
+    if client is None:
+        client = worker_client()
+    now = timezone.now()
+    token = secrets.token_hex(16)
+    free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+    claimed = OutboxMessage.objects.filter(free, pk=pk, state=OutboxMessage.PENDING).update(
+        lease_token=token, leased_until=now + _lease(client), attempts=F("attempts") + 1,
+        updated_at=now)
+    if claimed != 1:
+        state = OutboxMessage.objects.filter(pk=pk).values_list("state", flat=True).first()
+        return "leased" if state == OutboxMessage.PENDING else str(state or "missing")
+    row = OutboxMessage.objects.get(pk=pk)
+    if row.not_after is not None and now >= row.not_after:
+        _finish(row, token, OutboxMessage.EXPIRED, "not sent before not_after")
+        return OutboxMessage.EXPIRED
+    try:
+        result = client.send(row.phones, row.text, request_id=row.request_id, resend=True,
+                             **row.options)
+    except ConfigurationError as exc:
+        _finish(row, token, OutboxMessage.PENDING, str(exc))
+        raise
+    except (GatewayError, ValidationError) as exc:
+        # The gateway has no "try later" answer: each of its refusals (funds, bad phones, a
+        # blocked account) holds for this message until someone acts on it.
+        logger.warning("SMS request %s refused: %s", row.request_id, exc)
+        _finish(row, token, OutboxMessage.REJECTED, str(exc))
+        return OutboxMessage.REJECTED
+    except MobilgroupError as exc:
+        logger.warning("SMS request %s not sent yet, left pending: %s", row.request_id, exc)
+        _finish(row, token, OutboxMessage.PENDING, str(exc))
+        return OutboxMessage.PENDING
+    except BaseException:
+        _finish(row, token, OutboxMessage.PENDING, "interrupted")
+        raise
+    with transaction.atomic(using=router.db_for_write(OutboxMessage)):
+        if not _finish(row, token, OutboxMessage.ACCEPTED, "", accepted_at=timezone.now()):
+            # The lease ran out mid-send and another run holds the row: its resend is answered
+            # as "accepted earlier" and it records the outcome.
+            return OutboxMessage.PENDING
+        if row.track_delivery:
+            from .tracking import record_sent
+
+            records = record_sent([result], parts=row.parts, first_part=row.part,
+                                  valid_hours=row.options.get("valid_hours"))
+            OutboxMessage.objects.filter(pk=row.pk).update(tracking=records[0])
+    return OutboxMessage.ACCEPTED
+
+
+def _lease(client: MobilgroupClient) -> timedelta:
+    """Twice the longest one send can take: the claim must outlive the send it covers."""
+    return timedelta(seconds=2 * client.longest_call())
+
+
+def _finish(row: OutboxMessage, token: str, state: str, error: str, **values: Any) -> bool:
+    """Write the outcome and release the lease, if the lease is still this run's."""
+    written = OutboxMessage.objects.filter(pk=row.pk, lease_token=token).update(
+        state=state, last_error=error[:300], lease_token="", leased_until=None,
+        updated_at=timezone.now(), **values)
+    return int(written) == 1
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """What one :func:`sweep` run did: the request ids it sent or tried, by outcome."""
+
+    accepted: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    expired: int = 0
+    skipped: int = 0
+
+    @property
+    def tried(self) -> int:
+        return len(self.accepted) + len(self.pending) + len(self.rejected)
+
+
+def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = None,
+          client: MobilgroupClient | None = None) -> SweepResult:
+    """Send, here and now, every row left pending longer than ``stale_after``; expire the rows
+    past their ``not_after``.
+
+    This is what recovers a lost enqueue, a task backend that never ran the task, and a worker
+    killed mid-send, whatever task backend is used. Rows a task holds (an unexpired lease) are
+    left to it.
+    """
+    if client is None:
+        client = worker_client()
+    now = timezone.now()
+    free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+    pending = OutboxMessage.objects.filter(free, state=OutboxMessage.PENDING)
+    result = SweepResult()
+    result.expired = pending.filter(not_after__lte=now).update(
+        state=OutboxMessage.EXPIRED, last_error="not sent before not_after", updated_at=now)
+    stale = (pending.filter(updated_at__lte=now - stale_after).order_by("updated_at")
+             .values_list("pk", "request_id"))
+    for pk, request_id in stale[:limit]:
+        outcome = deliver(pk, client=client)
+        if outcome == OutboxMessage.ACCEPTED:
+            result.accepted.append(request_id)
+        elif outcome == OutboxMessage.PENDING:
+            result.pending.append(request_id)
+        elif outcome == OutboxMessage.REJECTED:
+            result.rejected.append(request_id)
+        elif outcome == OutboxMessage.EXPIRED:
+            result.expired += 1
+        else:
+            result.skipped += 1  # a task got to it first
+    return result

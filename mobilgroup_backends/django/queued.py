@@ -1,0 +1,109 @@
+"""``QueuedSmsBackend``: messages go to the outbox in the caller's transaction, and out by a task.
+
+::
+
+    SMS_BACKEND = "mobilgroup_backends.django.QueuedSmsBackend"        # django-sms
+    SENDSMS_BACKEND = "mobilgroup_backends.django.QueuedSmsBackend"    # django-sendsms
+
+``send_messages`` returns how many messages were **queued**, not how many the gateway accepted:
+the send happens after the transaction commits (see ``outbox.py``). A message sent inside a
+transaction that rolls back never goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db import router, transaction
+from django.views.decorators.debug import sensitive_variables
+
+from ..errors import ValidationError
+from ..protocol import normalize_phones
+from .backend import REJECTED, MobilgroupRecipientStatus, SmsBackend, _body, _recipients
+from .settings import MobilgroupImproperlyConfigured
+from .signals import post_send
+
+__all__ = ["PENDING", "QueuedSmsBackend"]
+
+#: ``message.mobilgroup_status.status`` of a message written to the outbox (the row's state).
+PENDING = "pending"
+
+
+class QueuedSmsBackend(SmsBackend):
+    """Queue django-sms and django-sendsms messages in the outbox; a task sends them on commit.
+
+    Takes :class:`SmsBackend`'s keyword arguments, and ``expire_after`` (a ``timedelta`` or
+    seconds): a message still unsent that long after it was queued is not sent at all (an
+    expired one-time code is worse than none).
+
+    Each message gets ``message.mobilgroup_status`` with status ``"pending"`` and the request
+    ids it will be sent with (one per part of a split text); what became of it is on its
+    :class:`~mobilgroup_backends.django.models.OutboxMessage` rows. ``pre_send`` may cancel a
+    message as with :class:`SmsBackend`; ``post_send`` is sent once it is queued.
+    """
+
+    @sensitive_variables()  # kwargs may hold the password
+    def __init__(self, fail_silently: bool = False, *, expire_after: timedelta | float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(fail_silently=fail_silently, **kwargs)
+        _require_app()
+        if expire_after is not None and not isinstance(expire_after, timedelta):
+            expire_after = timedelta(seconds=float(expire_after))
+        self.expire_after: timedelta | None = expire_after
+
+    def open(self) -> bool:
+        return False  # nothing to open: the database connection is Django's
+
+    def close(self) -> None:
+        return None
+
+    def send_messages(self, messages: Sequence[Any] | Iterable[Any]) -> int:
+        """Write each message to the outbox; how many were queued (not yet sent)."""
+        return sum(1 for message in list(messages or ()) if self._queue(message))
+
+    def _queue(self, message: Any) -> bool:
+        status = self._begin(message)
+        if status is None:
+            return False
+        from .models import OutboxMessage
+        from .outbox import enqueue
+
+        config = self.config
+        core = config.settings
+        try:
+            phones = normalize_phones(_recipients(message))
+            sender = self.sender_for(message)
+            parts = self._fit(_body(message))
+            # All parts of a text or none: a half-queued text would arrive cut.
+            with transaction.atomic(using=router.db_for_write(OutboxMessage)):
+                rows = [enqueue(phones, part, sender=sender, transliterate=core.transliterate,
+                                valid_hours=core.valid_hours,
+                                replace_unencodable=config.replace_unencodable,
+                                part=number, parts=len(parts),
+                                track_delivery=config.track_delivery, not_after=self.expire_after)
+                        for number, part in enumerate(parts, start=1)]
+        except ValidationError as exc:
+            return self._failed(message, status, REJECTED, exc, ())
+        status.status = PENDING
+        status.sender = sender
+        status.parts = len(rows)
+        status.request_ids = [row.request_id for row in rows]
+        status.request_id = status.request_ids[0]
+        status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, PENDING)
+                             for phone in phones}
+        status.tracked = config.track_delivery
+        post_send.send(sender=type(self), message=message, status=status, backend=self)
+        return True
+
+
+def _require_app() -> None:
+    from django.apps import apps
+
+    if not apps.is_installed("mobilgroup_backends.django"):
+        raise MobilgroupImproperlyConfigured(
+            "SMS_BACKEND",
+            "the QueuedSmsBackend keeps messages in the outbox model: add "
+            "'mobilgroup_backends.django' to INSTALLED_APPS and run migrate",
+            check_id="mobilgroup.E008")

@@ -1,0 +1,238 @@
+"""The durable outbox in one process: enqueue on commit, the task, the sweeper, QueuedSmsBackend.
+
+Real Django (SQLite, real commits: ``transaction=True``), real Django Tasks backends (the
+immediate one runs the task at commit; the dummy one stores it and never runs it, as a lost
+enqueue), the emulator over HTTP. The killed-worker and PostgreSQL cases are in
+test_django_outbox_processes.py.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+import sms
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from mobilgroup_backends.django.models import OutboxMessage, SmsRequest
+from mobilgroup_backends.django.outbox import deliver, enqueue, sweep
+from mobilgroup_backends.emulator import Emulator
+from mobilgroup_backends.errors import ValidationError
+from tests.django_project.helpers import gateway_settings
+
+PHONE, OTHER = "79031234567", "79037654321"
+QUEUED = "mobilgroup_backends.django.QueuedSmsBackend"
+
+pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
+              pytest.mark.django_db(transaction=True)]
+
+
+class Rollback(Exception):
+    pass
+
+
+@pytest.fixture
+def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, RETRIES=0)
+    return mobilgroup_emulator
+
+
+@pytest.fixture
+def lost_enqueues(settings: Any) -> None:
+    """A task backend that stores tasks and never runs them: every enqueue is as good as lost."""
+    settings.TASKS = {"default": {"BACKEND": f"{settings.TASKS_PACKAGE}.backends.dummy.DummyBackend"}}
+
+
+def sent_ids(gateway: Emulator) -> Counter[int]:
+    return Counter(message.request_id for message in gateway.outbox)
+
+
+def test_enqueue_sends_once_the_transaction_commits(gateway: Emulator) -> None:
+    with transaction.atomic():
+        row = enqueue(PHONE, "Order 17 confirmed")
+        assert row.request_id  # minted before anything is queued
+        assert len(gateway.outbox) == 0  # not before the commit
+    assert sent_ids(gateway) == {row.request_id: 1}
+    assert gateway.outbox[0].text == "Order 17 confirmed"
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.ACCEPTED
+    assert row.attempts == 1 and row.accepted_at is not None and row.lease_token == ""
+
+
+def test_a_rolled_back_transaction_sends_nothing(gateway: Emulator) -> None:
+    with pytest.raises(Rollback), transaction.atomic():
+        enqueue(PHONE, "never")
+        raise Rollback
+    assert OutboxMessage.objects.count() == 0
+    assert sweep(stale_after=timedelta(0)).tried == 0
+    assert len(gateway.outbox) == 0
+
+
+def test_bad_input_is_refused_when_queued(gateway: Emulator) -> None:
+    with pytest.raises(ValidationError) as caught:
+        enqueue("12", "hello")
+    assert "phone" in str(caught.value)
+    with pytest.raises(ValidationError):
+        enqueue(PHONE, "x" * 141)
+    assert OutboxMessage.objects.count() == 0
+
+
+def test_options_are_stored_as_json_and_sent(gateway: Emulator) -> None:
+    row = enqueue([PHONE, OTHER], "Привет", sender="MyShop", transliterate=False, valid_hours=3)
+    stored = OutboxMessage.objects.get(pk=row.pk)
+    assert stored.phones == [PHONE, OTHER]
+    assert stored.options == {"sender": "MyShop", "transliterate": False, "valid_hours": 3}
+    (message,) = gateway.outbox
+    assert message.sender == "MyShop" and message.text == "Привет"
+    assert set(message.phones) == {PHONE, OTHER}
+
+
+def test_a_lost_enqueue_is_sent_by_the_sweeper_exactly_once(gateway: Emulator,
+                                                             lost_enqueues: None) -> None:
+    rows = [enqueue(PHONE, f"code {n}") for n in range(3)]
+    assert len(gateway.outbox) == 0
+    assert sweep().tried == 0  # younger than stale_after: left to the task backend
+    result = sweep(stale_after=timedelta(0))
+    assert sorted(result.accepted) == sorted(row.request_id for row in rows)
+    assert sweep(stale_after=timedelta(0)).tried == 0  # nothing pending any more
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+
+
+def test_an_answer_lost_after_the_gateway_accepted_is_resent_as_the_same_request(
+        gateway: Emulator) -> None:
+    gateway.faults.next("close_after")  # accepted, then the connection drops: no answer
+    row = enqueue(PHONE, "code 4521")
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.PENDING
+    assert "connection" in row.last_error or "broke" in row.last_error
+    assert sent_ids(gateway) == {row.request_id: 1}
+
+    result = sweep(stale_after=timedelta(0))  # the gateway answers the copy with error 7
+
+    assert result.accepted == [row.request_id]
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.ACCEPTED and row.attempts == 2
+    assert sent_ids(gateway) == {row.request_id: 1}
+
+
+def test_an_unreachable_gateway_leaves_the_row_pending(gateway: Emulator) -> None:
+    gateway.faults.next("close_before")
+    row = enqueue(PHONE, "later")
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.PENDING and row.last_error
+    assert len(gateway.outbox) == 0
+    assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+    assert sent_ids(gateway) == {row.request_id: 1}
+
+
+def test_a_gateway_refusal_marks_the_row_rejected(gateway: Emulator) -> None:
+    gateway.account.balance = 0
+    row = enqueue(PHONE, "no money")
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.REJECTED
+    assert "error 9" in row.last_error
+    assert sweep(stale_after=timedelta(0)).tried == 0  # never tried again by itself
+
+
+def test_a_row_past_not_after_expires_instead_of_going_out(gateway: Emulator,
+                                                           lost_enqueues: None) -> None:
+    late = enqueue(PHONE, "code 1111", not_after=timedelta(seconds=-1))
+    due = enqueue(PHONE, "code 2222", not_after=timezone.now() + timedelta(hours=1))
+    result = sweep(stale_after=timedelta(0))
+    assert result.expired == 1 and result.accepted == [due.request_id]
+    late.refresh_from_db()
+    assert late.state == OutboxMessage.EXPIRED
+    assert deliver(late.pk) == OutboxMessage.EXPIRED  # a late task does nothing either
+    assert sent_ids(gateway) == {due.request_id: 1}
+
+
+def test_a_leased_row_is_left_to_its_holder(gateway: Emulator, lost_enqueues: None) -> None:
+    row = enqueue(PHONE, "busy")
+    OutboxMessage.objects.filter(pk=row.pk).update(
+        lease_token="someone-else", leased_until=timezone.now() + timedelta(minutes=1))
+    assert deliver(row.pk) == "leased"
+    assert sweep(stale_after=timedelta(0)).tried == 0
+    assert len(gateway.outbox) == 0
+    # The holder died: once its lease has run out, the row is sent.
+    OutboxMessage.objects.filter(pk=row.pk).update(leased_until=timezone.now())
+    assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+    assert sent_ids(gateway) == {row.request_id: 1}
+
+
+def test_accepted_rows_are_linked_to_delivery_tracking(gateway: Emulator, settings: Any) -> None:
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True, "VALID_HOURS": 2}
+    row = enqueue(PHONE, "tracked", part=2, parts=3)
+    row.refresh_from_db()
+    assert row.tracking is not None
+    record = SmsRequest.objects.get()
+    assert record == row.tracking
+    assert (record.request_id, record.part, record.parts, record.valid_hours) == (
+        row.request_id, 2, 3, 2)
+    assert list(record.recipients.values_list("phone", flat=True)) == [PHONE]
+
+
+def test_the_sweeper_command(gateway: Emulator, lost_enqueues: None) -> None:
+    rows = [enqueue(PHONE, f"n{n}") for n in range(2)]
+    out = StringIO()
+    call_command("mobilgroup", "outbox", "--stale-after", "0", stdout=out)
+    assert "Sent 2 pending message(s): 2 accepted" in out.getvalue()
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+
+
+# --- QueuedSmsBackend ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(gateway: Emulator, settings: Any) -> Emulator:
+    settings.SMS_BACKEND = settings.SENDSMS_BACKEND = QUEUED
+    return gateway
+
+
+def test_send_sms_returns_the_number_queued_and_sends_on_commit(queued: Emulator) -> None:
+    with transaction.atomic():
+        assert sms.send_sms("Your code is 4521", recipients=[PHONE]) == 1
+        assert len(queued.outbox) == 0  # uncommitted: nothing sent
+    (row,) = OutboxMessage.objects.all()
+    assert row.state == OutboxMessage.ACCEPTED
+    assert sent_ids(queued) == {row.request_id: 1}
+
+
+def test_send_sms_in_a_rolled_back_transaction_sends_nothing(queued: Emulator) -> None:
+    with pytest.raises(Rollback), transaction.atomic():
+        assert sms.send_sms("Your code is 4521", recipients=[PHONE]) == 1
+        raise Rollback
+    assert OutboxMessage.objects.count() == 0
+    assert len(queued.outbox) == 0
+
+
+def test_the_message_status_names_its_request_ids_before_sending(queued: Emulator,
+                                                                 lost_enqueues: None) -> None:
+    text = " ".join(f"word{n:02d}" for n in range(40))  # two parts
+    message = sms.Message(text, recipients=[PHONE])
+    assert message.send() == 1
+    status = message.mobilgroup_status  # type: ignore[attr-defined]
+    assert status.status == "pending" and status.parts == 2
+    rows = list(OutboxMessage.objects.order_by("part"))
+    assert [(r.part, r.parts) for r in rows] == [(1, 2), (2, 2)]
+    assert status.request_ids == [r.request_id for r in rows]
+    assert len(queued.outbox) == 0
+
+
+def test_a_bad_phone_is_rejected_before_queueing(queued: Emulator) -> None:
+    assert sms.send_sms("hi", recipients=["12"], fail_silently=True) == 0
+    with pytest.raises(ValidationError):
+        sms.send_sms("hi", recipients=["12"])
+    assert OutboxMessage.objects.count() == 0
+
+
+def test_expire_after(queued: Emulator, lost_enqueues: None) -> None:
+    with sms.get_connection(expire_after=600) as connection:
+        assert connection.send_messages([sms.Message("code", recipients=[PHONE])]) == 1
+    row = OutboxMessage.objects.get()
+    assert row.not_after is not None
+    assert timedelta(seconds=590) < row.not_after - row.created_at <= timedelta(seconds=601)
