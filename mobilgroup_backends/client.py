@@ -46,7 +46,7 @@ from .errors import (
 from .protocol import StatusReport, mask_phone
 from .transport import GatewayAdapter, attempt
 
-__all__ = ["MobilgroupClient", "SendResult", "backoff_delay", "shared_client"]
+__all__ = ["MobilgroupClient", "SendResult", "backoff_delay", "sent_to_dict", "shared_client"]
 
 logger = logging.getLogger("mobilgroup_backends.client")
 
@@ -71,6 +71,22 @@ class SendResult:
     sender: str | None = None
     attempts: int = 1
     accepted_earlier: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """This request as JSON: what ``mobilgroup mailing`` and library users record."""
+        return {"request_id": self.request_id, "phones": list(self.phones), "text": self.text,
+                "sender": self.sender, "attempts": self.attempts,
+                "accepted_earlier": self.accepted_earlier}
+
+
+def sent_to_dict(request_ids: Iterable[int], phones: Iterable[str],
+                 sender: str | None) -> dict[str, Any]:
+    """The JSON shape of "one message was sent" that ``mobilgroup send`` and ``manage.py
+    mobilgroup send`` both print: one request id per part (a long text split in parts is one
+    request each), the recipients, and the alias (None for the account's default)."""
+    ids = list(request_ids)
+    return {"ok": True, "request_ids": ids, "parts": len(ids), "phones": list(phones),
+            "sender": sender}
 
 
 class MobilgroupClient:

@@ -41,7 +41,14 @@ __all__ = [
     "UnknownRequestId",
     "ValidationError",
     "error_for_code",
+    "error_to_dict",
+    "exit_code",
 ]
+
+#: Exit codes of both command-line tools, ``mobilgroup`` and ``manage.py mobilgroup``: done; the
+#: gateway refused; bad usage, input or settings (nothing was sent); the gateway could not be
+#: reached or did not answer with its XML; interrupted (Ctrl-C).
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class MobilgroupError(Exception):
@@ -207,3 +214,33 @@ class ProtocolError(MobilgroupError):
     def __init__(self, message: str, *, request_id: int | None = None,
                  maybe_sent: bool = True) -> None:
         super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)
+
+
+def _kind(exc: MobilgroupError) -> tuple[str, int]:
+    if isinstance(exc, ValidationError):
+        return "invalid", EXIT_USAGE
+    if isinstance(exc, GatewayError):
+        return "refused", EXIT_REFUSED
+    return "unreachable", EXIT_UNREACHABLE
+
+
+def exit_code(exc: MobilgroupError) -> int:
+    """The exit code a command-line tool ends with when ``exc`` stopped it."""
+    return _kind(exc)[1]
+
+
+def error_to_dict(exc: MobilgroupError) -> dict[str, Any]:
+    """The JSON shape of a failure, as both command-line tools print it with ``--json``.
+
+    ``error`` is ``invalid`` (nothing was sent), ``refused`` (the gateway's ``code``) or
+    ``unreachable``; ``maybe_sent`` and ``request_id`` say whether and how a resend is safe.
+    """
+    payload: dict[str, Any] = {"ok": False, "error": _kind(exc)[0], "message": str(exc)}
+    if isinstance(exc, GatewayError):
+        payload["code"] = exc.code
+    if isinstance(exc, ValidationError):
+        payload["field"] = exc.field
+    if exc.request_id is not None and not isinstance(exc, ValidationError):
+        payload["request_id"] = exc.request_id  # refused locally: an id sent nowhere is noise
+    payload["maybe_sent"] = exc.maybe_sent
+    return payload

@@ -36,6 +36,7 @@ from defusedxml.ElementTree import fromstring as _safe_fromstring
 from .errors import ProtocolError, ValidationError, error_for_code
 
 __all__ = [
+    "DEFAULT_VALID_HOURS",
     "ENCODING",
     "GATEWAY_TIMEZONE",
     "MAX_REQUEST_ID",
@@ -63,12 +64,14 @@ __all__ = [
     "check_valid_hours",
     "fit_text",
     "mask_phone",
+    "message_parts",
     "new_request_id",
     "normalize_phones",
     "parse_balance",
     "parse_send",
     "parse_status",
     "repair_end_tags",
+    "report_due",
     "text_limit",
 ]
 
@@ -80,6 +83,8 @@ MAX_TEXT_TRANSLIT = 140
 MAX_TEXT_UNICODE = 64
 MAX_SENDER_LENGTH = 9
 MAX_VALID_HOURS = 48
+#: The lifetime the gateway gives a message sent without ``valid``, in hours.
+DEFAULT_VALID_HOURS = 1
 #: Ids are "digits" in the gateway's words; 18 digits fit a signed 64-bit integer everywhere.
 MAX_REQUEST_ID = 10**18 - 1
 #: The gateway reads ``schedule`` as its local time: Moscow, UTC+3 all year since 2014. An aware
@@ -174,6 +179,12 @@ class RecipientStatus(NamedTuple):
     def is_final(self) -> bool:
         return self.status.is_final
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every command prints: the status by name, and its code."""
+        return {"phone": self.phone, "status": self.status.name.lower(),
+                "status_code": int(self.status), "final": self.is_final,
+                "time": self.time.strftime(SCHEDULE_FORMAT) if self.time else None}
+
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -190,6 +201,12 @@ class StatusReport:
 
     def by_phone(self) -> dict[str, RecipientStatus]:
         return {r.phone: r for r in self.recipients}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every command prints (``mobilgroup`` and ``manage.py mobilgroup``)."""
+        return {"request_id": self.request_id, "status": self.status.name.lower(),
+                "status_code": int(self.status), "complete": self.is_complete,
+                "recipients": [r.to_dict() for r in self.recipients]}
 
 
 # --- local checks ---------------------------------------------------------------------------
@@ -466,6 +483,26 @@ def fit_text(text: str, limit: int, mode: Literal["split", "truncate"] = "split"
     if rest:
         parts.append(rest)
     return parts
+
+
+def message_parts(text: str, *, transliterate: bool = True,
+                  long_messages: Literal["error", "split", "truncate"] = "error") -> list[str]:
+    """The texts a message goes out as: itself, or with ``split``/``truncate`` the pieces that
+    fit the limit (:func:`fit_text`). With ``error`` a long text is left whole, for
+    :func:`check_text` to refuse."""
+    limit = text_limit(transliterate)
+    if long_messages == "error" or len(text) <= limit:
+        return [text]
+    return fit_text(text, limit, long_messages)
+
+
+def report_due(sent_at: datetime, valid_hours: int | None = None,
+               schedule: datetime | None = None) -> datetime:
+    """When the gateway's rule allows asking for a request's delivery report: once the
+    message lifetime has run out, counted from the send (or from ``schedule`` when later).
+    Give both in the same time zone."""
+    start = max(sent_at, schedule) if schedule is not None else sent_at
+    return start + timedelta(hours=valid_hours or DEFAULT_VALID_HOURS)
 
 
 # --- building requests ----------------------------------------------------------------------

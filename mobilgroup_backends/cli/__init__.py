@@ -1,22 +1,45 @@
-"""The ``mobilgroup`` command: send, status, balance, the emulator, a demo, and Apprise set-up.
+"""The ``mobilgroup`` command: send, status, balance, mailings, the emulator, a demo, Apprise
+set-up and shell completion.
 
-Exit codes: 0 done; 1 the gateway refused (the message names the code and its meaning); 2 bad
-usage or input, nothing was sent; 3 the gateway could not be reached or did not answer with its XML.
+Exit codes (shared with ``manage.py mobilgroup``): 0 done; 1 the gateway refused (the message names
+the code and its meaning); 2 bad usage or input, nothing was sent; 3 the gateway could not be
+reached or did not answer with its XML; 4 ``status --wait`` gave up before every recipient had a
+final status; 130 interrupted.
+
+Modules here import the client (and so ``requests``) inside the handlers, never at the top:
+``mobilgroup --help`` and shell completion stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..client import MobilgroupClient, SendResult
-from ..errors import GatewayError, MobilgroupError, ValidationError
-from .output import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, print_status
+from ..errors import ConfigurationError, MobilgroupError, ValidationError
+from .output import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    print_error,
+    print_json,
+    print_status,
+)
+
+if TYPE_CHECKING:
+    from ..client import MobilgroupClient
+    from ..protocol import StatusReport
+
+#: ``status --wait`` gave up (``--timeout``) before every recipient had a final status.
+EXIT_NOT_FINAL = 4
+#: ``status --wait``: first pause between asks once the lifetime has run out; it doubles up to
+#: :data:`MAX_RECHECK_SECONDS`.
+FIRST_RECHECK_SECONDS = 5.0
+MAX_RECHECK_SECONDS = 600.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,56 +50,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         result: int = args.handler(args)
-    except ValidationError as exc:
-        return _fail(args, "invalid", exc, EXIT_USAGE)
-    except GatewayError as exc:
-        return _fail(args, "refused", exc, EXIT_REFUSED)
     except MobilgroupError as exc:
-        return _fail(args, "unreachable", exc, EXIT_UNREACHABLE)
+        return print_error(exc, getattr(args, "json", False))
     except KeyboardInterrupt:
-        return 130
+        print("mobilgroup: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return result
 
 
-def _fail(args: argparse.Namespace, kind: str, exc: MobilgroupError, code: int) -> int:
-    if getattr(args, "json", False):
-        payload: dict[str, Any] = {"ok": False, "error": kind, "message": str(exc)}
-        if isinstance(exc, GatewayError):
-            payload["code"] = exc.code
-        payload["request_id"] = exc.request_id
-        payload["maybe_sent"] = exc.maybe_sent
-        print(json.dumps(payload, ensure_ascii=False))
-    else:
-        print(f"mobilgroup: {exc}", file=sys.stderr)
-        if exc.maybe_sent and exc.request_id is not None:
-            print(f"mobilgroup: it may have been sent; to make sure it goes out exactly once, "
-                  f"repeat the same command with --id {exc.request_id} --resend", file=sys.stderr)
-    return code
+def add_gateway_options(sub: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to the gateway: where the credentials come from,
+    and ``--json``."""
+    source = sub.add_mutually_exclusive_group()
+    source.add_argument("--url", help="mobilgroup://LOGIN:PASSWORD@USER_ID?endpoint=... ('-' reads "
+                                      "it from standard input; default: the environment). Other "
+                                      "users can see it in the process list: prefer --url-file")
+    source.add_argument("--url-file", metavar="FILE",
+                        help="read the mobilgroup:// URL from the first line of FILE")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_text_options(sub: argparse.ArgumentParser) -> None:
+    """How a text that does not fit, or cannot be carried, is handled (``send`` and mailings)."""
+    sub.add_argument("--sender", help="sender alias (latin letters, digits, space, hyphen; <= 9)")
+    sub.add_argument("--schedule", help="send later: 'YYYY-MM-DD HH:MM', Moscow time")
+    sub.add_argument("--valid", type=int, metavar="HOURS", help="lifetime, 1 to 48 hours")
+    sub.add_argument("--no-translit", action="store_true",
+                     help="send as Unicode without transliteration (64 characters at most)")
+    fit = sub.add_mutually_exclusive_group()
+    fit.add_argument("--split", dest="long_messages", action="store_const", const="split",
+                     default="error", help="send a text that is too long as several messages")
+    fit.add_argument("--truncate", dest="long_messages", action="store_const", const="truncate",
+                     help="cut a text that is too long, ending it with an ellipsis")
+    sub.add_argument("--replace-unencodable", action="store_true",
+                     help="send characters windows-1251 cannot carry (emoji...) as '?'")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mobilgroup", description="Send SMS through the Mobilgroup gateway.",
-        epilog="Credentials come from --url or the environment (MOBILGROUP_URL, or "
+        epilog="Credentials come from --url-file, --url or the environment (MOBILGROUP_URL, or "
                "MOBILGROUP_USER_ID, MOBILGROUP_LOGIN, MOBILGROUP_PASSWORD).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def gateway_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--url", help="mobilgroup://LOGIN:PASSWORD@USER_ID?endpoint=... "
-                                       "(default: the environment)")
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text,
+                                                           description=help_text)
+        add_gateway_options(sub)
         return sub
 
     send = gateway_command("send", "send one text to one or more phones")
-    send.add_argument("phones", nargs="+", metavar="PHONE")
+    send.add_argument("phones", nargs="+", metavar="PHONE",
+                      help="phone numbers, as separate arguments or separated by commas")
     send.add_argument("--text", required=True, help="the message; '-' reads standard input")
-    send.add_argument("--sender", help="sender alias (latin letters, digits, space, hyphen; <= 9)")
-    send.add_argument("--schedule", help="send later: 'YYYY-MM-DD HH:MM', Moscow time")
-    send.add_argument("--valid", type=int, metavar="HOURS", help="lifetime, 1 to 48 hours")
-    send.add_argument("--no-translit", action="store_true",
-                      help="send as Unicode without transliteration (64 characters at most)")
+    add_text_options(send)
     send.add_argument("--id", dest="request_id", help="your own request id (digits)")
     send.add_argument("--resend", action="store_true",
                       help="this --id may have been sent already with this same message (after "
@@ -85,56 +113,140 @@ def _parser() -> argparse.ArgumentParser:
 
     status = gateway_command("status", "show a mailing's status and every recipient's")
     status.add_argument("request_id", metavar="ID")
+    status.add_argument("--wait", action="store_true",
+                        help="wait until every recipient has a final status, asking again only "
+                             "once the lifetime has run out (the gateway's rule)")
+    status.add_argument("--valid", type=int, metavar="HOURS",
+                        help="with --wait: the lifetime the message was sent with (default 1)")
+    status.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="with --wait: give up after this long (default: the lifetime plus "
+                             "one hour); exit code 4")
     status.set_defaults(handler=_status)
 
     balance = gateway_command("balance", "show the account balance")
     balance.set_defaults(handler=_balance)
 
     from . import apprise as apprise_cmd
+    from . import completion as completion_cmd
     from . import emulator as emulator_cmd
 
     emulator_cmd.add_commands(commands)
     apprise_cmd.add_commands(commands)
+    completion_cmd.add_commands(commands, parser)
     return parser
 
 
-def _client(args: argparse.Namespace) -> MobilgroupClient:
-    if args.url:
-        return MobilgroupClient.from_url(args.url)
-    return MobilgroupClient.from_env()
+def _client(args: argparse.Namespace, **overrides: Any) -> MobilgroupClient:
+    from ..client import MobilgroupClient
+
+    url = _url(args)
+    if url is not None:
+        return MobilgroupClient.from_url(url, **overrides)
+    return MobilgroupClient.from_env(**overrides)
+
+
+def _url(args: argparse.Namespace) -> str | None:
+    """The URL given by ``--url``, ``--url -`` (standard input) or ``--url-file``; never shown."""
+    if getattr(args, "url_file", None):
+        try:
+            with open(args.url_file, encoding="utf-8") as handle:
+                line = handle.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigurationError("--url-file", args.url_file, reason or str(exc),
+                                     "give a file whose first line is the mobilgroup:// URL"
+                                     ) from None
+        return _nonempty(line, "--url-file", args.url_file)
+    if args.url == "-":
+        if getattr(args, "text", None) == "-":
+            raise ValidationError("--url", "-", "standard input cannot give both the URL and "
+                                  "the text", "use --url-file FILE for the URL")
+        return _nonempty(sys.stdin.readline(), "--url", "-")
+    return str(args.url) if args.url else None
+
+
+def _nonempty(line: str, option: str, shown: str) -> str:
+    url = line.strip()
+    if not url:
+        raise ConfigurationError(option, shown, "no URL there (the first line is empty)",
+                                 "write mobilgroup://LOGIN:PASSWORD@USER_ID on the first line")
+    return url
 
 
 def _send(args: argparse.Namespace) -> int:
-    text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+    from ..client import sent_to_dict
+    from ..protocol import message_parts
+
     with _client(args) as client:
-        result = client.send(args.phones, text, sender=args.sender, schedule=args.schedule,
-                             valid_hours=args.valid, transliterate=not args.no_translit,
-                             request_id=args.request_id, resend=args.resend)
-    _print_send(result, args.json)
-    return EXIT_OK
-
-
-def _print_send(result: SendResult, as_json: bool) -> None:
-    out = sys.stdout
-    if as_json:
-        print(json.dumps({"ok": True, **asdict(result)}, ensure_ascii=False), file=out)
+        text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+        # One string: the client splits it on commas, so "79031234567,79231234567" works too.
+        phones = ",".join(args.phones)
+        parts = message_parts(text, transliterate=not args.no_translit,
+                              long_messages=args.long_messages)
+        if len(parts) > 1 and args.request_id:
+            raise ValidationError("--id", args.request_id, f"the text goes out as {len(parts)} "
+                                  "messages, each needs its own id", "leave --id out")
+        results = [client.send(phones, part, sender=args.sender, schedule=args.schedule,
+                               valid_hours=args.valid, transliterate=not args.no_translit,
+                               request_id=args.request_id, resend=args.resend,
+                               replace_unencodable=args.replace_unencodable)
+                   for part in parts]
+    first = results[0]
+    if args.json:
+        print_json(sent_to_dict([r.request_id for r in results], first.phones, first.sender))
     else:
-        print(f"accepted: request id {result.request_id}, {len(result.phones)} recipient(s)",
-              file=out)
+        ids = ", ".join(str(r.request_id) for r in results)
+        how = f" in {len(results)} parts" if len(results) > 1 else ""
+        print(f"accepted: request id {ids}, {len(first.phones)} recipient(s){how}")
+    return EXIT_OK
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ..protocol import check_valid_hours
+
+    valid = check_valid_hours(args.valid)
     with _client(args) as client:
         report = client.status(args.request_id)
+        if args.wait:
+            report = _wait(client, report, valid, args.timeout)
     print_status(report, args.json)
+    if args.wait and not report.is_complete:
+        print("mobilgroup: not every recipient has a final status yet; ask again later",
+              file=sys.stderr)
+        return EXIT_NOT_FINAL
     return EXIT_OK
+
+
+def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | None,
+          timeout: float | None) -> StatusReport:
+    """Ask again until every recipient's status is final: first once the lifetime has run out
+    (counted from the latest time the report shows), then after growing pauses."""
+    from ..protocol import DEFAULT_VALID_HOURS, GATEWAY_TIMEZONE, report_due
+
+    hours = valid_hours or DEFAULT_VALID_HOURS
+    limit = timeout if timeout is not None else (hours + 1) * 3600.0
+    deadline = time.monotonic() + limit
+    pause = FIRST_RECHECK_SECONDS
+    while not report.is_complete:
+        now = datetime.now(GATEWAY_TIMEZONE).replace(tzinfo=None)
+        times = [r.time for r in report.recipients if not r.is_final and r.time is not None]
+        # Report times are shown to the minute: a status shown at 12:00 may be from 12:00:59.
+        due = report_due(max(times) + timedelta(minutes=1), hours) if times else now
+        wait = (due - now).total_seconds()
+        if wait <= 0:
+            wait, pause = pause, min(pause * 2, MAX_RECHECK_SECONDS)
+        if time.monotonic() + wait > deadline:
+            return report
+        time.sleep(wait)
+        report = client.status(report.request_id)
+    return report
 
 
 def _balance(args: argparse.Namespace) -> int:
     with _client(args) as client:
         amount = client.balance()
     if args.json:
-        print(json.dumps({"ok": True, "balance": str(amount)}))
+        print_json({"ok": True, "balance": str(amount)})
     else:
         print(amount)
     return EXIT_OK

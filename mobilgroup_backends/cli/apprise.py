@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
@@ -25,15 +26,26 @@ def add_commands(commands: Any) -> None:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from ..apprise_plugin import install_loader
+    from ..apprise_plugin import LOADER_NAME, default_plugin_folder, install_loader, loader_source
 
+    folder = Path(args.folder).expanduser() if args.folder else default_plugin_folder()
     try:
-        written = install_loader(args.folder, force=args.force)
+        before = (folder / LOADER_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        before = None
+    try:
+        written = install_loader(folder, force=args.force)
     except OSError as exc:  # someone else's file there, not a folder, no permission
         raise ValidationError("folder", args.folder or "(Apprise's plugin folder)",
                               exc.strerror or str(exc),
                               "give another folder, or --force to replace the file") from None
-    print(f"wrote {written}; the apprise command now knows mobilgroup:// URLs")
+    done = "unchanged" if before == loader_source() else "wrote"
+    if folder.resolve() == default_plugin_folder().resolve():
+        print(f"{done} {written}; the apprise command reads this folder, so it now knows "
+              f"mobilgroup:// URLs")
+    else:
+        print(f"{done} {written}; the apprise command does not read this folder by itself: run "
+              f"it with --plugin-path {folder}, or set APPRISE_PLUGIN_PATH={folder}")
     return EXIT_OK
 
 

@@ -1,27 +1,60 @@
-"""What every ``mobilgroup`` command shares: exit codes and how results are shown."""
+"""What every ``mobilgroup`` command shares: exit codes and how results and errors are shown.
+
+The JSON shapes come from the result and error types themselves (``to_dict()``,
+:func:`~mobilgroup_backends.errors.error_to_dict`), so ``manage.py mobilgroup`` prints the same.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
+from ..errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    MobilgroupError,
+    error_to_dict,
+    exit_code,
+)
 from ..protocol import StatusReport
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "print_error",
+    "print_json",
+    "print_status",
+]
+
+
+def print_json(payload: dict[str, Any], out: TextIO | None = None) -> None:
+    print(json.dumps(payload, ensure_ascii=False), file=out or sys.stdout, flush=True)
+
+
+def print_error(exc: MobilgroupError, as_json: bool) -> int:
+    """Show ``exc`` once (JSON on standard output, or one line on standard error); its exit code."""
+    if as_json:
+        print_json(error_to_dict(exc))
+    else:
+        print(f"mobilgroup: {exc}", file=sys.stderr, flush=True)
+        if exc.maybe_sent and exc.request_id is not None:
+            print(f"mobilgroup: it may have been sent; to make sure it goes out exactly once, "
+                  f"repeat the same command with --id {exc.request_id} --resend", file=sys.stderr,
+                  flush=True)
+    return exit_code(exc)
 
 
 def print_status(report: StatusReport, as_json: bool, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     if as_json:
-        print(json.dumps({
-            "ok": True, "request_id": report.request_id, "status": report.status.name.lower(),
-            "status_code": int(report.status), "complete": report.is_complete,
-            "recipients": [{
-                "phone": r.phone, "status": r.status.name.lower(), "status_code": int(r.status),
-                "time": r.time.isoformat(sep=" ") if r.time else None,
-            } for r in report.recipients],
-        }, ensure_ascii=False), file=out)
+        print_json({"ok": True, **report.to_dict()}, out)
         return
     print(f"request {report.request_id}: {report.status.name.lower()}", file=out)
     for r in report.recipients:

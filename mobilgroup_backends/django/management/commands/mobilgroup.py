@@ -1,29 +1,37 @@
 """``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track | outbox``.
 
-Exit codes, as the stand-alone ``mobilgroup`` command: 0 done; 1 the gateway refused; 2 bad usage,
-input or settings, nothing was sent; 3 the gateway could not be reached or did not answer with
-its XML.
+Exit codes and ``--json`` shapes are the stand-alone ``mobilgroup`` command's (both come from the
+core: :func:`~mobilgroup_backends.errors.exit_code`, ``to_dict()`` on the results): 0 done; 1 the
+gateway refused; 2 bad usage, input or settings, nothing was sent; 3 the gateway could not be
+reached or did not answer with its XML.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import sys
 import time
 from argparse import ArgumentParser
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ....client import MobilgroupClient
-from ....errors import GatewayError, MobilgroupError, ValidationError
-from ....protocol import StatusReport, check_sender
+from ....client import MobilgroupClient, sent_to_dict
+from ....errors import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    MobilgroupError,
+    error_to_dict,
+    exit_code,
+)
+from ....protocol import check_sender
 from ...backend import SmsBackend
 from ...outbox import DEFAULT_STALE_AFTER
-
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
 class _Message:
@@ -33,6 +41,14 @@ class _Message:
         self.body = body
         self.recipients = recipients
         self.originator = originator
+
+
+class _DropNotSent(logging.Filter):
+    """Drops the backend's "SMS not sent" warning while this command sends: the command itself
+    reports the failure, and an error must be printed once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SMS not sent")
 
 
 class Command(BaseCommand):
@@ -51,6 +67,10 @@ class Command(BaseCommand):
         def action(name: str, help_text: str) -> ArgumentParser:
             sub: ArgumentParser = actions.add_parser(name, help=help_text, description=help_text,
                                                      **kwargs)
+            # Accepted after the action too ("track -v 2"), as people type it; SUPPRESS keeps
+            # the value given before the action when it is not repeated here.
+            sub.add_argument("-v", "--verbosity", type=int, choices=[0, 1, 2, 3],
+                             default=argparse.SUPPRESS, help="verbosity level")
             return sub
 
         balance = action("balance", "Print the account balance.")
@@ -95,13 +115,18 @@ class Command(BaseCommand):
         try:
             handler(options)
         except ImproperlyConfigured as exc:
-            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
-        except ValidationError as exc:
-            raise CommandError(f"invalid: {exc}", returncode=EXIT_USAGE) from None
-        except GatewayError as exc:
-            raise CommandError(f"refused: {exc}", returncode=EXIT_REFUSED) from None
+            self._fail(options, {"ok": False, "error": "invalid", "message": str(exc)}, EXIT_USAGE)
         except MobilgroupError as exc:
-            raise CommandError(f"unreachable: {exc}", returncode=EXIT_UNREACHABLE) from None
+            self._fail(options, error_to_dict(exc), exit_code(exc))
+
+    def _fail(self, options: dict[str, Any], payload: dict[str, Any], code: int) -> NoReturn:
+        if not options.get("json"):
+            raise CommandError(f"{payload['error']}: {payload['message']}", returncode=code)
+        # With --json the error is printed once, as JSON on standard output, not again by Django.
+        self.stdout.write(json.dumps(payload, ensure_ascii=False))
+        if getattr(self, "_called_from_command_line", False):
+            sys.exit(code)
+        raise CommandError(payload["message"], returncode=code)
 
     def _client(self) -> MobilgroupClient:
         return SmsBackend().make_client()
@@ -118,7 +143,7 @@ class Command(BaseCommand):
         with self._client() as client:
             report = client.status(options["request_id"], extended=True)
         if options["json"]:
-            self.stdout.write(json.dumps(_report_json(report)))
+            self.stdout.write(json.dumps({"ok": True, **report.to_dict()}, ensure_ascii=False))
             return
         self.stdout.write(f"Request {report.request_id}: mailing "
                           f"{report.status.name.lower()} ({int(report.status)})")
@@ -130,13 +155,20 @@ class Command(BaseCommand):
         # An alias given here is checked, not ignored as an invalid originator would be.
         sender = check_sender(options["sender"])
         message = _Message(options["text"], list(options["phones"]), sender)
-        with SmsBackend(fail_silently=False) as backend:
-            backend.send_messages([message])
+        # The backend logs a failure as well as raising it; here the command reports it, once.
+        quiet = _DropNotSent()
+        backend_logger = logging.getLogger("mobilgroup_backends.django")
+        backend_logger.addFilter(quiet)
+        try:
+            with SmsBackend(fail_silently=False) as backend:
+                backend.send_messages([message])
+        finally:
+            backend_logger.removeFilter(quiet)
         status = message.mobilgroup_status  # type: ignore[attr-defined]  # set by the backend
         if options["json"]:
-            self.stdout.write(json.dumps({
-                "ok": True, "request_ids": status.request_ids, "sender": status.sender,
-                "phones": list(status.recipients), "tracked": status.tracked}))
+            self.stdout.write(json.dumps(
+                {**sent_to_dict(status.request_ids, status.recipients, status.sender),
+                 "tracked": status.tracked}, ensure_ascii=False))
             return
         ids = ", ".join(str(rid) for rid in status.request_ids)
         parts = f" in {status.parts} parts" if status.parts > 1 else ""
@@ -186,17 +218,3 @@ class Command(BaseCommand):
         if result.failed and result.failed == len(result.polled) and not options["loop"]:
             raise CommandError("no delivery report could be fetched", returncode=EXIT_UNREACHABLE)
 
-
-def _report_json(report: StatusReport) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "request_id": report.request_id,
-        "status": int(report.status),
-        "status_name": report.status.name.lower(),
-        "complete": report.is_complete,
-        "recipients": [
-            {"phone": r.phone, "status": int(r.status), "status_name": r.status.name.lower(),
-             "time": r.time.strftime("%Y-%m-%d %H:%M") if r.time else None}
-            for r in report.recipients
-        ],
-    }
