@@ -1,40 +1,87 @@
-"""Settings from keyword arguments, a ``mobilgroup://`` URL, or the environment.
+"""Configuration: one option table, one resolver, one URL grammar, for every adapter.
+
+Every setting is a row of :data:`OPTIONS`: its name (the keyword in Python), type, range,
+default, URL key, ``MOBILGROUP`` key, environment variable and the adapters that use it.
+:func:`resolve` builds :class:`Settings` (and the adapter-only options) from layers, strongest
+first, and records which layer set every field:
+
+1. arguments given in code (constructor or handler keywords, CLI flags);
+2. the adapter's own URL (the handler's ``url=``, an Apprise URL, ``--url``);
+3. Django's ``MOBILGROUP`` (its keys, then its ``URL``);
+4. the environment (``MOBILGROUP_URL``, then the ``MOBILGROUP_*`` variables);
+5. the defaults of the table (some adapters have their own: short timeouts for alerts).
+
+The account (user id, login, password) is never assembled from two layers: it comes whole from
+the strongest layer that names any part of it (arguments in code may still replace a part).
 
 One URL form configures every adapter, the way a database URL does::
 
-    mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE1/PHONE2?sender=ALIAS&valid=HOURS&translit=yes&endpoint=URL
+    mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE1/PHONE2?sender=ALIAS&valid=HOURS&endpoint=URL
 
-Everything here is checked before any request is made, and every error names the setting and
-shows its value with the password masked.
+Any option of the table works in any URL; Apprise's own arguments (``format``, ``overflow``,
+``rto``...) are accepted everywhere and used by Apprise alone. Parsing never shows a piece of the
+password: a URL whose login or password was not percent-encoded is refused without showing
+either, and :func:`redact_url` masks everything between ``//`` and the last ``@`` when in doubt.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .errors import ConfigurationError, ValidationError
-from .protocol import check_credentials, check_sender, check_valid_hours, normalize_phones
+from .errors import HIDDEN, ConfigurationError, ValidationError
+from .protocol import (
+    DEFAULT_REGION,
+    check_credentials,
+    check_region,
+    check_sender,
+    check_valid_hours,
+    normalize_phones,
+)
 
 __all__ = [
+    "ADAPTERS",
+    "APPRISE_ARGS",
     "DEFAULT_ENDPOINT",
+    "OPTIONS",
     "SCHEME",
+    "Option",
+    "Resolved",
     "Settings",
+    "adapter_options",
     "check_endpoint",
     "is_loopback",
     "parse_bool",
     "parse_url",
     "redact_url",
+    "resolve",
     "settings_from_env",
 ]
+
+logger = logging.getLogger("mobilgroup_backends.config")
 
 DEFAULT_ENDPOINT = "https://sms.mobilgroup.ru/extxml.php"
 SCHEME = "mobilgroup"
 MASK = "***"
+SETTING_NAME = "MOBILGROUP"
+ENV_PREFIX = "MOBILGROUP_"
+ENV_URL = "MOBILGROUP_URL"
+
+#: The adapters, as the option table names them.
+ADAPTERS = ("client", "cli", "django", "logging", "apprise")
+_EVERY = frozenset(ADAPTERS)
+
+#: Apprise's own URL arguments: accepted in every URL, so that what ``NotifyMobilgroup.url()``
+#: prints configures every adapter, and used by the Apprise plugin alone.
+APPRISE_ARGS = frozenset({"format", "overflow", "emojis", "rto", "cto", "verify", "store", "tz",
+                          "retry", "wait", "optional", "redirect", "tag", "user", "pass",
+                          "password", "port"})
 
 _TRUE = {"1", "yes", "true", "on", "y"}
 _FALSE = {"0", "no", "false", "off", "n"}
@@ -44,6 +91,8 @@ def parse_bool(name: str, value: object) -> bool:
     """``yes``/``no``-style settings (URL query, environment) as a bool, or a ConfigurationError."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
@@ -52,12 +101,15 @@ def parse_bool(name: str, value: object) -> bool:
     raise ConfigurationError(name, value, "not a yes/no value", "use yes or no (1/0, true/false)")
 
 
+# --- the endpoint -----------------------------------------------------------------------------
+
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+_warned_insecure: set[str] = set()
 
 
 def is_loopback(host: str) -> bool:
     """True for names and addresses that never leave this machine."""
-    host = host.lower()
+    host = host.lower().strip("[]")
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
     try:
@@ -66,26 +118,329 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _transport_view(endpoint: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port as urllib3 (which makes the connection) and ``urlsplit`` (which the
+    checks below read) both see them; None when they disagree or cannot parse it."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url as urllib3_parse
+
+    try:
+        ours = urlsplit(endpoint)
+        ours_port = ours.port
+        theirs = urllib3_parse(endpoint)
+    except (ValueError, LocationParseError):
+        return None
+    ours_view = ((ours.scheme or "").lower(), (ours.hostname or "").lower(), ours_port)
+    theirs_view = ((theirs.scheme or "").lower(), (theirs.host or "").lower().strip("[]"),
+                   theirs.port)
+    return ours_view if ours_view == theirs_view else None
+
+
+_ENDPOINT_FIX = f"leave it unset for the real gateway ({DEFAULT_ENDPOINT}) or give a full URL"
+
+
 def check_endpoint(endpoint: str, allow_insecure_http: bool = False) -> str:
     """The gateway address, refused when it would expose the password.
 
     Every request carries the password in its body, so plain ``http://`` is allowed only to this
-    machine (the emulator) unless the caller explicitly opts in.
+    machine (the emulator) unless the caller explicitly opts in. The host is read the way the
+    transport reads it: an address that urllib3 and ``urlsplit`` would read differently (a
+    backslash, a second ``@``) is refused, as are credentials, a fragment and a non-ASCII host.
     """
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+    if not isinstance(endpoint, str):
+        raise ConfigurationError("endpoint", type(endpoint).__name__, "not an http(s) URL",
+                                 _ENDPOINT_FIX, option="endpoint")
+    shown = redact_url(endpoint)
+    if "@" in endpoint.split("?", 1)[0]:
         raise ConfigurationError(
-            "endpoint", endpoint, "not an http(s) URL",
-            f"leave it unset for the real gateway ({DEFAULT_ENDPOINT}) or give a full URL")
-    if parts.username or parts.password:
+            "endpoint", shown, "must not carry credentials",
+            "put login and password in the mobilgroup:// URL or settings, not in the endpoint",
+            option="endpoint")
+    if not endpoint.isascii() or not endpoint.isprintable() or any(
+            char in endpoint for char in "\\# \t"):
         raise ConfigurationError(
-            "endpoint", f"{parts.scheme}://***@{parts.hostname}", "must not carry credentials",
-            "put login and password in the mobilgroup:// URL or settings, not in the endpoint")
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
-        raise ConfigurationError(
-            "endpoint", endpoint, "plain http outside this machine would send the password "
-            "unencrypted", "use https://, or allow insecure http explicitly if you really mean it")
+            "endpoint", shown, "holds a backslash, a '#', white space or a non-ASCII character",
+            "give a plain https:// URL (an international domain in its xn-- form)",
+            option="endpoint")
+    view = _transport_view(endpoint)
+    if view is None or view[0] not in ("https", "http") or not view[1]:
+        raise ConfigurationError("endpoint", shown, "not an http(s) URL", _ENDPOINT_FIX,
+                                 option="endpoint")
+    scheme, host, _ = view
+    if scheme == "http" and not is_loopback(host):
+        if not allow_insecure_http:
+            raise ConfigurationError(
+                "endpoint", shown, "plain http outside this machine would send the password "
+                "unencrypted", "use https://, or allow insecure http explicitly if you mean it",
+                hints={"python": "use https://, or pass allow_insecure_http=True if you mean it",
+                       "cli": "use https://, or add --allow-insecure-http if you mean it",
+                       "django": "use https://, or set MOBILGROUP['ALLOW_INSECURE_HTTP'] = True "
+                                 "if you mean it"},
+                option="endpoint")
+        if endpoint not in _warned_insecure:
+            _warned_insecure.add(endpoint)
+            logger.warning("allow_insecure_http is set: the password travels unencrypted to %s",
+                           shown)
     return endpoint
+
+
+# --- the option table -------------------------------------------------------------------------
+
+Converter = Callable[[str, Any], Any]
+
+
+def _text(label: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(label, value, "not a string", "give a text")
+    return value
+
+
+def _secret(label: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(label, MASK, "not a string", "give the password as a string")
+    if not value:
+        raise ConfigurationError(label, HIDDEN, "the password is empty",
+                                 "give the account password")
+    return value
+
+
+def _login(label: str, value: Any) -> str:
+    login = _text(label, value).strip()
+    if not login:
+        raise ConfigurationError(label, HIDDEN, "the login is empty", "give the account login")
+    return login
+
+
+def _user_id(label: str, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit()):
+        shown = value if isinstance(value, (str, int)) else type(value).__name__
+        raise ConfigurationError(label, shown, "the client ID must be digits (0-9)",
+                                 "copy the numeric client ID from your Mobilgroup account")
+    return text
+
+
+def _number(kind: type[int] | type[float]) -> Converter:
+    whole = kind is int
+
+    def convert(label: str, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            # int() and float() read Arabic-Indic and full-width digits too: refuse them.
+            if text.isascii() and re.fullmatch(r"[+-]?[0-9]+" if whole else
+                                               r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", text):
+                return kind(text)
+            raise ConfigurationError(label, value, "not a number",
+                                     f"give a {'whole ' if whole else ''}number in digits 0-9")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigurationError(label, value, "not a number",
+                                     f"give a {'whole ' if whole else ''}number")
+        if whole and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigurationError(label, value, "not a whole number", "give a whole number")
+            return int(value)
+        return kind(value)
+
+    return convert
+
+
+def _bool(label: str, value: Any) -> bool:
+    return parse_bool(label, value)
+
+
+def _sender(label: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return check_sender(value)
+    except ValidationError as exc:
+        raise ConfigurationError(label, exc.value, exc.problem, exc.fix) from None
+
+
+def _valid_hours(label: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return check_valid_hours(_number(int)(label, value))
+    except ValidationError as exc:
+        raise ConfigurationError(label, exc.value, exc.problem, exc.fix) from None
+
+
+def _region(label: str, value: Any) -> str:
+    try:
+        return check_region(value)
+    except ValidationError as exc:
+        raise ConfigurationError(label, exc.value, exc.problem, exc.fix) from None
+
+
+def _phones_raw(label: str, value: Any) -> Any:
+    """Phones as given (one string, or a list); :func:`resolve` normalizes them once the region
+    is known."""
+    if value is None or value == "" or value == []:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)
+
+
+def _choice(*choices: str) -> Converter:
+    def convert(label: str, value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise ConfigurationError(label, value, "not one of " + ", ".join(choices),
+                                 "use one of " + ", ".join(choices))
+
+    return convert
+
+
+def _endpoint(label: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(label, value if isinstance(value, str) else type(value).__name__,
+                                 "not an http(s) URL", _ENDPOINT_FIX)
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: how it is named in every place, its type, range and default.
+
+    ``url``, ``setting`` and ``env`` are its names in a URL query, in Django's ``MOBILGROUP``
+    and in the environment (None where it has none). ``adapters`` use it; the others accept it
+    and leave it alone, so that one ``MOBILGROUP`` or one URL can serve them all.
+    ``adapter_defaults`` are defaults an adapter chooses for itself (alerts time out sooner).
+    """
+
+    name: str
+    kind: str
+    convert: Converter = field(repr=False)
+    default: Any
+    doc: str
+    adapters: frozenset[str] = _EVERY
+    low: float | None = None
+    high: float | None = None
+    url: str | None = None
+    setting: str | None = None
+    env: str | None = None
+    url_aliases: tuple[str, ...] = ()
+    adapter_defaults: Mapping[str, Any] = field(default_factory=dict)
+    in_settings: bool = True
+
+    def default_for(self, adapter: str) -> Any:
+        return self.adapter_defaults.get(adapter, self.default)
+
+    def parse(self, label: str, value: Any) -> Any:
+        """The value converted and range-checked; errors name ``label``."""
+        value = self.convert(label, value)
+        if value is not None and (self.low is not None or self.high is not None):
+            low_ok = self.low is None or (value > self.low if self.kind == "seconds>0"
+                                          else value >= self.low)
+            high_ok = self.high is None or value <= self.high
+            if not (low_ok and high_ok):
+                raise ConfigurationError(label, value, "out of range", self.range_text(),
+                                         option=self.name)
+        return value
+
+    def range_text(self) -> str:
+        if self.kind == "seconds>0":
+            return f"give seconds, more than 0 and at most {self.high:g}"
+        unit = "seconds" if self.kind in ("seconds", "float") else "a whole number"
+        if self.high is None:
+            return f"give {unit} of at least {self.low:g}"
+        return f"give {unit} from {self.low:g} to {self.high:g}"
+
+
+def _option(name: str, kind: str, convert: Converter, default: Any, doc: str, *,
+            url: str | bool | None = True, setting: str | bool | None = True,
+            env: bool = True, **more: Any) -> Option:
+    key = name.upper() if setting is True else (setting or None)
+    return Option(name=name, kind=kind, convert=convert, default=default, doc=doc,
+                  url=name if url is True else (url or None), setting=key,
+                  env=ENV_PREFIX + key if env and key else None, **more)
+
+
+_ALERTS = frozenset({"logging"})
+_DJANGO = frozenset({"django"})
+
+#: Every setting of the package, in the order the documentation lists them.
+OPTIONS: tuple[Option, ...] = (
+    _option("user_id", "digits", _user_id, None, "the numeric client ID", url=False),
+    _option("login", "text", _login, None, "the account login", url=False),
+    _option("password", "secret", _secret, None, "the account password", url=False),
+    _option("sender", "alias", _sender, None,
+            "sender alias: latin letters, digits, space, hyphen, at most 9 characters; "
+            "unset: the account's default alias", url_aliases=("from",)),
+    _option("endpoint", "url", _endpoint, DEFAULT_ENDPOINT,
+            "the gateway address (the emulator in tests)"),
+    _option("phones", "phones", _phones_raw, (),
+            "default recipients: who gets alerts (the client and the Django backend ignore "
+            "them)", url=False, setting="ALERT_PHONES", adapters=frozenset({"logging", "apprise"})),
+    _option("transliterate", "bool", _bool, True,
+            "no: send Unicode (the gateway's rus_sms=1), 64 characters instead of 140",
+            url="translit"),
+    _option("valid_hours", "hours", _valid_hours, None,
+            "message lifetime, 1 to 48 hours; unset: the gateway's 1 hour", url="valid"),
+    _option("timeout", "seconds>0", _number(float), 10.0,
+            "seconds to connect, and for each answer", low=0, high=600,
+            adapter_defaults={"logging": 5.0}),
+    _option("retries", "int", _number(int), 3,
+            "further attempts after a network error, timeout, 5xx or garbled answer (safe: "
+            "a retry reuses the request id)", low=0, high=10,
+            adapter_defaults={"logging": 1, "apprise": 2}),
+    _option("backoff", "seconds", _number(float), 0.25,
+            "first pause between attempts, in seconds; doubles each time", low=0, high=60,
+            adapter_defaults={"logging": 0.1}),
+    _option("allow_insecure_http", "bool", _bool, False,
+            "allow a plain http:// endpoint outside this machine (it carries the password; "
+            "logs a warning)"),
+    _option("region", "region", _region, DEFAULT_REGION,
+            "the country whose national numbers (8 903 ..., 903 ...) are understood"),
+    # The Django backend's own options.
+    _option("long_messages", "choice", _choice("split", "truncate", "error"), "split",
+            "a text over the limit: split, truncate or error", adapters=_DJANGO,
+            in_settings=False),
+    _option("replace_unencodable", "bool", _bool, False,
+            "replace characters windows-1251 cannot carry (emoji) with '?' instead of refusing",
+            adapters=_DJANGO, in_settings=False),
+    _option("track_delivery", "bool", _bool, False,
+            "record every accepted request for delivery tracking (needs the app)",
+            adapters=_DJANGO, in_settings=False),
+    # The alert handler's own options.
+    _option("max_sms", "int", _number(int), 5, "at most this many alert SMS ...", low=1,
+            setting="ALERT_MAX_SMS", adapters=_ALERTS, in_settings=False),
+    _option("per_seconds", "seconds", _number(float), 300.0,
+            "... in any window of this many seconds", low=0, setting="ALERT_PER_SECONDS",
+            adapters=_ALERTS, in_settings=False),
+    _option("dedupe_seconds", "seconds", _number(float), 600.0,
+            "the same alert is sent once in this time; 0 turns dedupe off", low=0,
+            setting="ALERT_DEDUPE_SECONDS", adapters=_ALERTS, in_settings=False),
+    _option("dedupe_size", "int", _number(int), 256, "alerts remembered for dedupe", low=1,
+            setting="ALERT_DEDUPE_SIZE", adapters=_ALERTS, in_settings=False),
+    _option("queue_size", "int", _number(int), 1000,
+            "alerts waiting to be sent; more are dropped and counted", low=1,
+            setting="ALERT_QUEUE_SIZE", adapters=_ALERTS, in_settings=False),
+    _option("flush_timeout", "seconds", _number(float), 5.0,
+            "the most flush() and close() of the alert handler wait", low=0,
+            setting="ALERT_FLUSH_TIMEOUT", adapters=_ALERTS, in_settings=False),
+    _option("failure_backoff", "seconds", _number(float), 10.0,
+            "after a failed alert, seconds before trying again (doubling, up to 300)", low=0,
+            setting="ALERT_FAILURE_BACKOFF", adapters=_ALERTS, in_settings=False),
+    _option("prefix", "text", _text, "", "put in every alert SMS, e.g. the host",
+            setting="ALERT_PREFIX", adapters=_ALERTS, in_settings=False),
+)
+
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+BY_URL_KEY: dict[str, Option] = {key: option for option in OPTIONS
+                                 for key in ((option.url, *option.url_aliases) if option.url
+                                             else ())}
+BY_SETTING: dict[str, Option] = {option.setting: option for option in OPTIONS if option.setting}
+#: The keys of ``MOBILGROUP``: ``URL`` and one per option.
+SETTING_KEYS: tuple[str, ...] = ("URL", *BY_SETTING)
+ACCOUNT = ("user_id", "login", "password")
+
+
+# --- settings ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -93,6 +448,7 @@ class Settings:
     """Everything needed to talk to the gateway, plus the defaults an adapter sends with.
 
     ``phones`` are default recipients (alert targets); the client itself does not use them.
+    Every field is checked against the option table when the object is made.
     """
 
     user_id: str
@@ -107,36 +463,20 @@ class Settings:
     retries: int = 3
     backoff: float = 0.25
     allow_insecure_http: bool = False
+    region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
         try:
+            # Types and characters first: the option parsers below would turn a number into text.
             check_credentials(self.user_id, self.login, self.password)
         except ValidationError as exc:
             raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
-        if not str(self.user_id).isdigit():
-            raise ConfigurationError(
-                "user_id", self.user_id, "the client ID must be digits",
-                "copy the numeric client ID from your Mobilgroup account")
-        if not self.login:
-            raise ConfigurationError("login", self.login, "the login is empty",
-                                     "give the account login")
-        if not self.password:
-            raise ConfigurationError("password", "", "the password is empty",
-                                     "give the account password")
-        try:
-            check_sender(self.sender)
-            check_valid_hours(self.valid_hours)
-        except ValidationError as exc:
-            raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
-        if not (isinstance(self.timeout, (int, float)) and 0 < self.timeout <= 600):
-            raise ConfigurationError("timeout", self.timeout, "out of range",
-                                     "give seconds, more than 0 and at most 600")
-        if not (isinstance(self.retries, int) and 0 <= self.retries <= 10):
-            raise ConfigurationError("retries", self.retries, "out of range",
-                                     "give a whole number from 0 to 10")
-        if not (isinstance(self.backoff, (int, float)) and 0 <= self.backoff <= 60):
-            raise ConfigurationError("backoff", self.backoff, "out of range",
-                                     "give seconds from 0 to 60")
+        for name in ("user_id", "login", "password", "sender", "valid_hours", "timeout",
+                     "retries", "backoff", "allow_insecure_http", "region"):
+            value = getattr(self, name)
+            checked = BY_NAME[name].parse(name, value)
+            if checked != value or type(checked) is not type(value):
+                object.__setattr__(self, name, checked)
         check_endpoint(self.endpoint, self.allow_insecure_http)
 
     def __repr__(self) -> str:
@@ -148,149 +488,361 @@ class Settings:
         return replace(self, **changes)
 
     def to_url(self, *, privacy: bool = False) -> str:
-        """The ``mobilgroup://`` URL for these settings; ``privacy`` masks the password."""
+        """The ``mobilgroup://`` URL for these settings; ``privacy`` masks the password.
+
+        Options at their table default are left out.
+        """
         password = MASK if privacy else quote(self.password, safe="")
         path = "".join("/" + phone for phone in self.phones)
-        query: list[str] = []
-        if self.sender:
-            query.append("sender=" + quote(self.sender, safe=""))
-        if self.valid_hours is not None:
-            query.append(f"valid={self.valid_hours}")
-        if not self.transliterate:
-            query.append("translit=no")
-        if self.endpoint != DEFAULT_ENDPOINT:
-            query.append("endpoint=" + quote(self.endpoint, safe=""))
-        if self.timeout != 10.0:
-            query.append(f"timeout={self.timeout:g}")
-        if self.retries != 3:
-            query.append(f"retries={self.retries}")
+        query = [f"{option.url}={quote(_url_text(value), safe='')}"
+                 for option in OPTIONS if option.in_settings and option.url
+                 and (value := getattr(self, option.name)) != option.default
+                 and value is not None]
         tail = ("?" + "&".join(query)) if query else ""
         return f"{SCHEME}://{quote(self.login, safe='')}:{password}@{self.user_id}{path}{tail}"
+
+
+def _url_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+# RFC 3986 userinfo: unreserved, sub-delims, ':' and %XX. Anything else must be percent-encoded,
+# or the URL cannot be split without guessing where the password ends.
+_USERINFO = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*")
+_AFTER_AT = re.compile(r"([^/?]*)(/[^?]*)?(?:\?(.*))?", re.DOTALL)
+_ENCODE_FIX = ("percent-encode the login and the password ('@' is %40, '/' %2F, '?' %3F, "
+               "'#' %23, '%' %25), e.g. with urllib.parse.quote(password, safe='')")
 
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***``, for messages and logs.
 
-    Errs on the side of hiding: everything between the login and the ``@`` that ends the user
-    part is masked, even when the password was not percent-encoded as it should be, and a
-    malformed URL with no ``@`` loses everything after its login.
+    Errs on the side of hiding: with one ``@`` and a clean login, the login stays; with more
+    than one ``@`` or characters that should have been percent-encoded, everything between
+    ``//`` and the last ``@`` is masked; a ``mobilgroup://`` URL with no ``@`` loses everything
+    after its login.
     """
-    scheme, colon, rest = url.partition(":")
-    if not colon:
-        return url
-    slashes = len(rest) - len(rest.lstrip("/"))
-    prefix, rest = f"{scheme}:{rest[:slashes]}", rest[slashes:]
-    query = rest.find("?")
-    at = (rest if query < 0 else rest[:query]).rfind("@")
+    if not isinstance(url, str):
+        return f"<{type(url).__name__}>"
+    scheme, slashes, rest = url.partition("//")
+    if not slashes:
+        at = url.rfind("@")
+        return url if at < 0 else f"{MASK}{url[at:]}"
+    prefix = scheme + slashes
+    at = rest.rfind("@")
     if at < 0:
-        at = rest.rfind("@")
-    if at < 0:
-        login, colon, after = rest.partition(":")
-        port = after.split("/", 1)[0]
-        if not colon or (scheme.lower() != SCHEME and port.isdigit()):
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        login, colon, port = authority.partition(":")
+        is_port = scheme.lower() != f"{SCHEME}:" and port.isdigit()
+        if not colon or is_port:
             return url  # host:port, not login:password (a mobilgroup:// URL has no port)
         return f"{prefix}{login}:{MASK}"
-    login, colon, _ = rest[:at].partition(":")
-    shown = f"{login}:{MASK}" if colon else MASK
-    return f"{prefix}{shown}@{rest[at + 1:]}"
+    userinfo = rest[:at]
+    login, colon, _ = userinfo.partition(":")
+    clean = rest.count("@") == 1 and _USERINFO.fullmatch(userinfo) is not None
+    shown = f"{login}:{MASK}" if clean and colon else MASK
+    return f"{prefix}{shown}{rest[at:]}"
 
 
-_URL_KEYS = {"sender", "from", "valid", "translit", "endpoint", "timeout", "retries", "to"}
+@dataclass(frozen=True)
+class _ParsedUrl:
+    """A URL split into raw option values by option name (nothing converted yet)."""
+
+    values: dict[str, Any]
+    extras: dict[str, str]
+
+
+def _split_url(url: Any, source: str, extra_keys: frozenset[str] = frozenset()) -> _ParsedUrl:
+    """Split a ``mobilgroup://`` URL without ever showing its password in an error."""
+    if not isinstance(url, str):
+        raise ConfigurationError(source, type(url).__name__, "not a string",
+                                 f"give a {SCHEME}:// URL", option="url")
+    text = url.strip()
+    shown = redact_url(text)
+
+    def refuse(problem: str, fix: str, value: Any = shown) -> ConfigurationError:
+        return ConfigurationError(source, value, problem, fix, option="url")
+
+    head, slashes, rest = text.partition("://")
+    if not slashes or head.lower() != SCHEME:
+        raise refuse(f"the scheme must be {SCHEME}://",
+                     f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID/PHONE?sender=ALIAS")
+    if "@" not in rest:
+        raise refuse("login and password are missing",
+                     f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID (percent-encode '@' as %40)")
+    if rest.count("@") > 1:
+        raise refuse("more than one '@': the login or the password was not percent-encoded",
+                     _ENCODE_FIX, HIDDEN)
+    userinfo, _, after = rest.partition("@")
+    if not _USERINFO.fullmatch(userinfo):
+        raise refuse("the login or the password holds a character that must be "
+                     "percent-encoded", _ENCODE_FIX, HIDDEN)
+    login, colon, password = userinfo.partition(":")
+    if not colon or not login or not password:
+        raise refuse("login and password are missing",
+                     f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID")
+    if "#" in after:
+        raise refuse("a '#' must be percent-encoded (%23)", "write '#' as %23")
+    host, path, query = _AFTER_AT.fullmatch(after).groups(default="")  # type: ignore[union-attr]
+    user_id = unquote(host)
+    if not (user_id.isascii() and user_id.isdigit()):
+        # Not shown: when a password's '@' was not encoded, this would be a piece of it.
+        raise ConfigurationError(
+            "user_id", HIDDEN, "the client ID after '@' must be digits (0-9)",
+            "write it as LOGIN:PASSWORD@USER_ID with the numeric client ID, and percent-encode "
+            "an '@' in the password as %40", source=source, option="user_id")
+    values: dict[str, Any] = {"user_id": user_id, "login": unquote(login),
+                              "password": unquote(password)}
+    phones = [unquote(piece) for piece in path.split("/") if piece]
+    extras: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        option = BY_URL_KEY.get(key)
+        if key == "to":
+            phones.extend(p for p in value.replace(";", ",").split(",") if p.strip())
+        elif option is not None:
+            if value != "":
+                values[option.name] = value
+        elif key in APPRISE_ARGS or key in extra_keys:
+            extras[key] = value
+        else:
+            known = ", ".join(sorted({*BY_URL_KEY, "to"}))
+            raise ConfigurationError(
+                f"url option {key}", HIDDEN, "unknown option",
+                f"remove it or use one of: {known} (or one of Apprise's: "
+                f"{', '.join(sorted(APPRISE_ARGS))})",
+                source=None if source == "url" else source, option="url")
+    if phones:
+        values["phones"] = tuple(phones)
+    return _ParsedUrl(values, extras)
 
 
 def parse_url(url: str, *, extra_keys: frozenset[str] = frozenset()) -> tuple[Settings, dict[str, str]]:
-    """Settings from a ``mobilgroup://`` URL, and any query options named in ``extra_keys``.
+    """Settings from a ``mobilgroup://`` URL alone, and its Apprise arguments.
 
     Unknown options are refused (a typo such as ``sendr=`` must not silently fall back to the
-    default alias); an adapter that understands more options passes their names in ``extra_keys``.
+    default alias); Apprise's arguments (``format``, ``overflow``...) and any ``extra_keys``
+    come back in the second item. Options other adapters use are checked and left out.
     """
-    shown = redact_url(url) if isinstance(url, str) else url
-    if not isinstance(url, str):
-        raise ConfigurationError("url", shown, "not a string", f"give a {SCHEME}:// URL")
-    parts = urlsplit(url.strip())
-    if parts.scheme != SCHEME:
-        raise ConfigurationError(
-            "url", shown, f"the scheme must be {SCHEME}://",
-            f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID/PHONE?sender=ALIAS")
-    userinfo, at, host = parts.netloc.rpartition("@")
-    login, colon, password = userinfo.partition(":")
-    if not at or not colon or not login or not password:
-        raise ConfigurationError(
-            "url", shown, "login and password are missing",
-            f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID (percent-encode '@' as %40)")
-    phones: list[str] = [unquote(p) for p in parts.path.split("/") if p]
-    options: dict[str, str] = {}
-    extras: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "to":
-            phones.extend(p for p in value.replace(";", ",").split(",") if p.strip())
-        elif key in _URL_KEYS:
-            options["sender" if key == "from" else key] = value
-        elif key in extra_keys:
-            extras[key] = value
-        else:
-            known = ", ".join(sorted(_URL_KEYS | extra_keys))
-            raise ConfigurationError(f"url option {key}", value, "unknown option",
-                                     f"remove it or use one of: {known}")
-    kwargs: dict[str, Any] = {
-        "user_id": unquote(host),
-        "login": unquote(login),
-        "password": unquote(password),
-        "sender": options.get("sender") or None,
-    }
-    if phones:
-        kwargs["phones"] = _phones(phones)
-    if "valid" in options:
-        kwargs["valid_hours"] = _number("valid", options["valid"], int)
-    if "translit" in options:
-        kwargs["transliterate"] = parse_bool("translit", options["translit"])
-    if options.get("endpoint"):
-        kwargs["endpoint"] = options["endpoint"]
-    if "timeout" in options:
-        kwargs["timeout"] = _number("timeout", options["timeout"], float)
-    if "retries" in options:
-        kwargs["retries"] = _number("retries", options["retries"], int)
-    return Settings(**kwargs), extras
-
-
-def _phones(phones: Any) -> tuple[str, ...]:
-    try:
-        return normalize_phones(phones)
-    except ValidationError as exc:
-        raise ConfigurationError("phones", exc.value, exc.problem, exc.fix) from None
-
-
-def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigurationError(name, value, "not a number",
-                                 f"give a {'whole ' if kind is int else ''}number") from None
-
-
-ENV_PREFIX = "MOBILGROUP_"
+    resolved = resolve("client", url=url, environ={}, url_source="url", extra_keys=extra_keys)
+    return resolved.settings, dict(resolved.extras)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ``MOBILGROUP_URL``, or from ``MOBILGROUP_USER_ID``, ``_LOGIN``, ``_PASSWORD``,
-    ``_SENDER`` and ``_ENDPOINT``. The URL wins when both are set."""
-    env = os.environ if environ is None else environ
-    url = env.get("MOBILGROUP_URL", "").strip()
-    if url:
-        return parse_url(url)[0]
-    missing = [name for name in ("USER_ID", "LOGIN", "PASSWORD") if not env.get(ENV_PREFIX + name)]
+    """Settings from ``MOBILGROUP_URL``, or from ``MOBILGROUP_USER_ID``, ``_LOGIN``,
+    ``_PASSWORD`` and the other ``MOBILGROUP_*`` variables (the URL wins where both say)."""
+    return resolve("client", environ=os.environ if environ is None else environ).settings
+
+
+# --- the resolver -----------------------------------------------------------------------------
+
+#: Layer names, strongest first, as :attr:`Resolved.sources` records them.
+ARGUMENT, URL, SETTING, SETTING_URL, ENVIRONMENT_URL, ENVIRONMENT, DEFAULT = (
+    "argument", "url", "setting", "setting-url", "env-url", "env", "default")
+LAYERS = (ARGUMENT, URL, SETTING, SETTING_URL, ENVIRONMENT_URL, ENVIRONMENT, DEFAULT)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What :func:`resolve` found: the core :class:`Settings`, every option's value (adapter
+    options included), and which layer set each (``"default"`` when none did)."""
+
+    settings: Settings
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    extras: Mapping[str, str]
+    url_source: str = "url"
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def given(self, name: str) -> bool:
+        """True when a layer set ``name`` (the default was not used)."""
+        return self.sources.get(name, DEFAULT) != DEFAULT
+
+    def where(self, name: str) -> str:
+        """Where ``name`` came from, as the user wrote it."""
+        return _label(BY_NAME[name], self.sources.get(name, DEFAULT), self.url_source)
+
+    def __repr__(self) -> str:
+        return f"Resolved({self.settings!r}, sources={dict(self.sources)!r})"
+
+
+def _label(option: Option, layer: str, url_source: str = "url") -> str:
+    if layer == ARGUMENT:
+        return option.name
+    if layer == URL:
+        return url_source
+    if layer == SETTING:
+        return f"{SETTING_NAME}[{option.setting!r}]"
+    if layer == SETTING_URL:
+        return f"{SETTING_NAME}['URL']"
+    if layer == ENVIRONMENT_URL:
+        return ENV_URL
+    if layer == ENVIRONMENT:
+        return option.env or ENV_URL
+    return option.name
+
+
+def _relabel(exc: ConfigurationError, option: Option, layer: str,
+             url_source: str) -> ConfigurationError:
+    """``exc`` naming the option as the user wrote it: ``valid`` inside a URL (and which URL),
+    ``MOBILGROUP['VALID_HOURS']``, ``MOBILGROUP_VALID_HOURS``, or the keyword argument."""
+    exc.option = option.name
+    if layer in (URL, SETTING_URL, ENVIRONMENT_URL):
+        exc.field = option.url or option.name
+        exc.source = _label(option, layer, url_source)
+    else:
+        exc.field = _label(option, layer, url_source)
+    exc.args = (exc.describe("python"),)
+    return exc
+
+
+def resolve(
+    adapter: str,
+    *,
+    arguments: Mapping[str, Any] | None = None,
+    url: str | None = None,
+    setting: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    url_source: str = "url",
+    extra_keys: frozenset[str] = frozenset(),
+) -> Resolved:
+    """Settings for ``adapter`` from its layers, strongest first (see the module's docstring).
+
+    ``arguments`` use the option names (``sender``, ``timeout``...; None means not given);
+    ``setting`` is Django's ``MOBILGROUP`` (None: not configured); ``environ`` defaults to
+    ``os.environ``; ``defaults`` are the adapter's own defaults where they differ from the
+    table's (Apprise's socket timeouts). ``url_source`` names the URL in errors (``url``,
+    ``--url``). Every error is a :class:`ConfigurationError` naming the setting as the user wrote
+    it, never showing the password.
+    """
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, dict[str, Any]]] = []
+    extras: dict[str, str] = {}
+
+    given = {name: value for name, value in (arguments or {}).items() if value is not None}
+    strange = sorted(set(given) - set(BY_NAME) - {"url"})
+    if strange:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(strange)}; the known ones "
+                        f"are url, {', '.join(BY_NAME)}")
+    layers.append((ARGUMENT, {k: v for k, v in given.items() if k != "url"}))
+    if url is not None:
+        parsed = _split_url(url, url_source, extra_keys)
+        layers.append((URL, parsed.values))
+        extras.update(parsed.extras)
+
+    if setting is not None:
+        if not isinstance(setting, Mapping):
+            raise ConfigurationError(
+                SETTING_NAME, HIDDEN, f"must be a dict, not {type(setting).__name__}",
+                f"write {SETTING_NAME} = {{'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}}",
+                option="setting")
+        unknown = sorted(str(key) for key in setting if key not in SETTING_KEYS)
+        if unknown:
+            raise ConfigurationError(
+                f"{SETTING_NAME}[{unknown[0]!r}]", HIDDEN, "unknown key",
+                f"the known keys are {', '.join(SETTING_KEYS)}", option="setting")
+        layers.append((SETTING, {BY_SETTING[key].name: value for key, value in setting.items()
+                                 if key != "URL" and value is not None and value != ""}))
+        if setting.get("URL"):
+            parsed = _split_url(setting["URL"], f"{SETTING_NAME}['URL']", extra_keys)
+            layers.append((SETTING_URL, parsed.values))
+            extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
+
+    env_url = environ.get(ENV_URL, "").strip()
+    if env_url:
+        parsed = _split_url(env_url, ENV_URL, extra_keys)
+        layers.append((ENVIRONMENT_URL, parsed.values))
+        extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
+    env_values = {option.name: environ[option.env] for option in OPTIONS
+                  if option.env and environ.get(option.env, "").strip()}
+    layers.append((ENVIRONMENT, env_values))
+
+    # The account comes whole from the strongest layer (below arguments) that names any of it.
+    account_layer = next((name for name, values in layers[1:]
+                          if any(key in values for key in ACCOUNT)), None)
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, values in layers:
+        for key, value in values.items():
+            if key in raw:
+                continue
+            if key in ACCOUNT and name not in (ARGUMENT, account_layer):
+                continue
+            raw[key] = value
+            sources[key] = name
+
+    result: dict[str, Any] = {}
+    for option in OPTIONS:
+        layer = sources.get(option.name, DEFAULT)
+        if layer == DEFAULT:
+            result[option.name] = (defaults or {}).get(option.name, option.default_for(adapter))
+            continue
+        try:
+            result[option.name] = option.parse(_label(option, layer, url_source),
+                                               raw[option.name])
+        except ConfigurationError as exc:
+            raise _relabel(exc, option, layer, url_source) from None
+
+    missing = [name for name in ACCOUNT if name not in sources]
     if missing:
-        names = ", ".join(ENV_PREFIX + name for name in missing)
-        raise ConfigurationError(
-            "environment", names, "not set",
-            "set MOBILGROUP_URL=mobilgroup://LOGIN:PASSWORD@USER_ID, or MOBILGROUP_USER_ID, "
-            "MOBILGROUP_LOGIN and MOBILGROUP_PASSWORD")
-    kwargs: dict[str, Any] = {
-        "user_id": env[ENV_PREFIX + "USER_ID"].strip(),
-        "login": env[ENV_PREFIX + "LOGIN"].strip(),
-        "password": env[ENV_PREFIX + "PASSWORD"],
-        "sender": env.get(ENV_PREFIX + "SENDER") or None,
-    }
-    if env.get(ENV_PREFIX + "ENDPOINT"):
-        kwargs["endpoint"] = env[ENV_PREFIX + "ENDPOINT"].strip()
-    return Settings(**kwargs)
+        raise _missing_account(missing, account_layer, adapter)
+    if result["phones"]:
+        try:
+            result["phones"] = normalize_phones(result["phones"], region=result["region"])
+        except ValidationError as exc:
+            error = ConfigurationError("phones", exc.value, exc.problem, exc.fix)
+            raise _relabel(error, BY_NAME["phones"], sources["phones"], url_source) from None
+    try:
+        settings = Settings(**{option.name: result[option.name]
+                               for option in OPTIONS if option.in_settings})
+    except ConfigurationError as exc:
+        failed = BY_NAME.get(exc.option or exc.field)
+        if failed is None:
+            raise
+        raise _relabel(exc, failed, sources.get(failed.name, DEFAULT), url_source) from None
+    return Resolved(settings=settings, values=result, sources=sources, extras=extras,
+                    url_source=url_source)
+
+
+def adapter_options(adapter: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The adapter-only options of ``adapter`` from arguments in code and the defaults alone: for
+    an adapter that must start before its other layers can be read (see the logging handler)."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.in_settings or adapter not in option.adapters:
+            continue
+        value = arguments.get(option.name)
+        values[option.name] = (option.default_for(adapter) if value is None
+                               else option.parse(option.name, value))
+    return values
+
+
+def _missing_account(missing: list[str], layer: str | None, adapter: str) -> ConfigurationError:
+    if layer is None:
+        python = ("set MOBILGROUP_URL=mobilgroup://LOGIN:PASSWORD@USER_ID, or MOBILGROUP_USER_ID, "
+                  "MOBILGROUP_LOGIN and MOBILGROUP_PASSWORD")
+        if adapter == "logging":
+            python = ("give url=mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE, set MOBILGROUP in "
+                      "Django's settings, or " + python)
+        return ConfigurationError(
+            "url", HIDDEN, "no gateway credentials", python,
+            hints={
+                "cli": "give --url mobilgroup://LOGIN:PASSWORD@USER_ID, or set MOBILGROUP_URL "
+                       "(or MOBILGROUP_USER_ID, MOBILGROUP_LOGIN and MOBILGROUP_PASSWORD)",
+                "django": "set MOBILGROUP = {'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'} (or "
+                          "the keys USER_ID, LOGIN and PASSWORD), or the MOBILGROUP_URL "
+                          "environment variable"},
+            option="account")
+    names = ", ".join(_label(BY_NAME[name], layer) for name in missing)
+    return ConfigurationError(
+        names, HIDDEN, "missing",
+        "give the user id, login and password together (in one place), or one URL",
+        option="account")

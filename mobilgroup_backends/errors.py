@@ -19,9 +19,12 @@ No exception text ever carries a password: callers build them from masked values
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 __all__ = [
+    "CONTEXTS",
+    "HIDDEN",
     "AuthenticationFailed",
     "ClientBlocked",
     "ConfigurationError",
@@ -51,6 +54,15 @@ __all__ = [
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+#: Where an error is shown, which decides how its hint names the fix: a keyword argument of
+#: the Python API, a flag of the ``mobilgroup`` command, or a key of Django's ``MOBILGROUP``.
+Context = Literal["python", "cli", "django"]
+CONTEXTS: tuple[Context, ...] = ("python", "cli", "django")
+
+#: The value of a field that must not be shown (a misspelt option may hold a secret).
+HIDDEN: Any = type("Hidden", (), {"__repr__": lambda self: "<hidden>"})()
+
+
 class MobilgroupError(Exception):
     """Root of every error this package raises on purpose.
 
@@ -58,6 +70,9 @@ class MobilgroupError(Exception):
     a balance query or a setting). ``maybe_sent`` is True when some attempt of the call may have
     reached the gateway: the outcome is unknown, and only a resend with the same ``request_id``
     and ``resend=True`` is safe. False means nothing of this call was accepted.
+
+    :meth:`hint_for` says what to do about it in the words of the place it is shown; a class
+    without one for that place gives an empty hint rather than a wrong one.
     """
 
     request_id: int | None = None
@@ -69,23 +84,53 @@ class MobilgroupError(Exception):
         self.request_id = request_id
         self.maybe_sent = maybe_sent
 
+    #: Hints by context, for every instance of the class.
+    context_hints: ClassVar[Mapping[str, str]] = {}
+
+    def hint_for(self, context: Context = "python") -> str:
+        """What to do about this error, naming only what exists where it is shown."""
+        return type(self).context_hints.get(context, "")
+
+    def describe(self, context: Context = "python") -> str:
+        """The error's text with the hint of ``context`` instead of the Python one."""
+        return str(self)
+
 
 class ValidationError(MobilgroupError, ValueError):
     """Input refused before any request was made: nothing was sent and nothing was charged.
 
-    ``field`` names what was wrong, ``value`` is the offending value (already masked when it is a
-    secret) and ``fix`` says what to do about it.
+    ``field`` names what was wrong (as the caller wrote it: ``valid``, ``MOBILGROUP['SENDER']``,
+    ``MOBILGROUP_TIMEOUT``), ``value`` is the offending value (already masked when it is a
+    secret; :data:`HIDDEN` when nothing of it may be shown), ``problem`` what is wrong with it
+    and ``fix`` what to do, in words true everywhere. When the fix names a keyword, a flag or a
+    setting, ``hints`` gives it per context (``"python"``, ``"cli"``, ``"django"``) and ``fix``
+    is the Python one; ``source`` names the setting that held the field when that is not the field
+    itself (``MOBILGROUP['URL']``, the ``MOBILGROUP_URL`` environment variable), and ``option``
+    is the name of the option in the package's option table, when it is one.
     """
 
-    def __init__(self, field: str, value: Any, problem: str, fix: str = "") -> None:
+    def __init__(self, field: str, value: Any, problem: str, fix: str = "", *,
+                 hints: Mapping[str, str] | None = None, source: str | None = None,
+                 option: str | None = None) -> None:
         self.field = field
         self.value = value
         self.problem = problem
         self.fix = fix
-        message = f"{field}={value!r}: {problem}"
-        if fix:
-            message += f"; {fix}"
-        super().__init__(message)  # nothing was sent: maybe_sent stays False
+        self.source = source
+        self.option = option
+        self.hints: dict[str, str] = dict(hints or {})
+        super().__init__(self.describe("python"))
+
+    def describe(self, context: Context = "python") -> str:
+        shown = self.field if self.value is HIDDEN else f"{self.field}={self.value!r}"
+        message = f"{shown}: {self.problem}"
+        if self.source and self.source != self.field:
+            message = f"{self.source}: {message}"
+        hint = self.hint_for(context)
+        return f"{message}; {hint}" if hint else message
+
+    def hint_for(self, context: Context = "python") -> str:
+        return self.hints.get(context, self.fix)
 
 
 class ConfigurationError(ValidationError):

@@ -28,9 +28,10 @@ What the handler promises, because an alert path must never hurt the application
 - **It survives fork** (gunicorn, uWSGI, Celery prefork): a child gets its own queue and worker.
 - **It never leaks the password**: not in its repr, its stderr lines or its exceptions.
 
-Configuration comes from ``url``, else ``MOBILGROUP_URL`` (or the ``MOBILGROUP_*`` variables),
-else Django's ``settings.MOBILGROUP`` when Django is already imported and configured: this
-module never imports Django itself.
+Configuration goes through the core's resolver, with the precedence every adapter shares:
+keywords > ``url`` > Django's ``settings.MOBILGROUP`` (read when Django is already imported and
+configured: this module never imports Django itself) > ``MOBILGROUP_URL`` > ``MOBILGROUP_*`` >
+the defaults, which for alerts are short: 5 s timeout, 1 retry.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ from typing import Any, NamedTuple
 
 from . import protocol
 from .client import MobilgroupClient
-from .config import Settings, parse_bool, parse_url, settings_from_env
-from .errors import ConfigurationError, MobilgroupError, ValidationError
+from .config import Resolved, Settings, adapter_options, resolve
+from .errors import ConfigurationError, MobilgroupError
 
 __all__ = ["HandlerStats", "SmsHandler"]
 
@@ -65,8 +66,6 @@ MAX_QUEUED_CHARS = 512
 #: Bounds of the pause after failures, whatever ``failure_backoff`` says.
 MAX_FAILURE_PAUSE = 300.0
 MIN_FAILURE_PAUSE = 0.05
-
-_ENV_KEYS = ("MOBILGROUP_URL", "MOBILGROUP_USER_ID")
 
 
 @dataclass(frozen=True)
@@ -175,15 +174,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
-def _as_phones(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
-    if value is None or value == "" or value == []:
-        return None
-    try:
-        return protocol.normalize_phones(value)
-    except ValidationError as exc:
-        raise ConfigurationError("phones", exc.value, exc.problem, exc.fix) from None
-
-
 def _django_mobilgroup() -> Mapping[str, Any] | None:
     """``settings.MOBILGROUP`` when Django is imported and configured already, else None.
 
@@ -196,13 +186,8 @@ def _django_mobilgroup() -> Mapping[str, Any] | None:
     settings = getattr(conf, "settings", None)
     if settings is None or not getattr(settings, "configured", False):
         return None
-    value = getattr(settings, "MOBILGROUP", None)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigurationError("MOBILGROUP", type(value).__name__, "not a dict",
-                                 'set MOBILGROUP = {"URL": "mobilgroup://..."} in settings')
-    return value
+    value: Mapping[str, Any] | None = getattr(settings, "MOBILGROUP", None)
+    return value  # the resolver refuses one that is not a dict
 
 
 def _django_settings_pending() -> bool:
@@ -210,38 +195,6 @@ def _django_settings_pending() -> bool:
     conf = sys.modules.get("django.conf")
     settings = getattr(conf, "settings", None) if conf is not None else None
     return settings is not None and not getattr(settings, "configured", False)
-
-
-_DJANGO_KEYS = {"USER_ID": "user_id", "LOGIN": "login", "PASSWORD": "password",
-                "SENDER": "sender", "ENDPOINT": "endpoint", "TRANSLITERATE": "transliterate"}
-
-
-def _settings_from_django(config: Mapping[str, Any]) -> Settings:
-    """Settings from ``MOBILGROUP``: its ``URL``, with the discrete keys overriding it (as the
-    Django backend reads them). Timeouts and retries stay the handler's own: short ones."""
-    fields: dict[str, Any] = {}
-    url = config.get("URL")
-    if url:
-        parsed = parse_url(str(url))[0]
-        fields = {"user_id": parsed.user_id, "login": parsed.login, "password": parsed.password,
-                  "sender": parsed.sender, "endpoint": parsed.endpoint,
-                  "transliterate": parsed.transliterate, "phones": parsed.phones}
-    for key, name in _DJANGO_KEYS.items():
-        value = config.get(key)
-        if value is None or value == "":
-            continue
-        if name == "transliterate":
-            fields[name] = parse_bool("MOBILGROUP['TRANSLITERATE']", value)
-        else:
-            fields[name] = value if name == "password" else str(value).strip()
-    missing = [key for key in ("USER_ID", "LOGIN", "PASSWORD") if not fields.get(_DJANGO_KEYS[key])]
-    if missing:
-        raise ConfigurationError(
-            "MOBILGROUP", ", ".join(missing), "not set",
-            'give MOBILGROUP = {"URL": "mobilgroup://LOGIN:PASSWORD@USER_ID"}, or USER_ID, '
-            "LOGIN and PASSWORD")
-    fields["password"] = str(fields["password"])
-    return Settings(**fields)
 
 
 class SmsHandler(logging.Handler):
@@ -277,52 +230,33 @@ class SmsHandler(logging.Handler):
         phones: str | Iterable[str] | None = None,
         level: int | str = logging.CRITICAL,
         *,
-        max_sms: int = 5,
-        per_seconds: float = 300.0,
-        dedupe_seconds: float = 600.0,
-        dedupe_size: int = 256,
-        queue_size: int = 1000,
+        max_sms: int | None = None,
+        per_seconds: float | None = None,
+        dedupe_seconds: float | None = None,
+        dedupe_size: int | None = None,
+        queue_size: int | None = None,
         timeout: float | None = None,
         retries: int | None = None,
-        flush_timeout: float = 5.0,
-        prefix: str = "",
-        failure_backoff: float = 10.0,
+        flush_timeout: float | None = None,
+        prefix: str | None = None,
+        failure_backoff: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(level)
-        _positive_int("max_sms", max_sms)
-        _positive_int("queue_size", queue_size)
-        _positive_int("dedupe_size", dedupe_size)
-        _non_negative("per_seconds", per_seconds)
-        _non_negative("dedupe_seconds", dedupe_seconds)
-        _non_negative("flush_timeout", flush_timeout)
-        _non_negative("failure_backoff", failure_backoff)
-        if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout <= 600):
-            raise ConfigurationError("timeout", timeout, "out of range",
-                                     "give seconds, more than 0 and at most 600")
-        if retries is not None and not (isinstance(retries, int) and 0 <= retries <= 10):
-            raise ConfigurationError("retries", retries, "out of range",
-                                     "give a whole number from 0 to 10")
-        if not isinstance(prefix, str):
-            raise ConfigurationError("prefix", prefix, "not a string", "give a short text")
-        self.max_sms = max_sms
-        self.per_seconds = float(per_seconds)
-        self.dedupe_seconds = float(dedupe_seconds)
-        self.dedupe_size = dedupe_size
-        self.queue_size = queue_size
-        self.flush_timeout = float(flush_timeout)
-        self.prefix = " ".join(prefix.split())
-        self.failure_backoff = float(failure_backoff)
+        # None means "not given": the resolver then takes MOBILGROUP, the environment or the
+        # table's default for alerts, and knows which one it took.
+        self._arguments: dict[str, Any] = {
+            "phones": phones, "max_sms": max_sms, "per_seconds": per_seconds,
+            "dedupe_seconds": dedupe_seconds, "dedupe_size": dedupe_size,
+            "queue_size": queue_size, "timeout": timeout, "retries": retries,
+            "flush_timeout": flush_timeout, "prefix": prefix,
+            "failure_backoff": failure_backoff}
         self._clock = clock
-        self._timeout = timeout
-        self._retries = retries
-        self._phones_arg = _as_phones(phones)
+        self._apply_options(adapter_options("logging", self._arguments))
         # Resolved now when possible (a wrong setting must show at start-up), else in the worker
-        # (Django imported, settings not configured yet).
+        # (Django imported, settings not configured yet). The URL is parsed now and not kept.
         self._settings: Settings | None = None
         self._phones: tuple[str, ...] = ()
-        # The URL is parsed now and not kept: only Settings, whose repr masks the password.
-        self._has_url = url is not None
         self._resolve(url, deferrable=True)
         self._client: MobilgroupClient | None = None
         self._init_runtime()
@@ -330,40 +264,31 @@ class SmsHandler(logging.Handler):
 
     # --- configuration ------------------------------------------------------------------------
 
+    def _apply_options(self, options: Mapping[str, Any]) -> None:
+        self.max_sms: int = options["max_sms"]
+        self.per_seconds = float(options["per_seconds"])
+        self.dedupe_seconds = float(options["dedupe_seconds"])
+        self.dedupe_size: int = options["dedupe_size"]
+        self.queue_size: int = options["queue_size"]
+        self.flush_timeout = float(options["flush_timeout"])
+        self.prefix = " ".join(str(options["prefix"]).split())
+        self.failure_backoff = float(options["failure_backoff"])
+
     def _resolve(self, url: str | None, *, deferrable: bool) -> bool:
         """Find settings and phones. False when they must wait for Django's settings."""
-        phones = self._phones_arg
-        settings: Settings | None = None
-        django: Mapping[str, Any] | None = None
-        if url is not None:
-            settings = parse_url(url)[0]
-        elif any(os.environ.get(key, "").strip() for key in _ENV_KEYS):
-            settings = settings_from_env()
-        else:
-            django = _django_mobilgroup()
-            if django is not None:
-                settings = _settings_from_django(django)
-            elif deferrable and _django_settings_pending():
-                return False
-            else:
-                raise ConfigurationError(
-                    "url", None, "no gateway settings found",
-                    "give url=mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE, set MOBILGROUP_URL, or "
-                    "set MOBILGROUP in Django's settings")
-        if phones is None and settings.phones:
-            phones = settings.phones
-        if phones is None:
-            if django is None and not self._has_url:
-                django = _django_mobilgroup()
-            if django is not None:
-                phones = _as_phones(django.get("ALERT_PHONES"))
-        if not phones:
+        django = _django_mobilgroup()
+        if url is None and django is None and deferrable and _django_settings_pending():
+            return False
+        resolved: Resolved = resolve("logging", arguments=self._arguments, url=url,
+                                     setting=django)
+        if not resolved.settings.phones:
             raise ConfigurationError(
                 "phones", None, "no phone to send alerts to",
                 "give phones=[...], put them in the URL (mobilgroup://...@USER_ID/PHONE), or set "
-                'MOBILGROUP["ALERT_PHONES"]')
-        self._settings = settings
-        self._phones = phones
+                'MOBILGROUP["ALERT_PHONES"]', option="phones")
+        self._apply_options(resolved.values)
+        self._settings = resolved.settings
+        self._phones = resolved.settings.phones
         return True
 
     @property
@@ -374,14 +299,8 @@ class SmsHandler(logging.Handler):
     def _make_client(self) -> MobilgroupClient:
         if self._settings is None:
             self._resolve(None, deferrable=False)
-        settings = self._settings
-        assert settings is not None
-        timeout = self._timeout if self._timeout is not None else (
-            settings.timeout if settings.timeout != 10.0 else 5.0)
-        retries = self._retries if self._retries is not None else (
-            settings.retries if settings.retries != 3 else 1)
-        return MobilgroupClient.from_settings(settings, timeout=timeout, retries=retries,
-                                              backoff=0.1)
+        assert self._settings is not None
+        return MobilgroupClient.from_settings(self._settings)
 
     # --- runtime state ------------------------------------------------------------------------
 
@@ -735,15 +654,3 @@ class SmsHandler(logging.Handler):
         text = " ".join(text.split())
         fitted = protocol.fit_text(text, self._limit() - len(note), "truncate")[0] + note
         return protocol.check_text(fitted, transliterate=self._transliterate, replace=True)
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(name, value, "must be a whole number of at least 1",
-                                 f"give e.g. {name}=5")
-
-
-def _non_negative(name: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ConfigurationError(name, value, "must be a number of seconds, 0 or more",
-                                 f"give e.g. {name}=60")

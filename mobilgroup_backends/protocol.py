@@ -36,6 +36,7 @@ from defusedxml.ElementTree import fromstring as _safe_fromstring
 from .errors import ProtocolError, ValidationError, error_for_code
 
 __all__ = [
+    "DEFAULT_REGION",
     "DEFAULT_VALID_HOURS",
     "ENCODING",
     "GATEWAY_TIMEZONE",
@@ -57,6 +58,7 @@ __all__ = [
     "build_status",
     "check_credentials",
     "check_message",
+    "check_region",
     "check_request_id",
     "check_schedule",
     "check_sender",
@@ -214,7 +216,7 @@ class StatusReport:
 _PHONE_JUNK = re.compile(r"[\s()\-.]")
 _PHONE_SPLIT = re.compile(r"[,;]")
 _SENDER = re.compile(rf"[A-Za-z0-9 \-]{{1,{MAX_SENDER_LENGTH}}}")
-_SCHEDULE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+_SCHEDULE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")
 # XML 1.0 cannot carry these at all, escaped or not.
 _XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -226,15 +228,41 @@ def mask_phone(phone: str) -> str:
     return phone[:4] + "*" * (len(phone) - 6) + phone[-2:]
 
 
-def normalize_phones(phones: str | Iterable[str]) -> tuple[str, ...]:
+#: The country whose national numbers (``8 903 ...``, ``903 ...``) are understood by default.
+DEFAULT_REGION = "RU"
+
+
+def check_region(region: object) -> str:
+    """A region code phonenumbers knows (``RU``, ``KZ``...), upper-cased."""
+    import phonenumbers
+
+    code = region.strip().upper() if isinstance(region, str) else ""
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError("region", region, "not a country code the phone rules know",
+                              "give a two-letter country code, e.g. RU or KZ")
+    return code
+
+
+def normalize_phones(phones: str | Iterable[Any], *, region: str = DEFAULT_REGION) -> tuple[str, ...]:
     """Recipients as the gateway wants them: international digits, no ``+``, no duplicates.
 
-    Accepts one string (several may be separated by commas or semicolons) or an iterable, and the
-    way people write numbers (``+7 (903) 958-74-54``). Order is kept; repeats are dropped so that
-    nobody is charged for, or woken by, the same alert twice.
+    Accepts one string (several may be separated by commas or semicolons), an iterable, and
+    ``phonenumbers.PhoneNumber`` objects, written the way people write numbers. The rule, by the
+    phonenumbers library (Google's libphonenumber metadata):
+
+    - a number that is a valid international number is sent as it is (``+`` optional):
+      ``+7 (903) 958-74-54``, ``380501234567``;
+    - else, one that is a valid national number of ``region`` is converted: with ``RU``,
+      ``8 (903) 958-74-54`` and ``9039587454`` go out as ``79039587454``;
+    - else, one written with ``+`` (or ``00``) whose length fits its country code is sent as
+      written: the way to reach a range newer than the library's metadata;
+    - anything else is refused, naming the number and the region.
+
+    Order is kept; repeats are dropped so that nobody is charged for, or woken by, the same
+    alert twice.
     """
     if isinstance(phones, str):
-        items: list[object] = list(_PHONE_SPLIT.split(phones))
+        items: list[Any] = list(_PHONE_SPLIT.split(phones))
     elif isinstance(phones, Iterable) and not isinstance(phones, (bytes, bytearray, Mapping)):
         items = list(phones)
     else:
@@ -243,26 +271,62 @@ def normalize_phones(phones: str | Iterable[str]) -> tuple[str, ...]:
             "pass a string ('+7 903 123-45-67', several separated by commas) or a list of strings")
     result: dict[str, None] = {}
     for raw in items:
-        if not isinstance(raw, str):
+        if isinstance(raw, str):
+            if not raw.strip() and isinstance(phones, str):
+                continue  # "a,b," or "a, ,b": separators, not a phone
+            result.setdefault(_normalize_phone(raw, region), None)
+        elif type(raw).__name__ == "PhoneNumber" and hasattr(raw, "national_number"):
+            result.setdefault(_from_phone_number(raw), None)
+        else:
             raise ValidationError(
-                "phones", raw, "each phone must be a string",
+                "phones", raw, "each phone must be a string or a phonenumbers.PhoneNumber",
                 "pass phone numbers as strings, e.g. '79031234567'")
-        if not raw.strip() and isinstance(phones, str):
-            continue  # "a,b," or "a, ,b": separators, not a phone
-        digits = _PHONE_JUNK.sub("", raw)
-        if digits.startswith("+"):
-            digits = digits[1:]
-        elif digits.startswith("00"):
-            digits = digits[2:]
-        if not digits.isascii() or not digits.isdigit() or not 10 <= len(digits) <= 15:
-            raise ValidationError(
-                "phones", raw, "not a phone number in international format",
-                "give 10 to 15 digits with the country code, e.g. '+7 903 123-45-67'")
-        result.setdefault(digits, None)
     if not result:
         raise ValidationError("phones", phones, "no recipient given",
                               "give at least one phone number")
     return tuple(result)
+
+
+def _from_phone_number(number: Any) -> str:
+    import phonenumbers
+
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError("phones", phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.E164), "not a possible phone number",
+            "check the number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize_phone(raw: str, region: str) -> str:
+    """One phone, by the rule of :func:`normalize_phones` (cached: the library is slow)."""
+    import phonenumbers
+
+    text = _PHONE_JUNK.sub("", raw)
+    explicit = text.startswith(("+", "00"))
+    digits = text[1:] if text.startswith("+") else text[2:] if text.startswith("00") else text
+    if digits.isascii() and digits.isdigit() and len(digits) <= 17:
+        try:
+            number = phonenumbers.parse("+" + digits)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_valid_number(number):
+            return digits
+        if not explicit:
+            try:
+                national = phonenumbers.parse(digits, region)
+            except phonenumbers.NumberParseException:
+                national = None
+            if national is not None and phonenumbers.is_valid_number(national):
+                return phonenumbers.format_number(
+                    national, phonenumbers.PhoneNumberFormat.E164)[1:]
+        elif number is not None and phonenumbers.is_possible_number(number):
+            return digits
+    raise ValidationError(
+        "phones", raw, f"not a phone number: neither international nor a national number of "
+        f"{region}",
+        "give the number with its country code, e.g. '+7 903 123-45-67' (a number of a range "
+        "newer than the phone rules know: with '+' and the country code)")
 
 
 def check_sender(sender: str | None) -> str | None:
@@ -355,13 +419,17 @@ def check_valid_hours(valid_hours: int | None) -> int | None:
     """The message lifetime in whole hours, 1 to 48, or None for the gateway's default (1)."""
     if valid_hours is None:
         return None
-    if isinstance(valid_hours, str) and valid_hours.strip().isdigit():
+    if isinstance(valid_hours, str) and valid_hours.strip().isascii() \
+            and valid_hours.strip().isdigit():
         valid_hours = int(valid_hours)
-    if (not isinstance(valid_hours, int) or isinstance(valid_hours, bool)
-            or not 1 <= valid_hours <= MAX_VALID_HOURS):
+    if not isinstance(valid_hours, int) or isinstance(valid_hours, bool):
         raise ValidationError(
-            "valid_hours", valid_hours, "the lifetime must be whole hours",
+            "valid_hours", valid_hours, "the lifetime must be a whole number of hours",
             f"give a whole number from 1 to {MAX_VALID_HOURS}")
+    if not 1 <= valid_hours <= MAX_VALID_HOURS:
+        raise ValidationError(
+            "valid_hours", valid_hours, f"out of range: the gateway keeps a message 1 to "
+            f"{MAX_VALID_HOURS} hours", f"give a number from 1 to {MAX_VALID_HOURS}")
     return valid_hours
 
 

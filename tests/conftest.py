@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, settings
 
 from mobilgroup_backends.emulator import Emulator
+
+# Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
+# HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
+settings.register_profile("dev", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 class Trap:

@@ -63,7 +63,7 @@ def test_from_alias_and_extra_keys() -> None:
     ("mobilgroup://demo:pw@abc", "user_id", "numeric"),
     ("mobilgroup://demo:pw@1?sendr=Shop", "url option sendr", "one of"),
     ("mobilgroup://demo:pw@1?sender=Far+Too+Long", "sender", "alias"),
-    ("mobilgroup://demo:pw@1?valid=72", "valid_hours", "1 to 48"),
+    ("mobilgroup://demo:pw@1?valid=72", "valid", "1 to 48"),
     ("mobilgroup://demo:pw@1?valid=soon", "valid", "number"),
     ("mobilgroup://demo:pw@1?translit=maybe", "translit", "yes or no"),
     ("mobilgroup://demo:pw@1/12", "phones", "country code"),
@@ -89,7 +89,9 @@ def test_bad_url_error_masks_the_password() -> None:
 
 @pytest.mark.parametrize(("url", "shown"), [
     ("mobilgroup://a%40b:secret@1/7903?sender=x", "mobilgroup://a%40b:***@1/7903?sender=x"),
-    ("mobilgroup://l:se/cr@et@1?endpoint=http://x@y", "mobilgroup://l:***@1?endpoint=http://x@y"),
+    # more than one '@': everything up to the last one is masked, whatever it was
+    ("mobilgroup://l:se/cr@et@1?endpoint=http://x@y", "mobilgroup://***@y"),
+    ("mobilgroup://demo:v7?fI?m,2iT@1000", "mobilgroup://***@1000"),
     ("mobilgroup://token@1", "mobilgroup://***@1"),
     ("not a url", "not a url"),
 ])

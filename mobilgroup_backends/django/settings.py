@@ -1,13 +1,9 @@
-"""Reading the ``MOBILGROUP`` Django setting.
+"""Reading the ``MOBILGROUP`` Django setting, through the core's resolver.
 
-Sources, from weakest to strongest:
-
-1. the environment (``MOBILGROUP_URL``, or ``MOBILGROUP_USER_ID``, ``_LOGIN``, ``_PASSWORD``,
-   ``_SENDER``, ``_ENDPOINT``), read only when neither the setting nor the constructor gives any
-   credentials (``URL``, ``USER_ID``, ``LOGIN`` or ``PASSWORD``);
-2. ``MOBILGROUP["URL"]``;
-3. the discrete keys of ``MOBILGROUP`` (``USER_ID``, ``SENDER``, ``TIMEOUT``, ...);
-4. keyword arguments given to the backend's constructor (``sms.get_connection(sender="Shop")``).
+Where settings come from, strongest first (the same for every adapter; see
+docs/configuration.md): keyword arguments of the backend (``sms.get_connection(sender="Shop")``),
+its ``url=`` argument, the keys of ``MOBILGROUP``, ``MOBILGROUP["URL"]``, the environment
+(``MOBILGROUP_URL``, then ``MOBILGROUP_*``), the defaults. The account comes whole from one place.
 
 Every problem raises :class:`MobilgroupImproperlyConfigured` (an ``ImproperlyConfigured``) naming
 the setting, its value (the password masked) and the fix. ``fail_silently`` never hides it.
@@ -24,8 +20,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
-from ..config import DEFAULT_ENDPOINT, Settings, parse_bool, parse_url
-from ..errors import ConfigurationError, ValidationError
+from ..config import BY_NAME, SETTING_KEYS, SETTING_NAME, Settings, resolve
+from ..errors import HIDDEN, ConfigurationError, ValidationError
 from ..protocol import check_sender
 
 __all__ = [
@@ -39,44 +35,19 @@ __all__ = [
     "valid_alias",
 ]
 
-SETTING_NAME = "MOBILGROUP"
 LongMessages = Literal["error", "split", "truncate"]
 LONG_MESSAGE_MODES: tuple[LongMessages, ...] = ("error", "split", "truncate")
 #: Too-long texts are split into several messages by default: a text built from a template in
 #: production must not be lost (``error``) or lose its end, where codes and links usually sit
 #: (``truncate``). See docs/django.md.
-DEFAULT_LONG_MESSAGES: LongMessages = "split"
+DEFAULT_LONG_MESSAGES: LongMessages = cast(LongMessages, BY_NAME["long_messages"].default)
 
-#: Every key ``MOBILGROUP`` understands, with the constructor keyword that overrides it.
-KNOWN_KEYS: dict[str, str] = {
-    "URL": "url",
-    "USER_ID": "user_id",
-    "LOGIN": "login",
-    "PASSWORD": "password",
-    "SENDER": "sender",
-    "ENDPOINT": "endpoint",
-    "TIMEOUT": "timeout",
-    "RETRIES": "retries",
-    "BACKOFF": "backoff",
-    "TRANSLITERATE": "transliterate",
-    "VALID_HOURS": "valid_hours",
-    "LONG_MESSAGES": "long_messages",
-    "REPLACE_UNENCODABLE": "replace_unencodable",
-    "TRACK_DELIVERY": "track_delivery",
-    "ALLOW_INSECURE_HTTP": "allow_insecure_http",
-}
-_CREDENTIAL_KEYS = ("URL", "USER_ID", "LOGIN", "PASSWORD")
-_ENV_KEYS = {"USER_ID": "user_id", "LOGIN": "login", "PASSWORD": "password",
-             "SENDER": "sender", "ENDPOINT": "endpoint"}
-# Which key a field of the core Settings comes from, to name it in errors.
-_FIELD_KEYS = {"user_id": "USER_ID", "login": "LOGIN", "password": "PASSWORD",
-               "sender": "SENDER", "endpoint": "ENDPOINT", "timeout": "TIMEOUT",
-               "retries": "RETRIES", "valid_hours": "VALID_HOURS",
-               "transliterate": "TRANSLITERATE", "backoff": "BACKOFF",
-               "allow_insecure_http": "ALLOW_INSECURE_HTTP"}
-# Check ids (see checks.py) by the key that is wrong.
-_CHECK_IDS = {"SENDER": "mobilgroup.E005", "LONG_MESSAGES": "mobilgroup.E006",
-              "ENDPOINT": "mobilgroup.E007", "ALLOW_INSECURE_HTTP": "mobilgroup.E004"}
+#: Every key ``MOBILGROUP`` understands (the option table's, alert options included).
+KNOWN_KEYS: tuple[str, ...] = SETTING_KEYS
+# Check ids (see checks.py) by the option that is wrong.
+_CHECK_IDS = {"setting": "mobilgroup.E002", "account": "mobilgroup.E003",
+              "sender": "mobilgroup.E005", "long_messages": "mobilgroup.E006",
+              "endpoint": "mobilgroup.E007"}
 
 
 class MobilgroupImproperlyConfigured(ImproperlyConfigured):
@@ -120,195 +91,50 @@ def valid_alias(value: object) -> str | None:
         return None
 
 
-def _label(key: str, sources: Mapping[str, str]) -> str:
-    source = sources.get(key, "setting")
-    if source == "argument":
-        return f"{KNOWN_KEYS.get(key, key.lower())}= argument"
-    if source == "url":
-        return f"{SETTING_NAME}['URL']"
-    if source == "env-url":
-        return "MOBILGROUP_URL environment variable"
-    if source == "env":
-        return f"MOBILGROUP_{key} environment variable"
-    return f"{SETTING_NAME}[{key!r}]"
-
-
-def _raw_setting() -> dict[str, Any]:
-    raw = getattr(django_settings, SETTING_NAME, None)
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise MobilgroupImproperlyConfigured(
-            SETTING_NAME, f"must be a dict, not {type(raw).__name__}; write "
-            f"{SETTING_NAME} = {{'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}}",
-            check_id="mobilgroup.E001")
-    return dict(raw)
-
-
 def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
     return sorted(str(key) for key in raw if key not in KNOWN_KEYS)
+
+
+def improperly_configured(exc: ConfigurationError) -> MobilgroupImproperlyConfigured:
+    """The core's error in Django's words: the setting as written, and a fix in settings keys."""
+    if exc.option == "account" and exc.field == "url":
+        label, head = SETTING_NAME, ""
+    elif exc.source:
+        label = exc.source
+        head = exc.field if exc.value is HIDDEN else f"{exc.field}={exc.value!r}"
+    else:
+        label, head = exc.field, "" if exc.value is HIDDEN else repr(exc.value)
+        if label in BY_NAME:
+            label = f"{label}= argument"
+    hint = exc.hint_for("django")
+    message = "; ".join(part for part in (": ".join(p for p in (head, exc.problem) if p), hint)
+                        if part)
+    check_id = "mobilgroup.E001" if exc.field == SETTING_NAME else _CHECK_IDS.get(
+        exc.option or "", "mobilgroup.E004")
+    return MobilgroupImproperlyConfigured(label, message, check_id=check_id)
 
 
 @sensitive_variables()  # its locals hold the password
 def load_config(overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> BackendConfig:
-    """The adapter's configuration from the setting, the environment and ``overrides``.
+    """The adapter's configuration from ``overrides``, the setting and the environment.
 
-    ``overrides`` uses the constructor's keyword names (``sender``, ``track_delivery``...); None
-    values are ignored, so that callers such as django-sendsms, which pass ``username=None``, do
-    not erase settings.
+    ``overrides`` uses the constructor's keyword names (``url``, ``sender``,
+    ``track_delivery``...); None values are ignored, so that callers such as django-sendsms,
+    which pass ``username=None``, do not erase settings.
     """
-    raw = _raw_setting()
-    unknown = unknown_keys(raw)
-    if unknown:
-        raise MobilgroupImproperlyConfigured(
-            f"{SETTING_NAME}[{unknown[0]!r}]",
-            f"unknown key; the known keys are {', '.join(KNOWN_KEYS)}",
-            check_id="mobilgroup.E002")
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    by_keyword = {keyword: key for key, keyword in KNOWN_KEYS.items()}
-    strange = sorted(set(overrides or {}) - set(by_keyword))
-    if strange:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(strange)}; the known ones "
-                        f"are {', '.join(by_keyword)}")
-    given = {by_keyword[name]: value for name, value in (overrides or {}).items()
-             if value is not None}
-
-    has_credentials = any(raw.get(key) for key in _CREDENTIAL_KEYS) or any(
-        key in given for key in _CREDENTIAL_KEYS)
-    if not has_credentials:
-        _from_environment(os.environ if environ is None else environ, values, sources)
-
-    url = given.get("URL", raw.get("URL"))
-    if url:
-        url_source = "argument" if "URL" in given else "setting"
-        try:
-            parsed = parse_url(url)[0]
-        except ConfigurationError as exc:
-            raise _improper("URL", {"URL": url_source}, exc) from None
-        _take_settings(parsed, "url" if url_source == "setting" else "argument", values, sources)
-    for layer, source in ((raw, "setting"), (given, "argument")):
-        for key, value in layer.items():
-            if key != "URL" and value is not None:
-                values[key] = value
-                sources[key] = source
-    return _build(values, sources)
-
-
-@sensitive_variables()  # its locals hold the password
-def _from_environment(env: Mapping[str, str], values: dict[str, Any],
-                      sources: dict[str, str]) -> None:
-    url = env.get("MOBILGROUP_URL", "").strip()
-    if url:
-        try:
-            parsed = parse_url(url)[0]
-        except ConfigurationError as exc:
-            raise _improper("URL", {"URL": "env-url"}, exc) from None
-        _take_settings(parsed, "env-url", values, sources)
-        return
-    for key in _ENV_KEYS:
-        value = env.get(f"MOBILGROUP_{key}", "")
-        if value.strip():
-            values[key] = value if key == "PASSWORD" else value.strip()
-            sources[key] = "env"
-
-
-@sensitive_variables()  # its locals hold the password
-def _take_settings(parsed: Settings, source: str, values: dict[str, Any],
-                   sources: dict[str, str]) -> None:
-    taken = {"USER_ID": parsed.user_id, "LOGIN": parsed.login, "PASSWORD": parsed.password,
-             "SENDER": parsed.sender, "ENDPOINT": parsed.endpoint,
-             "TIMEOUT": parsed.timeout, "RETRIES": parsed.retries,
-             "TRANSLITERATE": parsed.transliterate, "VALID_HOURS": parsed.valid_hours}
-    for key, value in taken.items():
-        values[key] = value
-        sources[key] = source
-
-
-def _improper(key: str, sources: Mapping[str, str], exc: ValidationError) -> \
-        MobilgroupImproperlyConfigured:
-    field_key = _FIELD_KEYS.get(exc.field, key)
-    check_id = _CHECK_IDS.get(field_key, "mobilgroup.E004")
-    label = _label(field_key if field_key in sources else key, sources)
-    shown = "'***'" if field_key == "PASSWORD" else repr(exc.value)
-    message = f"{shown}: {exc.problem}" + (f"; {exc.fix}" if exc.fix else "")
-    return MobilgroupImproperlyConfigured(label, message, check_id=check_id)
-
-
-@sensitive_variables()  # its locals hold the password
-def _build(values: dict[str, Any], sources: dict[str, str]) -> BackendConfig:
-    missing = [key for key in ("USER_ID", "LOGIN", "PASSWORD") if not values.get(key)]
-    if missing:
-        if len(missing) == 3:
-            raise MobilgroupImproperlyConfigured(
-                SETTING_NAME, "no gateway credentials; set MOBILGROUP = {'URL': "
-                "'mobilgroup://LOGIN:PASSWORD@USER_ID'} (or the keys USER_ID, LOGIN and "
-                "PASSWORD), or the MOBILGROUP_URL environment variable",
-                check_id="mobilgroup.E003")
-        raise MobilgroupImproperlyConfigured(
-            f"{SETTING_NAME}[{missing[0]!r}]", "missing; give USER_ID, LOGIN and PASSWORD "
-            "together, or one URL", check_id="mobilgroup.E003")
-
-    def flag(key: str, default: bool) -> bool:
-        if key not in values:
-            return default
-        try:
-            return parse_bool(key, values[key])
-        except ConfigurationError as exc:
-            raise _improper(key, sources, exc) from None
-
-    def bad(key: str, value: Any, problem: str) -> MobilgroupImproperlyConfigured:
-        return MobilgroupImproperlyConfigured(_label(key, sources), f"{value!r}: {problem}",
-                                              check_id=_CHECK_IDS.get(key, "mobilgroup.E004"))
-
-    def number(key: str, kind: type[int] | type[float], default: Any) -> Any:
-        value = values.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                value = kind(value.strip())
-            except ValueError:
-                raise bad(key, value, "not a number") from None
-        if kind is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, kind if kind is int else (int, float)):
-            raise bad(key, value, f"not a {'whole ' if kind is int else ''}number")
-        return value
-
-    endpoint = values.get("ENDPOINT") or DEFAULT_ENDPOINT
-    if not isinstance(endpoint, str):
-        raise bad("ENDPOINT", endpoint, "not a URL")
-    backoff = number("BACKOFF", float, 0.25)
-
-    sender = values.get("SENDER") or None
+    arguments = dict(overrides or {})
+    url = arguments.pop("url", None)
     try:
-        core = Settings(
-            user_id=str(values["USER_ID"]).strip(),
-            login=str(values["LOGIN"]),
-            password=str(values["PASSWORD"]),
-            sender=sender,
-            endpoint=endpoint,
-            transliterate=flag("TRANSLITERATE", True),
-            valid_hours=number("VALID_HOURS", int, None),
-            timeout=number("TIMEOUT", float, 10.0),
-            retries=number("RETRIES", int, 3),
-            backoff=float(backoff),
-            allow_insecure_http=flag("ALLOW_INSECURE_HTTP", False),
-        )
+        resolved = resolve("django", arguments=arguments, url=url,
+                           setting=getattr(django_settings, SETTING_NAME, None),
+                           environ=os.environ if environ is None else environ,
+                           url_source="url= argument")
     except ConfigurationError as exc:
-        raise _improper(_FIELD_KEYS.get(exc.field, "URL"), sources, exc) from None
-
-    long_messages = values.get("LONG_MESSAGES", DEFAULT_LONG_MESSAGES)
-    if long_messages not in LONG_MESSAGE_MODES:
-        raise MobilgroupImproperlyConfigured(
-            _label("LONG_MESSAGES", sources),
-            f"{long_messages!r}: unknown mode; use one of {', '.join(LONG_MESSAGE_MODES)}",
-            check_id="mobilgroup.E006")
+        raise improperly_configured(exc) from None
     return BackendConfig(
-        settings=core,
-        long_messages=cast(LongMessages, long_messages),
-        replace_unencodable=flag("REPLACE_UNENCODABLE", False),
-        track_delivery=flag("TRACK_DELIVERY", False),
+        settings=resolved.settings,
+        long_messages=cast(LongMessages, resolved["long_messages"]),
+        replace_unencodable=resolved["replace_unencodable"],
+        track_delivery=resolved["track_delivery"],
     )
