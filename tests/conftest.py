@@ -14,6 +14,7 @@ import trustme
 from hypothesis import HealthCheck, settings
 
 from mobilgroup_backends.emulator import Emulator
+from tests.postgres import PostgresServer
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
@@ -77,3 +78,14 @@ def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
     ca.issue_cert("127.0.0.1").configure_cert(context)
     with Emulator(ssl_context=context) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (a free port), its data in a temporary folder; every
+    statement is logged, so tests can see which SQL actually ran."""
+    server = PostgresServer(log_statement="all")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
