@@ -13,7 +13,9 @@ import pytest
 import trustme
 from hypothesis import HealthCheck, settings
 
+from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 from tests.postgres import PostgresServer
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
@@ -56,6 +58,22 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def frozen_emulator() -> Iterator[Emulator]:
+    """An emulator whose clock stands at ``FROZEN_START`` until a test moves it, with one account
+    (1000, demo, ``FROZEN_PASSWORD``, balance 100)."""
+    with Emulator([f"1000:demo:{FROZEN_PASSWORD}:100"], start_time=FROZEN_START,
+                  freeze_clock=True) as running:
+        yield running
+
+
+@pytest.fixture
+def frozen_client(frozen_emulator: Emulator) -> Iterator[MobilgroupClient]:
+    """A client of ``frozen_emulator`` that does not retry (each fault shows at once)."""
+    with MobilgroupClient.from_url(frozen_emulator.url(retries=0)) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="session")
