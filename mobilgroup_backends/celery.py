@@ -130,7 +130,7 @@ def retry_countdown(app: Celery, retries: int) -> float:
     again. The request id would keep those copies from being sent twice, but not from piling up.
     """
     cap = min(MAX_RETRY_DELAY, _visibility_timeout(app) / 4)
-    return backoff_delay(retries + 1, RETRY_BACKOFF, cap)
+    return backoff_delay(RETRY_BACKOFF, retries + 1, cap=cap)
 
 
 @shared_task(name=SEND_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,

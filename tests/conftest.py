@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 from hypothesis import HealthCheck, settings
 
 from mobilgroup_backends import MobilgroupClient
@@ -72,6 +75,28 @@ def frozen_client(frozen_emulator: Emulator) -> Iterator[MobilgroupClient]:
     """A client of ``frozen_emulator`` that does not retry (each fault shows at once)."""
     with MobilgroupClient.from_url(frozen_emulator.url(retries=0)) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme): what a private CA would be."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
+    """The emulator over HTTPS, with a certificate for 127.0.0.1 from the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with Emulator(ssl_context=context) as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="session")
