@@ -38,7 +38,7 @@ from .errors import (
     ProtocolError,
     TransportError,
 )
-from .protocol import StatusReport, mask_phone
+from .protocol import DEFAULT_REGION, StatusReport, mask_phone
 
 __all__ = ["MobilgroupClient", "SendResult", "sent_to_dict"]
 
@@ -108,15 +108,18 @@ class MobilgroupClient:
         backoff: float = 0.25,
         ca_bundle: str | None = None,
         allow_insecure_http: bool = False,
+        region: str = DEFAULT_REGION,
         session: requests.Session | None = None,
         pool_size: int = 16,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         settings = Settings(user_id=str(user_id), login=login, password=password, sender=sender,
                             endpoint=endpoint, timeout=timeout, retries=retries, backoff=backoff,
-                            allow_insecure_http=allow_insecure_http)
+                            allow_insecure_http=allow_insecure_http, region=region)
         self.credentials = protocol.Credentials(settings.user_id, login, password)
         self.sender = settings.sender
+        #: The country whose national numbers ``send`` understands (``8 903 ...``).
+        self.region = settings.region
         self.endpoint = settings.endpoint
         self.timeout = float(timeout)
         self.retries = retries
@@ -171,6 +174,7 @@ class MobilgroupClient:
             "sender": settings.sender, "endpoint": settings.endpoint,
             "timeout": settings.timeout, "retries": settings.retries,
             "backoff": settings.backoff, "allow_insecure_http": settings.allow_insecure_http,
+            "region": settings.region,
         }
         kwargs.update(overrides)
         return cls(settings.user_id, settings.login, settings.password, **kwargs)
@@ -229,7 +233,7 @@ class MobilgroupClient:
         the gateway; otherwise it is :class:`DuplicateRequestId` (the id was used for something
         else).
         """
-        numbers = protocol.normalize_phones(phones)
+        numbers = protocol.normalize_phones(phones, region=self.region)
         text = protocol.check_text(text, transliterate=transliterate, replace=replace_unencodable)
         alias = protocol.check_sender(sender) or self.sender
         when = protocol.check_schedule(schedule)
@@ -256,7 +260,7 @@ class MobilgroupClient:
 
         The gateway asks callers not to poll: ask once the message lifetime has run out.
         """
-        rid = protocol.check_request_id(request_id)
+        rid = protocol.check_request_id(request_id, new=False)
         body = protocol.build_status(self.credentials, rid, extended=extended)
         return self._call("status", body, rid, lambda data, *_: protocol.parse_status(data, rid))
 

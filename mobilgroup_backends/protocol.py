@@ -338,6 +338,17 @@ def text_limit(transliterate: bool) -> int:
     return MAX_TEXT_TRANSLIT if transliterate else MAX_TEXT_UNICODE
 
 
+# How to ask for '?' instead of an unencodable character, and for a long text to be split, in
+# the words of each place an error is shown (see errors.ValidationError.hint_for).
+_REPLACE_HINTS = {"python": "remove it, or pass replace_unencodable=True to send it as '?'",
+                  "cli": "remove it, or add --replace-unencodable to send it as '?'",
+                  "django": "remove it, or set MOBILGROUP['REPLACE_UNENCODABLE'] = True to send "
+                            "it as '?'"}
+_SPLIT_HINTS = {"python": "shorten it, or cut it into parts with fit_text()",
+                "cli": "shorten it, or add --split (several messages) or --truncate",
+                "django": "shorten it, or set MOBILGROUP['LONG_MESSAGES'] = 'split'"}
+
+
 def check_text(text: str, *, transliterate: bool = True, replace: bool = False) -> str:
     """The message text, checked for length and for what windows-1251 can carry.
 
@@ -358,7 +369,7 @@ def check_text(text: str, *, transliterate: bool = True, replace: bool = False) 
             raise ValidationError(
                 "text", _preview(text),
                 f"control character {bad.group()!r} at position {bad.start()} cannot be sent",
-                "remove it, or ask for replacement (replace=True)")
+                _REPLACE_HINTS["python"], hints=_REPLACE_HINTS)
         try:
             text.encode(ENCODING)
         except UnicodeEncodeError as exc:
@@ -367,14 +378,14 @@ def check_text(text: str, *, transliterate: bool = True, replace: bool = False) 
                 "text", _preview(text),
                 f"character {char!r} (U+{ord(char):04X}) at position {exc.start} "
                 f"cannot be encoded in windows-1251",
-                "remove it, or ask for replacement with '?' (replace=True)") from None
+                _REPLACE_HINTS["python"], hints=_REPLACE_HINTS) from None
     limit = text_limit(transliterate)
     if len(text) > limit:
         mode = "with" if transliterate else "without"
         raise ValidationError(
             "text", _preview(text),
             f"{len(text)} characters, the gateway allows {limit} {mode} transliteration",
-            "shorten it, or split it into parts (fit_text / the adapters' split option)")
+            _SPLIT_HINTS["python"], hints=_SPLIT_HINTS)
     return text
 
 
@@ -399,7 +410,8 @@ def check_schedule(schedule: datetime | str | None) -> str | None:
             return schedule.strip()
     raise ValidationError(
         "schedule", schedule, "not a date and time the gateway understands",
-        "pass a datetime, or a string 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)")
+        "pass a datetime, or a string 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)",
+        hints={"cli": "give --schedule 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)"})
 
 
 def check_valid_hours(valid_hours: int | None) -> int | None:
@@ -420,17 +432,26 @@ def check_valid_hours(valid_hours: int | None) -> int | None:
     return valid_hours
 
 
-def check_request_id(request_id: int | str) -> int:
-    """A request id: a positive number of at most 18 digits."""
+def check_request_id(request_id: int | str, *, new: bool = True) -> int:
+    """A request id: a positive number of at most 18 digits (ASCII digits only).
+
+    ``new`` says the id is for a new request (a send), where leaving it out is the fix; else it
+    names a request sent before (a status query).
+    """
     value: int | None = None
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         value = request_id
     elif isinstance(request_id, str) and request_id.isascii() and request_id.isdigit():
         value = int(request_id)
     if value is None or not 0 < value <= MAX_REQUEST_ID:
+        problem = "the gateway takes a positive number of at most 18 digits"
+        if not new:
+            raise ValidationError("request_id", request_id, problem,
+                                  "give the request id the send was accepted with")
         raise ValidationError(
-            "request_id", request_id, "the gateway takes a positive number of at most 18 digits",
-            "leave it unset to have one generated, or pass e.g. your database row id")
+            "request_id", request_id, problem,
+            "leave it unset to have one generated, or pass e.g. your database row id",
+            hints={"cli": "leave --id out to have one generated"})
     return value
 
 
@@ -443,13 +464,14 @@ def check_message(
     schedule: datetime | str | None = None,
     valid_hours: int | None = None,
     replace_unencodable: bool = False,
+    region: str = DEFAULT_REGION,
 ) -> dict[str, Any]:
     """Every argument of a send, checked as ``MobilgroupClient.send`` checks it, in plain JSON
     values: what a task queue stores, so that bad input is refused when it is queued rather than
     when a worker gets to it. The result is ``send()``'s keyword arguments; unset options are left
-    out."""
+    out. ``region`` is not kept: it only decides how national numbers are read, now."""
     message: dict[str, Any] = {
-        "phones": list(normalize_phones(phones)),
+        "phones": list(normalize_phones(phones, region=region)),
         "text": check_text(text, transliterate=bool(transliterate), replace=replace_unencodable),
     }
     options = {"sender": check_sender(sender), "schedule": check_schedule(schedule),

@@ -41,9 +41,9 @@ def print_json(payload: dict[str, Any], out: TextIO | None = None) -> None:
 def print_error(exc: MobilgroupError, as_json: bool) -> int:
     """Show ``exc`` once (JSON on standard output, or one line on standard error); its exit code."""
     if as_json:
-        print_json(error_to_dict(exc))
+        print_json(error_to_dict(exc, "cli"))
     else:
-        print(f"mobilgroup: {exc}", file=sys.stderr, flush=True)
+        print(f"mobilgroup: {exc.describe('cli')}", file=sys.stderr, flush=True)
     return exit_code(exc)
 
 
