@@ -8,6 +8,19 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from mobilgroup_backends import MobilgroupClient
+from mobilgroup_backends.emulator import Emulator
+from tests.helpers import FROZEN_PASSWORD, FROZEN_START
+from tests.postgres import PostgresServer
+
+# Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
+# HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
+settings.register_profile("dev", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 class Trap:
@@ -42,3 +55,30 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def frozen_emulator() -> Iterator[Emulator]:
+    """An emulator whose clock stands at ``FROZEN_START`` until a test moves it, with one account
+    (1000, demo, ``FROZEN_PASSWORD``, balance 100)."""
+    with Emulator([f"1000:demo:{FROZEN_PASSWORD}:100"], start_time=FROZEN_START,
+                  freeze_clock=True) as running:
+        yield running
+
+
+@pytest.fixture
+def frozen_client(frozen_emulator: Emulator) -> Iterator[MobilgroupClient]:
+    """A client of ``frozen_emulator`` that does not retry (each fault shows at once)."""
+    with MobilgroupClient.from_url(frozen_emulator.url(retries=0)) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (a free port), its data in a temporary folder; every
+    statement is logged, so tests can see which SQL actually ran."""
+    server = PostgresServer(log_statement="all")
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from apprise.plugins.smsc import NotifySMSC
 
 from mobilgroup_backends.apprise import DEFAULT_BACKOFF, DEFAULT_RETRIES, NotifyMobilgroup, register
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import closed_port
 
 PASSWORD = "demo-password"
 PHONE = "79991234567"
@@ -60,12 +60,6 @@ def plugin_for(url: str) -> NotifyMobilgroup:
     plugin = apprise.Apprise.instantiate(url)
     assert isinstance(plugin, NotifyMobilgroup), url
     return plugin
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- registration -------------------------------------------------------------------------------

@@ -197,15 +197,8 @@ def _mobilgroup(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def _require_subcommand() -> None:
-    done = _mobilgroup("apprise", "--help")
-    if done.returncode != 0 or "install" not in done.stdout:
-        pytest.skip("the mobilgroup command has no 'apprise install' subcommand yet")
-
-
 def test_mobilgroup_apprise_install_then_apprise(home: Path, tmp_path: Path,
                                                  mobilgroup_emulator: Emulator) -> None:
-    _require_subcommand()
     folder = tmp_path / "custom plugins"
     done = _mobilgroup("apprise", "install", str(folder))
     assert done.returncode == 0, done.stderr
@@ -224,7 +217,6 @@ def test_mobilgroup_apprise_install_then_apprise(home: Path, tmp_path: Path,
 
 
 def test_mobilgroup_apprise_path(home: Path, mobilgroup_emulator: Emulator) -> None:
-    _require_subcommand()
     done = _mobilgroup("apprise", "path")
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()) == plugin_path()

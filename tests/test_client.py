@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 from mobilgroup_backends import MobilgroupClient, SendResult, errors, protocol
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.protocol import DeliveryStatus, MailingStatus
+from tests.helpers import closed_port
 
 PASSWORD_MARK = "demo-password"
 
@@ -23,12 +23,6 @@ PASSWORD_MARK = "demo-password"
 def client(mobilgroup_emulator: Emulator) -> Iterator[MobilgroupClient]:
     with MobilgroupClient.from_url(mobilgroup_emulator.url(), backoff=0.01, timeout=5) as client:
         yield client
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- sending --------------------------------------------------------------------------------
@@ -221,13 +215,16 @@ def test_retries_run_out(mobilgroup_emulator: Emulator) -> None:
     assert len(mobilgroup_emulator.outbox) == 0
 
 
-def test_unreachable_gateway_is_a_transport_error() -> None:
+def test_unreachable_gateway_is_a_transport_error_that_says_not_sent() -> None:
     endpoint = f"http://127.0.0.1:{closed_port()}/extxml.php"
     started = time.monotonic()
-    with MobilgroupClient("1", "demo", "pw", endpoint=endpoint, retries=1, backoff=0.01) as client, \
+    with MobilgroupClient("1", "demo", "pw", endpoint=endpoint, retries=2, backoff=0.001,
+                          timeout=1) as client, \
             pytest.raises(errors.TransportError, match=r"connection .* failed") as caught:
-        client.send("79039587454", "hello")
+        client.send("79039587454", "nobody listens")
     assert caught.value.maybe_sent is False
+    assert caught.value.retryable is True
+    assert caught.value.request_id is not None
     assert time.monotonic() - started < 5
 
 
@@ -236,16 +233,6 @@ def test_garbage_answer_without_retries(mobilgroup_emulator: Emulator) -> None:
         mobilgroup_emulator.faults.next("garbage")
         with pytest.raises(errors.ProtocolError):
             client.balance()
-
-
-def test_oversized_answer_refused_without_reading_it_all(mobilgroup_emulator: Emulator) -> None:
-    with MobilgroupClient.from_url(mobilgroup_emulator.url(), retries=0) as client:
-        mobilgroup_emulator.faults.next("oversized", size=50_000_000)
-        started = time.monotonic()
-        with pytest.raises(errors.ProtocolError, match="bytes"):
-            client.balance()
-        assert time.monotonic() - started < 2
-        assert client.balance() > 0  # and the client still works afterwards
 
 
 def test_not_found_is_not_retried(mobilgroup_emulator: Emulator) -> None:
@@ -340,17 +327,6 @@ def test_user_supplied_session_is_left_open(mobilgroup_emulator: Emulator) -> No
         client.balance()
     assert session.adapters  # still usable: the client did not close it
     session.close()
-
-
-def test_redirect_is_refused_and_not_followed(mobilgroup_emulator: Emulator) -> None:
-    with Emulator() as elsewhere, MobilgroupClient.from_url(mobilgroup_emulator.url(),
-                                                            backoff=0.01) as client:
-        mobilgroup_emulator.faults.next("body", status=302,
-                                        headers={"Location": elsewhere.endpoint})
-        with pytest.raises(errors.TransportError, match="redirect") as caught:
-            client.balance()
-        assert caught.value.retryable is False
-        assert elsewhere.connections == 0
 
 
 def test_a_malformed_number_in_the_answer_is_a_protocol_error(

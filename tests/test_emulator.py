@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from mobilgroup_backends.emulator import Account, Emulator, OutboxMessage
+from tests.helpers import wait_until
 
 DATA = Path(__file__).parent / "data"
 T0 = datetime(2024, 5, 1, 12, 0)
@@ -593,9 +594,7 @@ def test_status_without_extended_has_no_dests(emulator: Emulator) -> None:
 def test_running_clock_delivers_in_real_time() -> None:
     with Emulator(send_delay=0.05, deliver_delay=0.05) as emulator:
         send(emulator, id=1)
-        deadline = time.monotonic() + 5
-        while dests(emulator, 1)[0] != "4" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: dests(emulator, 1)[0] == "4")
         assert dests(emulator, 1)[1][0][1] == "1"
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +22,7 @@ import pytest
 import trustme
 
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import wait_until
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE = "1:valid@username:invalid_password"
@@ -76,15 +77,6 @@ def read_to_eof(sock: socket.socket, limit: int = 1 << 20) -> bytes:
             return data
         data += chunk
     raise AssertionError("no end of stream")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def emulator_threads() -> list[str]:
@@ -589,11 +581,3 @@ def test_serve_forever_stops_on_ctrl_c() -> None:
             process.wait(10)
     assert process.returncode == 0
     assert out.strip() == "stopped False"
-
-
-def test_plugin_imports_no_framework() -> None:
-    code = ("import sys, mobilgroup_backends.emulator.pytest_plugin, mobilgroup_backends.emulator;"
-            "print(sorted(m for m in ('django', 'apprise') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
-    assert out.stdout.strip() == "[]"

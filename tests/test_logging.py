@@ -21,6 +21,10 @@ import pytest
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ConfigurationError
 from mobilgroup_backends.logging import HandlerStats, SmsHandler
+from tests.helpers import texts
+
+# Handlers fall back to MOBILGROUP_* variables: the machine's own must not leak in.
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 PHONE = "79031234567"
 PHONE2 = "79161234567"
@@ -40,26 +44,10 @@ class FakeClock:
         self.now += seconds
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 @pytest.fixture
 def emulator(mobilgroup_emulator: Emulator) -> Emulator:
     mobilgroup_emulator.add_account(user_id="2000", login="alerts", password=CANARY)
     return mobilgroup_emulator
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MOBILGROUP_URL", "MOBILGROUP_USER_ID", "MOBILGROUP_LOGIN", "MOBILGROUP_PASSWORD",
-                 "MOBILGROUP_SENDER", "MOBILGROUP_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -85,10 +73,6 @@ def make(emulator: Emulator) -> Iterator[Callable[..., tuple[SmsHandler, logging
 
 
 _names = itertools.count()
-
-
-def texts(emulator: Emulator) -> list[str]:
-    return [message.text for message in emulator.outbox]
 
 
 @pytest.fixture

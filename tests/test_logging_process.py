@@ -20,12 +20,14 @@ import pytest
 
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.logging import SmsHandler
+from tests.helpers import texts
 
 PHONE = "79031234567"
 PHONE2 = "79161234567"
 CANARY = "Zx9-canary-pw-q7"
 
-pytestmark = pytest.mark.slow
+# Handlers fall back to MOBILGROUP_* variables: the machine's own must not reach the children.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_mobilgroup_environment")]
 
 
 @pytest.fixture
@@ -37,8 +39,7 @@ def emulator(mobilgroup_emulator: Emulator) -> Emulator:
 def run(script: str, *, env: dict[str, str] | None = None, cwd: Path | None = None,
         timeout: float = 30) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``script`` in a fresh interpreter; returns the result and its wall time."""
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith("MOBILGROUP_") and k != "DJANGO_SETTINGS_MODULE"}
+    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     environ.update(env or {})
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=environ,
@@ -47,10 +48,6 @@ def run(script: str, *, env: dict[str, str] | None = None, cwd: Path | None = No
     elapsed = time.monotonic() - started
     assert CANARY not in result.stdout + result.stderr
     return result, elapsed
-
-
-def texts(emulator: Emulator) -> list[str]:
-    return [message.text for message in emulator.outbox]
 
 
 # --- interpreter exit -----------------------------------------------------------------------
@@ -331,11 +328,9 @@ def configured_django() -> Iterator[None]:
 
 
 def test_django_logging_in_process_with_override_settings(
-        configured_django: None, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        configured_django: None, emulator: Emulator) -> None:
     from django.test import override_settings
 
-    monkeypatch.delenv("MOBILGROUP_URL", raising=False)
-    monkeypatch.delenv("MOBILGROUP_USER_ID", raising=False)
     mobilgroup = {"USER_ID": "2000", "LOGIN": "alerts", "PASSWORD": CANARY,
                   "ENDPOINT": emulator.endpoint, "ALERT_PHONES": PHONE}
     logger = logging.getLogger("dc-django-inprocess")

@@ -166,10 +166,7 @@ def gateway() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def client(gateway: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[MobilgroupClient]:
-    for name in ("MOBILGROUP_URL", "MOBILGROUP_USER_ID", "MOBILGROUP_LOGIN",
-                 "MOBILGROUP_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
+def client(gateway: Emulator, no_mobilgroup_environment: None) -> Iterator[MobilgroupClient]:
     with MobilgroupClient.from_url(gateway.url()) as client:
         yield client
 
@@ -189,14 +186,11 @@ def test_bad_input_is_refused_before_any_request(row: Row, client: MobilgroupCli
                          ids=[shown for shown, _, _ in DJANGO_ROWS])
 def test_bad_django_setting_is_refused_at_start_up(shown: str, value: Any, fragment: str,
                                                    settings: Any,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   no_mobilgroup_environment: None) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     from mobilgroup_backends.django import SmsBackend
 
-    for name in ("MOBILGROUP_URL", "MOBILGROUP_USER_ID", "MOBILGROUP_LOGIN",
-                 "MOBILGROUP_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
     settings.MOBILGROUP = value
     with pytest.raises(ImproperlyConfigured) as caught:
         SmsBackend(fail_silently=True)  # fail_silently never hides a wrong setting

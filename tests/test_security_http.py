@@ -109,9 +109,6 @@ def client_for(server: ScriptedServer, **kwargs: object) -> Iterator[MobilgroupC
         yield client
 
 
-
-
-
 # --- redirects --------------------------------------------------------------------------------
 
 

@@ -5,6 +5,9 @@ value or raise :class:`ProtocolError` (not the gateway's XML) or a :class:`Gatew
 gateway's XML saying ERROR). Documents built from strategies, in every form the gateway is known
 to write (quirky end tags, white space inside values, windows-1251 or UTF-8), round-trip into the
 right typed values.
+
+How many examples each property gets is the Hypothesis profile's choice (tests/conftest.py): a
+quick sample by default, many more with HYPOTHESIS_PROFILE=ci.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mobilgroup_backends import errors, protocol
@@ -24,7 +27,6 @@ DATA = Path(__file__).parent / "data"
 CORPUS = sorted(path.read_bytes() for path in DATA.glob("*response*.xml"))
 PARSERS = ("send", "status", "balance")
 ALLOWED = (errors.ProtocolError, errors.GatewayError)
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def parse(kind: str, data: bytes) -> object:
@@ -44,7 +46,6 @@ def only_typed_errors(data: bytes) -> None:
 # --- any bytes ------------------------------------------------------------------------------
 
 
-@FAST
 @given(st.binary(max_size=2048))
 @example(b"")
 @example(b"\x00")
@@ -68,7 +69,6 @@ def test_any_bytes_give_only_typed_errors(data: bytes) -> None:
 _MUTATION = st.tuples(st.integers(0, 4096), st.integers(0, 3), st.binary(max_size=8))
 
 
-@FAST
 @given(st.sampled_from(CORPUS), st.lists(_MUTATION, max_size=6))
 def test_mutated_gateway_answers_give_only_typed_errors(
         seed: bytes, mutations: list[tuple[int, int, bytes]]) -> None:
@@ -108,7 +108,6 @@ def xmlish(draw: st.DrawFn, depth: int = 0) -> str:
     return f"<{name}>{inner}{close}"
 
 
-@FAST
 @given(st.lists(xmlish(), min_size=1, max_size=6),
        st.sampled_from(["windows-1251", "utf-8", "utf-16", "koi8-r", "latin-1"]),
        st.booleans())
@@ -151,14 +150,12 @@ _TIMES = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2099, 1
     lambda moment: moment.replace(second=0, microsecond=0))
 
 
-@FAST
 @given(_IDS, document_form())
 def test_send_ok_round_trips(request_id: int, form: tuple[str, bool, str]) -> None:
     data = render([("result", "OK"), ("error", "0"), ("id", str(request_id))], form)
     assert protocol.parse_send(data).request_id == request_id
 
 
-@FAST
 @given(st.integers(1, 12) | st.integers(13, 10**6), st.none() | _IDS, document_form(),
        st.sampled_from(["ERROR", "error", "OK"]))
 def test_error_answers_raise_the_code(code: int, request_id: int | None,
@@ -178,7 +175,6 @@ def test_error_answers_raise_the_code(code: int, request_id: int | None,
             raise AssertionError(f"error {code} was not raised by parse_{kind}")
 
 
-@FAST
 @given(st.decimals(min_value=-10**9, max_value=10**12, places=2, allow_nan=False,
                    allow_infinity=False), st.booleans(), document_form())
 def test_balance_round_trips(balance: Decimal, comma: bool, form: tuple[str, bool, str]) -> None:
@@ -193,7 +189,6 @@ def test_balance_round_trips(balance: Decimal, comma: bool, form: tuple[str, boo
 _DESTS = st.lists(st.tuples(_PHONES, _TIMES, st.integers(0, 999_999_999), st.booleans()), max_size=30)
 
 
-@FAST
 @given(_IDS, st.integers(0, 10**6), _DESTS, document_form())
 def test_status_round_trips(request_id: int, status: int,
                             dests: list[tuple[str, datetime, int, bool]],

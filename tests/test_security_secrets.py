@@ -24,14 +24,13 @@ import pytest
 from mobilgroup_backends import MobilgroupClient, Settings, cli, errors, protocol
 from mobilgroup_backends.config import parse_url, redact_url
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import closed_port
 
 PASSWORD = "Canary:Pw@7/x%q"  # separators and escapes: the URL forms differ from the plain one
 FORMS = (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "Canary:Pw@7")
 PHONE = "79031234567"
 MASKED_PHONE = protocol.mask_phone(PHONE)
 USER_ID, LOGIN = "3000", "sec@shop"
-ENV_NAMES = ("MOBILGROUP_URL", "MOBILGROUP_USER_ID", "MOBILGROUP_LOGIN", "MOBILGROUP_PASSWORD",
-             "MOBILGROUP_SENDER", "MOBILGROUP_ENDPOINT")
 
 
 class Collector(logging.Handler):
@@ -97,8 +96,7 @@ def gateway(mobilgroup_emulator: Emulator) -> Emulator:
 
 
 def closed_endpoint() -> str:
-    with Emulator() as emulator:
-        return emulator.endpoint
+    return f"http://127.0.0.1:{closed_port()}/extxml.php"
 
 
 def client_paths(gateway: Emulator, out: Collector) -> None:
@@ -180,7 +178,7 @@ def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[s
         out.add(f"cli {argv[0]} exit {code} stderr", captured.err)
     down = f"mobilgroup://{quote(LOGIN, safe='')}:{quote(PASSWORD, safe='')}@{USER_ID}" \
            f"?endpoint={quote(closed_endpoint(), safe='')}&retries=0"
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env = dict(os.environ)  # without MOBILGROUP_*: the collector fixture cleared them
     for argv, extra in (
             (["send", PHONE, "--text", "subprocess", "--url", url], {}),
             (["balance", "--json"], {"MOBILGROUP_URL": url}),

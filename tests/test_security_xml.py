@@ -23,6 +23,7 @@ import pytest
 
 from mobilgroup_backends import MobilgroupClient, errors
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import wait_until
 
 if TYPE_CHECKING:
     from conftest import Trap
@@ -55,9 +56,6 @@ def watched() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-
 
 
 @pytest.fixture
@@ -227,7 +225,7 @@ def test_oversized_answer_refused_without_reading_it(gateway: Emulator, size: in
         tracemalloc.start()
         started = time.perf_counter()
         try:
-            with pytest.raises(errors.ProtocolError, match="refused"):
+            with pytest.raises(errors.ProtocolError, match=r"bytes refused|refused after \d+ bytes"):
                 client.balance()
             elapsed = time.perf_counter() - started
             _, peak = tracemalloc.get_traced_memory()
@@ -236,9 +234,6 @@ def test_oversized_answer_refused_without_reading_it(gateway: Emulator, size: in
         assert elapsed < 1.0
         assert peak < 2 * 1024 * 1024
         # The emulator stops streaming once the client has hung up.
-        deadline = time.monotonic() + 5
-        while gateway.open_connections > 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert gateway.open_connections <= 1
-        assert client.balance() > 0
+        assert wait_until(lambda: gateway.open_connections <= 1)
+        assert client.balance() > 0  # and the client still works afterwards
     assert gateway.errors == []

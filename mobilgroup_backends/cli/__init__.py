@@ -130,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import apprise as apprise_cmd
     from . import completion as completion_cmd
     from . import emulator as emulator_cmd
+    from . import mailing as mailing_cmd
 
+    mailing_cmd.add_commands(commands)
     emulator_cmd.add_commands(commands)
     apprise_cmd.add_commands(commands)
     completion_cmd.add_commands(commands, parser)

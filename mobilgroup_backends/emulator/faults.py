@@ -122,6 +122,14 @@ class Faults:
         with self._lock:
             return len(self._queue)
 
+    def describe(self) -> dict[str, Any]:
+        """The plan as plain data: queued kinds (next first), the kinds striking at random (none
+        when the rate is 0) with their rate, and the counts injected so far."""
+        with self._lock:
+            randomly = [fault.kind for fault in self._pool] if self._rate > 0 else []
+            return {"queued": [fault.kind for fault in self._queue], "random": randomly,
+                    "rate": self._rate if randomly else 0.0, "injected": dict(self.injected)}
+
     def take(self) -> Fault | None:
         """The fault for the exchange now starting, or None for a clean one."""
         with self._lock:

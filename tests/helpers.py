@@ -1,0 +1,38 @@
+"""Plain helpers shared by the test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from mobilgroup_backends.emulator import Emulator
+
+#: Where the clock of the ``frozen_emulator`` fixture stands until a test moves it.
+FROZEN_START = datetime(2026, 5, 4, 12, 0)
+#: The password of ``frozen_emulator``'s account: no page, answer or log may show it.
+FROZEN_PASSWORD = "Pa$$:w0rd<script>&Ёж"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held. Tests
+    ``assert wait_until(...)`` instead of sleeping for a guessed time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def texts(emulator: Emulator) -> list[str]:
+    """The texts of the emulator's outbox, in the order they arrived."""
+    return [message.text for message in emulator.outbox]
