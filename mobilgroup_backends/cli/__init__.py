@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
@@ -152,10 +152,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return resolve("cli", arguments=flags, url=url, url_source=source).settings
 
 
-def _client(args: argparse.Namespace, settings: Settings | None = None) -> MobilgroupClient:
+def _client(args: argparse.Namespace, settings: Settings | None = None,
+            **options: Any) -> MobilgroupClient:
+    """The client of a gateway command; ``options`` are the client's own (``pool_size``)."""
     from ..client import MobilgroupClient
 
-    return MobilgroupClient.from_settings(settings or _settings(args))
+    return MobilgroupClient.from_settings(settings or _settings(args), **options)
 
 
 def _url(args: argparse.Namespace) -> str | None:
