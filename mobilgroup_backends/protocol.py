@@ -345,7 +345,7 @@ _REPLACE_HINTS = {"python": "remove it, or pass replace_unencodable=True to send
                   "django": "remove it, or set MOBILGROUP['REPLACE_UNENCODABLE'] = True to send "
                             "it as '?'"}
 _SPLIT_HINTS = {"python": "shorten it, or cut it into parts with fit_text()",
-                "cli": "shorten it, or add --split (several messages) or --truncate",
+                "cli": "shorten it, or add --split or --truncate",
                 "django": "shorten it, or set MOBILGROUP['LONG_MESSAGES'] = 'split'"}
 
 
