@@ -5,6 +5,7 @@ does; digits are ASCII digits; phones are read as people write them."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -68,7 +69,8 @@ def test_no_password_shows_anywhere(before: str, after: str, encode: bool) -> No
     assert not leaks(seen), seen
     seen = outcome(lambda: resolve("logging", environ={"MOBILGROUP_URL": url}))
     assert not leaks(seen), seen
-    if encode:  # a percent-encoded password always works, and comes back whole
+    if encode and not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", password):
+        # A percent-encoded password always works (but for what XML cannot carry), whole.
         assert parse_url(url)[0].password == password
 
 
