@@ -36,7 +36,14 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import HIDDEN, ConfigurationError, ValidationError
-from .protocol import DEFAULT_REGION, check_region, check_sender, check_valid_hours, normalize_phones
+from .protocol import (
+    DEFAULT_REGION,
+    check_credentials,
+    check_region,
+    check_sender,
+    check_valid_hours,
+    normalize_phones,
+)
 
 __all__ = [
     "ADAPTERS",
@@ -459,6 +466,11 @@ class Settings:
     region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
+        try:
+            # Types and characters first: the option parsers below would turn a number into text.
+            check_credentials(self.user_id, self.login, self.password)
+        except ValidationError as exc:
+            raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
         for name in ("user_id", "login", "password", "sender", "valid_hours", "timeout",
                      "retries", "backoff", "allow_insecure_http", "region"):
             value = getattr(self, name)

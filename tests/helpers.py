@@ -5,8 +5,14 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from mobilgroup_backends.emulator import Emulator
+
+#: Where the clock of the ``frozen_emulator`` fixture stands until a test moves it.
+FROZEN_START = datetime(2026, 5, 4, 12, 0)
+#: The password of ``frozen_emulator``'s account: no page, answer or log may show it.
+FROZEN_PASSWORD = "Pa$$:w0rd<script>&Ёж"
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

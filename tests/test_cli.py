@@ -7,12 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.cli import main
 from mobilgroup_backends.emulator import Emulator
 
@@ -116,16 +114,6 @@ def test_unreachable_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 3 and "connection" in err
 
 
-def test_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    started = time.monotonic()
-    code, out, _ = run(["demo"], capsys)
-    assert code == 0
-    assert time.monotonic() - started < 10
-    assert "Привет" in out and "undelivered" in out and "delivered" in out
-    assert "Balance: 100 -> 97" in out
-    assert "mobilgroup://LOGIN:PASSWORD@USER_ID" in out
-
-
 def test_the_installed_program_and_module(env: Emulator, tmp_path: Path) -> None:
     environment = {**os.environ, "MOBILGROUP_URL": env.url()}
     for command in ([sys.executable, "-m", "mobilgroup_backends"],
@@ -135,25 +123,6 @@ def test_the_installed_program_and_module(env: Emulator, tmp_path: Path) -> None
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["ok"] is True
     assert len(env.outbox) == 2
-
-
-def test_emulator_command(capsys: pytest.CaptureFixture[str]) -> None:
-    command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
-               "--account", "77:ops@example:s3cret:5", "--history-limit", "10"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
-        try:
-            assert process.stdout is not None
-            endpoint = process.stdout.readline().strip().rsplit(" ", 1)[-1]
-            assert endpoint.startswith("http://127.0.0.1:")
-            account_line = process.stdout.readline()
-            assert "s3cret" not in account_line and "77" in account_line
-            with MobilgroupClient("77", "ops@example", "s3cret", endpoint=endpoint) as client:
-                assert client.balance() == 5
-                client.send("79039587454", "via the emulator command")
-                assert client.balance() == 4
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def test_apprise_install_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

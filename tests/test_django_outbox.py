@@ -103,6 +103,15 @@ def test_a_lost_enqueue_is_sent_by_the_sweeper_exactly_once(gateway: Emulator,
     assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
 
 
+def test_the_sweeper_sends_many_rows_at_once(gateway: Emulator, lost_enqueues: None) -> None:
+    gateway.latency = 0.05
+    rows = [enqueue(PHONE, f"code {n}") for n in range(12)]
+    result = sweep(stale_after=timedelta(0), concurrency=4)
+    assert sorted(result.accepted) == sorted(row.request_id for row in rows)
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+    assert not OutboxMessage.objects.exclude(state=OutboxMessage.ACCEPTED).exists()
+
+
 def test_an_answer_lost_after_the_gateway_accepted_is_resent_as_the_same_request(
         gateway: Emulator) -> None:
     gateway.faults.next("close_after")  # accepted, then the connection drops: no answer

@@ -1,24 +1,38 @@
-"""``mobilgroup emulator`` and ``mobilgroup demo``: a local gateway, and the whole job against it."""
+"""``mobilgroup emulator``: a local gateway with an inbox page, for development and tests.
+
+Kept light on purpose: it needs the emulator and the standard library, never an HTTP client
+library or a web framework (the demo, which does, lives in :mod:`.demo`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
+import socket
 import sys
-import time
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..client import MobilgroupClient
-from ..config import redact_url
 from ..errors import ValidationError
-from .output import EXIT_OK, print_status
+from .output import EXIT_OK
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
+
+#: Listening on one of these means "every interface": clients elsewhere need a real address.
+_EVERY_INTERFACE = {"", "0.0.0.0", "::"}  # noqa: S104 - names compared, nothing bound here
 
 
 def add_commands(commands: Any) -> None:
-    emulator = commands.add_parser("emulator", help="run a local emulator of the gateway",
-                                   description="Run a local emulator of the gateway.")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    emulator = commands.add_parser(
+        "emulator", help="run a local emulator of the gateway, with an inbox page",
+        description="Run a local emulator of the gateway. Every message it accepts shows up on "
+                    "its inbox page; each request is logged on standard output.")
+    emulator.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on; 0.0.0.0 serves other machines and "
+                               "containers too (default: 127.0.0.1)")
+    emulator.add_argument("--port", type=port_number, default=8080,
+                          help="port to listen on; 0 picks a free port (default: 8080)")
     emulator.add_argument("--account", action="append", default=[],
                           metavar="USER_ID:LOGIN:PASSWORD[:BALANCE]",
                           help="an account (repeatable); default: 1000:demo:demo-password")
@@ -27,10 +41,25 @@ def add_commands(commands: Any) -> None:
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
     emulator.add_argument("--history-limit", type=_positive_int, default=None, metavar="N",
                           help="keep only the newest N outbox and request entries (long runs)")
+    emulator.add_argument("--quiet", action="store_true",
+                          help="do not print a line per request")
     emulator.set_defaults(handler=run_emulator)
 
-    demo = commands.add_parser("demo", help="show the whole job against a built-in emulator")
-    demo.set_defaults(handler=run_demo)
+    from . import demo
+
+    demo.add_command(commands)
+
+
+def port_number(text: str) -> int:
+    """A TCP port for ``--port``: 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, not {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 to 65535 (0 picks a free port), not {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -38,6 +67,64 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def reachable_host(host: str) -> str:
+    """The address other machines and containers reach this one by, when ``host`` is every
+    interface: the address this machine's name resolves to, or the name itself."""
+    if host not in _EVERY_INTERFACE:
+        return host
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        return name
+    return name if ipaddress.ip_address(address).is_loopback else address
+
+
+def start_emulator(emulator: Emulator, port: int) -> None:
+    """Start it, turning "address in use" and the like into a usage error (exit 2)."""
+    try:
+        emulator.start()
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise ValidationError("--port", port, exc.strerror or str(exc),
+                              "pick a free port, or --port 0 for any free one") from None
+
+
+def print_addresses(emulator: Emulator, out: TextIO) -> None:
+    """The page, the endpoint, and for each account a URL that works when pasted."""
+    host = emulator.host
+    local = "127.0.0.1" if host in _EVERY_INTERFACE else host
+    print(f"Inbox page:  http://{_bracket(local)}:{emulator.port}/", file=out)
+    print(f"Endpoint:    {emulator.endpoint.replace(f'//{host}:', f'//{_bracket(local)}:', 1)}",
+          file=out)
+    remote = reachable_host(host) if host in _EVERY_INTERFACE else None
+    for account in emulator.accounts.values():
+        print(f"Account {account.user_id} (login {account.login}, balance {account.balance}):",
+              file=out)
+        print(f"  MOBILGROUP_URL='{emulator.url(account=account.user_id, host=local)}'", file=out)
+        if remote is not None:
+            # Plain http to a host that is not loopback: the client refuses that unless told.
+            url = emulator.url(account=account.user_id, host=remote, allow_insecure_http="yes")
+            print(f"  from another machine or container:\n  MOBILGROUP_URL='{url}'", file=out)
+    print("These are the emulator's own local test accounts, not secrets: the URLs are printed "
+          "in full so that they work when pasted.", file=out)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def log_requests(out: TextIO) -> logging.Handler:
+    """Print the emulator's request log (one line per exchange) on ``out``."""
+    from ..emulator.requestlog import LOGGER
+
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False
+    return handler
 
 
 def run_emulator(args: argparse.Namespace) -> int:
@@ -50,51 +137,19 @@ def run_emulator(args: argparse.Namespace) -> int:
                               "write it as USER_ID:LOGIN:PASSWORD[:BALANCE]") from None
     emulator = Emulator(host=args.host, port=args.port, accounts=accounts or None,
                         quirky=args.quirky, latency=args.latency, history_limit=args.history_limit)
+    out = sys.stdout
+    handler = None if args.quiet else log_requests(out)
     try:
-        try:
-            emulator.start()
-        except OSError as exc:  # the port is taken, or the address is not this machine's
-            raise ValidationError("--port", args.port, exc.strerror or str(exc),
-                                  "pick a free port, or --port 0 for any free one") from None
-        print(f"Mobilgroup emulator on {emulator.endpoint}", flush=True)
-        for account in emulator.accounts.values():
-            print(f"  account {account.user_id} login {account.login} balance {account.balance}:"
-                  f" {redact_url(emulator.url(account=account.user_id))}", flush=True)
-        print("Press Ctrl+C to stop.", flush=True)
+        start_emulator(emulator, args.port)
+        where = "every interface" if args.host in _EVERY_INTERFACE else emulator.host
+        print(f"Mobilgroup emulator listening on {where}, port {emulator.port}", file=out)
+        print_addresses(emulator, out)
+        print("Press Ctrl+C to stop." + ("" if args.quiet else " Requests:"), file=out, flush=True)
         emulator.serve_forever()
     finally:
         emulator.stop()
-    return EXIT_OK
+        if handler is not None:
+            from ..emulator.requestlog import LOGGER
 
-
-def run_demo(args: argparse.Namespace) -> int:
-    from ..emulator import Emulator
-
-    out = sys.stdout
-    with Emulator() as emulator:
-        url = emulator.url()
-        print(f"Started a local emulator of the gateway: {emulator.endpoint}", file=out)
-        with MobilgroupClient.from_url(url) as client:
-            before = client.balance()
-            print(f"Balance: {before}", file=out)
-            text = "Привет! Ваш код подтверждения: 4521"
-            phones = ["+7 (903) 958-74-54", "+7 923 641-15-79", "+7 913 000-00-00"]
-            print(f"Sending {text!r} to {', '.join(phones)} ...", file=out)
-            started = time.perf_counter()
-            result = client.send(phones, text, sender="Demo", valid_hours=1)
-            took = (time.perf_counter() - started) * 1000
-            print(f"Accepted in {took:.1f} ms as request {result.request_id}, "
-                  f"to {', '.join(result.phones)}", file=out)
-            for label, seconds in (("right away", 0), ("after 2 seconds", 2),
-                                   ("after 10 seconds", 8), ("after the 1-hour lifetime", 3600)):
-                emulator.clock.advance(seconds)
-                print(f"\nDelivery reports {label} (emulator clock {emulator.clock.now():%H:%M}):",
-                      file=out)
-                print_status(client.status(result.request_id), False, out)
-            after = client.balance()
-            print(f"\nBalance: {before} -> {after} ({Decimal(before) - Decimal(after)} spent)",
-                  file=out)
-    print("\nAgainst the real gateway, the same thing is one URL away:\n"
-          "  export MOBILGROUP_URL='mobilgroup://LOGIN:PASSWORD@USER_ID?sender=ALIAS'\n"
-          "  mobilgroup send +79031234567 --text 'Hello from mobilgroup-backends'", file=out)
+            LOGGER.removeHandler(handler)
     return EXIT_OK

@@ -23,14 +23,16 @@ answers the copy with error 7 and the message is recorded as accepted, sent once
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -140,7 +142,9 @@ def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
     except BaseException:
         _finish(row, token, OutboxMessage.PENDING, "interrupted")
         raise
-    with transaction.atomic(using=router.db_for_write(OutboxMessage)):
+    # The outcome and its tracking record go in together (one statement needs no transaction).
+    with (transaction.atomic(using=router.db_for_write(OutboxMessage)) if row.track_delivery
+          else contextlib.nullcontext()):
         if not _finish(row, token, OutboxMessage.ACCEPTED, "", accepted_at=timezone.now()):
             # The lease ran out mid-send and another run holds the row: its resend is answered
             # as "accepted earlier" and it records the outcome.
@@ -186,13 +190,14 @@ class SweepResult:
 
 
 def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = None,
-          client: MobilgroupClient | None = None) -> SweepResult:
+          concurrency: int = 1, client: MobilgroupClient | None = None) -> SweepResult:
     """Send, here and now, every row left pending longer than ``stale_after``; expire the rows
     past their ``not_after``.
 
     This is what recovers a lost enqueue, a task backend that never ran the task, and a worker
     killed mid-send, whatever task backend is used. Rows a task holds (an unexpired lease) are
-    left to it.
+    left to it. ``concurrency`` threads send at once (each with its own database connection),
+    over the one client's pooled connections.
     """
     if client is None:
         client = worker_client()
@@ -202,10 +207,16 @@ def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = N
     result = SweepResult()
     result.expired = pending.filter(not_after__lte=now).update(
         state=OutboxMessage.EXPIRED, last_error="not sent before not_after", updated_at=now)
-    stale = (pending.filter(updated_at__lte=now - stale_after).order_by("updated_at")
-             .values_list("pk", "request_id"))
-    for pk, request_id in stale[:limit]:
-        outcome = deliver(pk, client=client)
+    stale = list(pending.filter(updated_at__lte=now - stale_after).order_by("updated_at")
+                 .values_list("pk", "request_id")[:limit])
+    if concurrency <= 1 or len(stale) <= 1:
+        outcomes = [(request_id, deliver(pk, client=client)) for pk, request_id in stale]
+    else:
+        shares = [stale[n::concurrency] for n in range(min(concurrency, len(stale)))]
+        with ThreadPoolExecutor(len(shares), thread_name_prefix="mobilgroup-sweep") as pool:
+            runs = [pool.submit(_deliver_share, share, client) for share in shares]
+            outcomes = [outcome for run in runs for outcome in run.result()]
+    for request_id, outcome in outcomes:
         if outcome == OutboxMessage.ACCEPTED:
             result.accepted.append(request_id)
         elif outcome == OutboxMessage.PENDING:
@@ -217,3 +228,10 @@ def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = N
         else:
             result.skipped += 1  # a task got to it first
     return result
+
+
+def _deliver_share(rows: list[tuple[int, int]], client: MobilgroupClient) -> list[tuple[int, str]]:
+    try:
+        return [(request_id, deliver(pk, client=client)) for pk, request_id in rows]
+    finally:
+        connections.close_all()  # this thread's own connections

@@ -6,11 +6,12 @@ The gateway asks its clients not to poll: a report is asked for once the message
 a final status. An incomplete report is asked for again later, with growing pauses, until
 :data:`GIVE_UP_AFTER` past the first due time.
 
-Several hosts may run ``manage.py mobilgroup track`` from cron at the same minute. A run claims
-each request with one conditional ``UPDATE`` (``claimed_until`` in the past or empty, state still
-pending, still due) that sets a lease and a token; only the run whose ``UPDATE`` changed the row
-polls it, and it writes its results only while the token is still its own. That needs nothing
-but atomic single-row updates, which every database Django supports has, SQLite included.
+Many workers may track at once (``manage.py mobilgroup track`` from cron on several hosts,
+``track --loop`` processes, the ``track_due`` task). A run claims due requests in batches: on
+PostgreSQL with ``SELECT ... FOR UPDATE SKIP LOCKED`` (concurrent runs lock different rows and
+never wait on each other), elsewhere with one conditional ``UPDATE`` (``claimed_until`` in the
+past or empty, state still pending, still due). Either way the claim sets a lease and a token; the
+run polls outside any transaction and writes its results only while the token is still its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -33,6 +34,7 @@ from .models import SmsRecipient, SmsRequest
 from .signals import delivery_status
 
 __all__ = [
+    "BATCH",
     "DEFAULT_VALID_HOURS",
     "GIVE_UP_AFTER",
     "RECHECK_AFTER",
@@ -50,6 +52,8 @@ RECHECK_AFTER = timedelta(minutes=15)
 MAX_RECHECK = timedelta(hours=6)
 #: Past the first due time, an incomplete report is no longer asked for (state "expired").
 GIVE_UP_AFTER = timedelta(hours=72)
+#: Requests one run claims at a time: few enough that parallel runs share the work.
+BATCH = 10
 
 
 def _now() -> datetime:
@@ -104,31 +108,65 @@ class _Change:
 
 
 def track(client: MobilgroupClient, *, now: datetime | None = None, limit: int | None = None,
-          lease: timedelta | None = None) -> TrackResult:
+          lease: timedelta | None = None, batch: int = BATCH) -> TrackResult:
     """Ask for the report of every request that is due, at most once each, and record it.
 
+    Requests are claimed ``batch`` at a time, with a lease long enough to poll the whole batch.
     ``delivery_status`` is sent once for every recipient whose status changed, after the change
     is committed. Errors reaching the gateway are recorded on the request, which is tried again
     on a later run; they never stop the run.
     """
     now = now or _now()
+    batch = max(1, batch)
     if lease is None:
-        lease = _lease(client)
+        lease = _lease(client) * batch
     token = secrets.token_hex(16)
     result = TrackResult()
     claimable = (Q(state=SmsRequest.PENDING) & Q(report_due_at__lte=now)
                  & (Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)))
-    candidates = list(SmsRequest.objects.filter(claimable).order_by("report_due_at")
-                      .values_list("pk", flat=True)[:limit])
-    for pk in candidates:
-        claimed = SmsRequest.objects.filter(claimable, pk=pk).update(
-            claimed_until=now + lease, claim_token=token)
-        if claimed != 1:
-            result.skipped += 1  # another run has it, or has just finished it
-            continue
-        record = SmsRequest.objects.get(pk=pk)
-        _poll(client, record, token, now, result)
+    seen: set[int] = set()
+    while limit is None or len(seen) < limit:
+        size = batch if limit is None else min(batch, limit - len(seen))
+        offered, claimed = _claim(claimable, size, token, now + lease)
+        if not offered:
+            break
+        result.skipped += offered - len(claimed)  # other runs took them first
+        fresh = [pk for pk in claimed if pk not in seen]
+        if not fresh and not offered - len(claimed):
+            break  # nothing new can come: never poll a request twice in one run
+        seen.update(fresh)
+        for number, pk in enumerate(fresh):
+            try:
+                _poll(client, SmsRequest.objects.get(pk=pk), token, now, result)
+            except BaseException:
+                # Hand the rest of the batch back now rather than when the lease runs out.
+                SmsRequest.objects.filter(pk__in=fresh[number + 1:], claim_token=token).update(
+                    claimed_until=None, claim_token="")
+                raise
     return result
+
+
+def _claim(claimable: Q, size: int, token: str, until: datetime) -> tuple[int, list[int]]:
+    """Claim up to ``size`` due requests for this run: how many were offered, and the ones won.
+
+    Where the database can skip locked rows (PostgreSQL), the due rows are locked and leased in
+    one short transaction: concurrent runs each lock different rows and never wait on each
+    other. Elsewhere (SQLite) one conditional ``UPDATE`` leases whichever of the candidates are
+    still free, and the token says which ones this run won.
+    """
+    due = SmsRequest.objects.filter(claimable).order_by("report_due_at")
+    alias = router.db_for_write(SmsRequest)
+    if connections[alias].features.has_select_for_update_skip_locked:
+        with transaction.atomic(using=alias):
+            pks = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:size])
+            SmsRequest.objects.filter(pk__in=pks).update(claimed_until=until, claim_token=token)
+        return len(pks), pks
+    candidates = list(due.values_list("pk", flat=True)[:size])
+    SmsRequest.objects.filter(claimable, pk__in=candidates).update(claimed_until=until,
+                                                                   claim_token=token)
+    won = set(SmsRequest.objects.filter(pk__in=candidates, claim_token=token)
+              .values_list("pk", flat=True))
+    return len(candidates), [pk for pk in candidates if pk in won]
 
 
 def _poll(client: MobilgroupClient, record: SmsRequest, token: str, now: datetime,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,9 +14,11 @@ from urllib.parse import quote, urlencode
 from .accounts import DEFAULT_ACCOUNT, Account, to_decimal
 from .clock import Clock
 from .faults import PROCESSED, Fault, Faults
-from .gateway import Gateway, PhoneRule
+from .gateway import Gateway, PhoneRule, Reply
 from .records import Exchange, Journal, OutboxMessage
+from .requestlog import log_exchange
 from .server import Connection, HttpRequest, HttpServer
+from .web import Web
 from .wire import CONTENT_TYPE
 
 __all__ = ["PATH", "Emulator"]
@@ -111,6 +114,8 @@ class Emulator:
         self._past_connections = 0
         self._past_errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._web = Web(self)
+        self._opening_balances: dict[str, Decimal] = {}
         if accounts is None:
             user_id, login, password = DEFAULT_ACCOUNT
             self.add_account(user_id=user_id, login=login, password=password)
@@ -154,7 +159,20 @@ class Emulator:
                 raise TypeError("give an Account, a spec string, or user_id, login and password")
             account = Account(user_id, login, password, to_decimal(balance, "balance"), blocked,
                               sender)
+        self._opening_balances[account.user_id] = account.balance
         return self.gateway.add_account(account)
+
+    def reset(self) -> None:
+        """Start afresh without restarting: forget every accepted message (their ids may be used
+        again) and exchange, drop the faults, and give each account its opening balance back.
+        Settings, accounts and the clock stay as they are. The inbox page's "Clear" does this."""
+        self.gateway.forget()
+        self.requests.clear()
+        self.faults.clear()
+        for user_id, account in list(self.accounts.items()):
+            opening = self._opening_balances.get(user_id)
+            if opening is not None:
+                account.balance = opening
 
     # --- settings that live in the gateway ----------------------------------------------------
 
@@ -221,6 +239,14 @@ class Emulator:
             and (user_id is None or exchange.user_id == user_id)
         )
 
+    def refuse_connections(self, seconds: float) -> None:
+        """Refuse new connections for ``seconds`` (the port is closed, then listened on again),
+        as a gateway that restarts does. Returns once connections are refused."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("the emulator is not running")
+        server.refuse_connections(seconds)
+
     @property
     def connections(self) -> int:
         """TCP connections accepted so far (across restarts): proves keep-alive reuse."""
@@ -264,18 +290,26 @@ class Emulator:
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{self.host}:{self.port}{PATH}"
 
-    def url(self, *phones: str, account: Account | str | None = None, **query: object) -> str:
+    def url(self, *phones: str, account: Account | str | None = None, host: str | None = None,
+            **query: object) -> str:
         """The ``mobilgroup://`` URL that points a client or adapter at this emulator.
 
-        ``account`` is an Account or a user id (default: the first account); ``query`` adds
-        options such as ``sender="Shop"`` after ``endpoint``.
+        ``account`` is an Account or a user id (default: the first account); ``host`` the
+        address clients reach the emulator by, when that is not the one it listens on (it
+        listens on 0.0.0.0, say); ``query`` adds options such as ``sender="Shop"`` after
+        ``endpoint``.
         """
+        endpoint = self.endpoint
+        if host is not None:
+            scheme = "https" if self.ssl_context is not None else "http"
+            shown = f"[{host}]" if ":" in host else host
+            endpoint = f"{scheme}://{shown}:{self.port}{PATH}"
         if account is None:
             account = self.account
         elif isinstance(account, str):
             account = self.accounts[account]
         path = "".join("/" + quote(phone, safe="") for phone in phones)
-        options = urlencode({"endpoint": self.endpoint, **{k: str(v) for k, v in query.items()}},
+        options = urlencode({"endpoint": endpoint, **{k: str(v) for k, v in query.items()}},
                             quote_via=quote)
         login, password = quote(account.login, safe=""), quote(account.password, safe="")
         return f"mobilgroup://{login}:{password}@{account.user_id}{path}?{options}"
@@ -331,34 +365,58 @@ class Emulator:
     # --- answering -----------------------------------------------------------------------------
 
     def _answer(self, request: HttpRequest, conn: Connection) -> None:
-        """The application behind the HTTP server: route, apply any fault, answer."""
+        """The application behind the HTTP server: the gateway's endpoint, or the inbox page and
+        its API on every other path."""
         if request.path != PATH:
-            conn.respond(404, b"not found: the gateway serves only /extxml.php\n")
+            self._web.handle(request, conn)
             return
         if request.method != "POST":
             conn.respond(405, b"the gateway takes POST only\n", headers=(("Allow", "POST"),))
             return
+        started = time.perf_counter()
+        exchange = self._exchange(request, conn)
+        log_exchange(exchange, (time.perf_counter() - started) * 1000)
+
+    def _exchange(self, request: HttpRequest, conn: Connection) -> Exchange:
+        """Answer one request to the endpoint, applying any fault; what became of it."""
         fault = self.faults.take()
         if fault is None:
             reply = self.gateway.handle(request.body)
-            self.requests.append(Exchange(reply.command, reply.error, None, reply.request_id,
-                                          reply.user_id, self.clock.now()))
+            exchange = Exchange(reply.command, reply.error, None, reply.request_id,
+                                reply.user_id, self.clock.now(), reply.phones)
+            self.requests.append(exchange)
             if self.latency > 0 and not conn.sleep(self.latency):
                 conn.abort()
-                return
+                return exchange
             conn.respond(200, reply.body, CONTENT_TYPE)
-            return
-        self._inflict(fault, request, conn)
+            return exchange
+        return self._inflict(fault, request, conn)
 
-    def _inflict(self, fault: Fault, request: HttpRequest, conn: Connection) -> None:
+    def _inflict(self, fault: Fault, request: HttpRequest, conn: Connection) -> Exchange:
         kind = fault.kind
         reply = self.gateway.handle(request.body) if kind in PROCESSED else None
-        self.requests.append(Exchange(
+        exchange = Exchange(
             reply.command if reply else None, reply.error if reply else None, kind,
             reply.request_id if reply else None, reply.user_id if reply else None,
-            self.clock.now()))
+            self.clock.now(), reply.phones if reply else ())
+        self.requests.append(exchange)
+        self._inflicted(fault, reply, conn)
+        return exchange
+
+    def _inflicted(self, fault: Fault, reply: Reply | None, conn: Connection) -> None:
+        kind = fault.kind
         if kind in ("close_before", "close_after"):
             conn.abort()
+            return
+        if kind == "restart":
+            conn.server.refuse_connections(float(fault["seconds"]))
+            conn.abort()
+            return
+        if kind == "tls_corrupt_after":
+            conn.corrupt_record()
+            return
+        if kind == "trickle_headers" and reply is not None:
+            conn.trickle(200, reply.body, CONTENT_TYPE, float(fault["interval"]))
             return
         if kind == "oversized":
             size = int(fault["size"])

@@ -16,7 +16,7 @@ import hmac
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypeAlias
@@ -76,13 +76,18 @@ def _same(given: str, expected: str) -> bool:
 
 @dataclass(frozen=True)
 class Reply:
-    """What a request came to: the command (if one was read), the error code, and the answer."""
+    """What a request came to: the command (if one was read), the error code, and the answer.
+
+    ``phones`` are the recipients a ``send`` named, as given (for the request log and the inbox
+    page's list of rejected requests).
+    """
 
     command: str | None
     error: int
     request_id: int | None
     user_id: str | None
     body: bytes
+    phones: tuple[str, ...] = ()
 
 
 class Gateway:
@@ -146,6 +151,12 @@ class Gateway:
         with self._lock:
             return self._mailings.get(user_id, {}).get(request_id)
 
+    def forget(self) -> None:
+        """Forget every accepted mailing and empty the outbox: their ids may be used again."""
+        with self._lock:
+            self._mailings.clear()
+            self.outbox.clear()
+
     # --- commands -----------------------------------------------------------------------------
 
     def handle(self, body: bytes) -> Reply:
@@ -153,6 +164,13 @@ class Gateway:
         fields = parse_request(body)
         if fields is None:
             return self._reply(None, 1, None, None)
+        reply = self._handle(fields)
+        phones = fields.get("phone")
+        if reply.command == "send" and phones:
+            return replace(reply, phones=tuple(phones.split(",")))
+        return reply
+
+    def _handle(self, fields: dict[str, str]) -> Reply:
         get = fields.get
         user_id, login, password, command = get("user_id"), get("user"), get("pwd"), get("command")
         request_id = _number(get("id"))

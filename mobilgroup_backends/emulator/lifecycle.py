@@ -89,6 +89,21 @@ class Mailing:
         delivered_at = sent_at + self.timing.deliver_delay
         return (DELIVERED, delivered_at) if now >= delivered_at else (SENT, sent_at)
 
+    def plan(self, fate: Fate) -> list[tuple[int, datetime]]:
+        """Every status one recipient goes through, with the time it is reached, in order.
+
+        The inbox page shows the steps already reached and the one still ahead; the status at
+        ``now`` is the last step whose time has come (what :meth:`recipient` computes directly).
+        """
+        sent_at = self.start + self.timing.send_delay
+        if fate is Fate.FAIL:
+            return [(QUEUED, self.received_at), (ERROR, sent_at)]
+        if fate is Fate.UNDELIVERABLE:
+            expires = max(self.start + timedelta(hours=self.valid_hours), sent_at)
+            return [(QUEUED, self.received_at), (SENT, sent_at), (NOT_DELIVERED, expires)]
+        return [(QUEUED, self.received_at), (SENT, sent_at),
+                (DELIVERED, sent_at + self.timing.deliver_delay)]
+
     def report(self, now: datetime) -> tuple[int, list[tuple[str, int, datetime]]]:
         """The mailing status and ``(phone, status, changed_at)`` for each recipient at ``now``."""
         pairs = zip(self.phones, self.fates, strict=True)

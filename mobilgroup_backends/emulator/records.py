@@ -41,7 +41,7 @@ class Exchange:
 
     ``command`` and ``error`` are None when the request was not processed (a fault answered in
     its place); ``fault`` names the injected fault kind, if any; ``request_id`` is the ``id`` the
-    request carried when it was a number.
+    request carried when it was a number; ``phones`` the recipients a ``send`` named.
     """
 
     command: str | None
@@ -50,6 +50,7 @@ class Exchange:
     request_id: int | None
     user_id: str | None
     at: datetime
+    phones: tuple[str, ...] = ()
 
 
 class Journal(Generic[T]):

@@ -105,6 +105,8 @@ class Command(BaseCommand):
                                  f"(default {DEFAULT_STALE_AFTER.total_seconds():g})")
         outbox.add_argument("--limit", type=int, default=None,
                             help="send at most this many rows in this run")
+        outbox.add_argument("--concurrency", type=int, default=4,
+                            help="rows sent at once (default 4)")
         outbox.add_argument("--loop", action="store_true",
                             help="keep running, one run every --interval seconds")
         outbox.add_argument("--interval", type=float, default=30.0,
@@ -194,7 +196,8 @@ class Command(BaseCommand):
         stale_after = timedelta(seconds=options["stale_after"])
 
         def run(client: MobilgroupClient) -> None:
-            result = sweep(stale_after=stale_after, limit=options["limit"], client=client)
+            result = sweep(stale_after=stale_after, limit=options["limit"],
+                           concurrency=options["concurrency"], client=client)
             self.stdout.write(
                 f"Sent {result.tried} pending message(s): {len(result.accepted)} accepted, "
                 f"{len(result.pending)} still pending, {len(result.rejected)} rejected; "

@@ -1,0 +1,191 @@
+"""Sending a planned mailing, concurrently, and asking for its delivery reports.
+
+Exactly once, however often a run is interrupted: every request id is in the state file before
+the first send; a run sends only what is not recorded as accepted, and a run after the first
+sends with ``resend=True``, so a request the gateway already has is answered with error 7 and
+counted as accepted earlier instead of being sent twice.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..client import MobilgroupClient
+from ..errors import GatewayError, MobilgroupError, UnknownRequestId
+from ..protocol import StatusReport
+from .state import MailingState, StoredRequest
+
+__all__ = ["Outcome", "RunSummary", "fetch_reports", "send_mailing"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one request in this run."""
+
+    request: StoredRequest
+    accepted: bool
+    attempts: int = 1
+    accepted_earlier: bool = False
+    error: MobilgroupError | None = None
+
+
+@dataclass
+class RunSummary:
+    """One run: its outcomes counted in requests and messages, and whether it was interrupted."""
+
+    accepted_requests: int = 0
+    accepted_messages: int = 0
+    failed_requests: int = 0
+    failed_messages: int = 0
+    accepted_earlier: int = 0
+    refused: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+    errors: list[MobilgroupError] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        size = len(outcome.request.phones)
+        if outcome.accepted:
+            self.accepted_requests += 1
+            self.accepted_messages += size
+            self.accepted_earlier += outcome.accepted_earlier
+        else:
+            self.failed_requests += 1
+            self.failed_messages += size
+            if isinstance(outcome.error, GatewayError):
+                self.refused += 1
+            if outcome.error is not None and len(self.errors) < 5:
+                self.errors.append(outcome.error)
+
+
+def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: int = 8,
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 commit_every: int = 32, commit_seconds: float = 0.25) -> RunSummary:
+    """Send what the state file does not have as accepted; record each outcome as it comes.
+
+    ``concurrency`` threads take requests in plan order; this thread writes their outcomes,
+    committing every ``commit_every`` outcomes or ``commit_seconds``, so the file is never the
+    bottleneck. A request whose outcome was not committed yet (the process killed) is simply sent
+    again by the next run, safely. Ctrl-C (``KeyboardInterrupt``) stops the threads from taking
+    new requests, waits for those on the wire, records them and returns with ``interrupted``.
+    """
+    requests = state.unsent()
+    resend = state.runs > 0
+    state.start_run()
+    summary = RunSummary()
+    started = time.monotonic()
+    options = state.options
+    if not requests:
+        return summary
+
+    def send(request: StoredRequest) -> Outcome:
+        try:
+            result = client.send(
+                request.phones, request.text, sender=options.sender,
+                transliterate=options.transliterate, schedule=options.schedule,
+                valid_hours=options.valid_hours, request_id=request.request_id, resend=resend)
+        except MobilgroupError as exc:
+            return Outcome(request, False, error=exc)
+        return Outcome(request, True, result.attempts, result.accepted_earlier)
+
+    todo: queue.SimpleQueue[StoredRequest] = queue.SimpleQueue()
+    for request in requests:
+        todo.put(request)
+    results: queue.SimpleQueue[Outcome | BaseException] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                request = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put(send(request))
+            except BaseException as exc:  # a bug must stop the run, not hang it
+                results.put(exc)
+                return
+
+    workers = [threading.Thread(target=work, name=f"mobilgroup-mailing-{n}", daemon=True)
+               for n in range(max(1, min(concurrency, len(requests))))]
+    for worker in workers:
+        worker.start()
+    unwritten: list[Outcome] = []
+    last_commit = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_commit
+        if unwritten:
+            state.record((o.request.seq, o.accepted, o.attempts, o.accepted_earlier,
+                          str(o.error) if o.error else None) for o in unwritten)
+            unwritten.clear()
+        last_commit = time.monotonic()
+
+    def take(item: Outcome | BaseException) -> None:
+        if isinstance(item, BaseException):
+            raise item
+        summary.add(item)
+        unwritten.append(item)
+        if on_outcome is not None:
+            on_outcome(item)
+
+    try:
+        try:
+            for _ in requests:
+                while True:
+                    try:
+                        item = results.get(timeout=commit_seconds)
+                        break
+                    except queue.Empty:
+                        flush()
+                take(item)
+                if len(unwritten) >= commit_every or time.monotonic() - last_commit > commit_seconds:
+                    flush()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            stop.set()
+            # Those already on the wire finish (each within the client's timeout) and are
+            # recorded; the rest stay unsent for the next run.
+            for worker in workers:
+                worker.join()
+            while not results.empty():
+                take(results.get_nowait())
+    finally:
+        stop.set()
+        flush()
+        summary.seconds = time.monotonic() - started
+    return summary
+
+
+def fetch_reports(state: MailingState, client: MobilgroupClient, *, concurrency: int = 8,
+                  ) -> tuple[int, list[str]]:
+    """Ask once for the report of every accepted request and store each recipient's status.
+
+    Returns how many reports were fetched and the errors of those that were not (an unknown id,
+    the gateway out of reach): their recipients keep their previous status.
+    """
+    ids = state.accepted_ids()
+    errors: list[str] = []
+    fetched = 0
+
+    def ask(request_id: int) -> StatusReport | MobilgroupError:
+        try:
+            return client.status(request_id)
+        except MobilgroupError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(ids) or 1))) as pool:
+        for request_id, answer in zip(ids, pool.map(ask, ids), strict=True):
+            if isinstance(answer, StatusReport):
+                state.save_report(answer)
+                fetched += 1
+            elif isinstance(answer, UnknownRequestId):
+                errors.append(f"request {request_id}: the gateway does not know it (error 12)")
+            else:
+                errors.append(f"request {request_id}: {answer}")
+    return fetched, errors

@@ -1,0 +1,167 @@
+"""A mailing's plan: every row checked, rendered, and the texts grouped into gateway requests.
+
+Nothing here talks to the gateway: a plan is made (and every bad row found) before anything is
+spent. Rows that render the same text are sent as one request to up to :data:`BATCH_SIZE`
+phones: fewer requests, the same messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from .. import protocol
+from ..errors import ValidationError
+from .contacts import Contacts, template_fields
+
+__all__ = ["BATCH_SIZE", "BadRows", "MailingOptions", "Plan", "PlannedRequest", "make_plan"]
+
+#: Phones per request when rows share a text. The gateway takes a comma-separated list; 100
+#: keeps a request small (about 1.3 kB) and one refusal (a bad number, error 8) from holding up
+#: more than a hundred recipients.
+BATCH_SIZE = 100
+
+
+@dataclass(frozen=True)
+class MailingOptions:
+    """How every message of the mailing is sent (part of what makes two runs the same mailing)."""
+
+    sender: str | None = None
+    schedule: str | None = None
+    valid_hours: int | None = None
+    transliterate: bool = True
+    long_messages: Literal["error", "split", "truncate"] = "error"
+    replace_unencodable: bool = False
+
+    def checked(self) -> MailingOptions:
+        """The same options, checked by the core and in the gateway's own spelling."""
+        return MailingOptions(
+            sender=protocol.check_sender(self.sender),
+            schedule=protocol.check_schedule(self.schedule),
+            valid_hours=protocol.check_valid_hours(self.valid_hours),
+            transliterate=self.transliterate, long_messages=self.long_messages,
+            replace_unencodable=self.replace_unencodable)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One request to make: a text and its phones, with the CSV line of each phone."""
+
+    text: str
+    phones: tuple[str, ...]
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    requests: tuple[PlannedRequest, ...]
+    #: Rows that will get a message (after merging repeats of a phone with the same text).
+    recipients: int
+    #: Rows dropped because the same phone already gets the same text.
+    duplicates: int
+    #: The source file's and the template's digests, and the options: a mailing's identity.
+    fingerprint: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> int:
+        """SMS messages to send: one per phone per request (a split text is several requests)."""
+        return sum(len(request.phones) for request in self.requests)
+
+    def cost(self, price: Decimal | None) -> Decimal | None:
+        return None if price is None else price * self.messages
+
+
+class BadRows(ValidationError):
+    """Rows that cannot be sent; nothing was sent. ``rows`` holds (line, reason) pairs."""
+
+    def __init__(self, source: str, rows: list[tuple[int, str]]) -> None:
+        self.rows = rows
+        super().__init__("CSV", source, f"{len(rows)} row(s) cannot be sent, so nothing was sent",
+                         "fix or remove them and run the same command again")
+
+
+def make_plan(contacts: Contacts, template: str, options: MailingOptions, *,
+              source: str = "CSV", batch_size: int = BATCH_SIZE) -> Plan:
+    """Check every row, render its text and group the texts into requests.
+
+    Raises :class:`BadRows` listing every row that cannot be sent (a phone that is not one, an
+    empty cell the template uses, a text too long or not encodable), and
+    :class:`~mobilgroup_backends.errors.ValidationError` for a template or option mistake.
+    """
+    options = options.checked()
+    if not template.strip():
+        raise ValidationError("--text", template, "the template is empty",
+                              "give the message, e.g. 'Здравствуйте, {name}!'")
+    fields = template_fields(template, contacts.columns)
+    bad: list[tuple[int, str]] = list(contacts.malformed)
+    by_text: dict[str, dict[str, int]] = {}
+    duplicates = 0
+    for row in contacts.rows:
+        try:
+            texts, phone = _render(row.cells, template, fields, options)
+        except ValidationError as exc:
+            bad.append((row.line, _reason(exc)))
+            continue
+        for text in texts:
+            phones = by_text.setdefault(text, {})
+            if phone in phones:
+                duplicates += 1
+                continue
+            phones[phone] = row.line
+    if bad:
+        raise BadRows(source, sorted(bad))
+    if not by_text:
+        raise ValidationError("CSV", source, "no rows to send", "add rows below the header")
+    requests: list[PlannedRequest] = []
+    for text, phones in by_text.items():
+        numbers, lines = list(phones), list(phones.values())
+        for start in range(0, len(numbers), batch_size):
+            requests.append(PlannedRequest(text, tuple(numbers[start:start + batch_size]),
+                                           tuple(lines[start:start + batch_size])))
+    digest = hashlib.sha256(contacts.data).hexdigest()
+    fingerprint = {"csv_sha256": digest,
+                   "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+                   "options": options.to_json()}
+    return Plan(tuple(requests), recipients=len(contacts.rows) - duplicates,
+                duplicates=duplicates, fingerprint=fingerprint)
+
+
+def _render(cells: dict[str, str], template: str, fields: tuple[str, ...],
+            options: MailingOptions) -> tuple[list[str], str]:
+    """The texts (one, or the parts of a split one) and the phone of one row."""
+    phones = protocol.normalize_phones(cells["phone"])
+    if len(phones) != 1:
+        raise ValidationError("phone", cells["phone"], "one phone per row",
+                              "put each phone on its own row")
+    empty = [name for name in fields if not cells[name]]
+    if empty:
+        raise ValidationError(empty[0], "", "empty, and the template uses it",
+                              "fill it in, or remove the row")
+    try:
+        text = template.format_map({name: cells[name] for name in fields})
+    except ValueError as exc:  # a format the cell's text cannot take, such as {amount:d}
+        raise ValidationError("--text", template, str(exc),
+                              "use {column} without a number format: cells are text") from None
+    parts = protocol.message_parts(text, transliterate=options.transliterate,
+                                   long_messages=options.long_messages)
+    checked = [protocol.check_text(part, transliterate=options.transliterate,
+                                   replace=options.replace_unencodable) for part in parts]
+    return checked, phones[0]
+
+
+def _reason(exc: ValidationError) -> str:
+    hint = exc.fix.replace("(replace=True)", "(--replace-unencodable)").replace(
+        "(fit_text / the adapters' split option)", "(--split or --truncate)")
+    return f"{exc.field} {exc.value!r}: {exc.problem}" + (f"; {hint}" if hint else "")
+
+
+def describe(plan: Plan) -> dict[str, Any]:
+    """The plan in numbers, as the dry run shows it."""
+    return {"requests": len(plan.requests), "messages": plan.messages,
+            "recipients": plan.recipients, "duplicates": plan.duplicates}

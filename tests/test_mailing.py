@@ -1,0 +1,297 @@
+"""`mobilgroup mailing` as a real program against the emulator: checked before anything is spent,
+grouped, resumable after SIGKILL and Ctrl-C, exactly once under faults, and reported on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from mobilgroup_backends.emulator import Emulator
+
+PASSWORD = "demo-password"
+ACCOUNTS = [f"1000:demo:{PASSWORD}:100000"]
+TEMPLATE = "Здравствуйте, {name}! Ваш заказ {order} готов"
+
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
+
+
+def phone(i: int) -> str:
+    return f"7903{i:07d}"
+
+
+def write_contacts(path: Path, count: int, *, separator: str = ";", bom: bool = True,
+                   same_text: bool = False) -> Path:
+    rows = [f"phone{separator}name{separator}order"]
+    for i in range(1, count + 1):
+        name = "Анна" if same_text else f"Клиент {i}"
+        order = "A-1" if same_text else f"N-{i}"
+        rows.append(f"{phone(i)}{separator}{name}{separator}{order}")
+    path.write_bytes(("\ufeff" if bom else "").encode() + "\r\n".join(rows).encode() + b"\r\n")
+    return path
+
+
+def start(*args: str, url: str, cwd: Path) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
+    environment["MOBILGROUP_URL"] = url
+    return subprocess.Popen([sys.executable, "-m", "mobilgroup_backends", *args], cwd=cwd,
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def mobilgroup(*args: str, url: str, cwd: Path, timeout: float = 120
+               ) -> subprocess.CompletedProcess[str]:
+    process = start(*args, url=url, cwd=cwd)
+    out, err = process.communicate(timeout=timeout)
+    assert PASSWORD not in out + err
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def accepted_in(state: Path) -> int:
+    """Accepted requests in the state file, read as another process would (never creating it)."""
+    if not state.exists():
+        return 0
+    with sqlite3.connect(f"file:{state}?mode=rw", uri=True, timeout=5) as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM requests WHERE state = 'accepted'").fetchone()
+    return int(count)
+
+
+def wait_until_accepted(state: Path, count: int, process: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        seen = accepted_in(state)
+        if seen >= count:
+            return seen
+        time.sleep(0.02)
+    raise AssertionError(f"the mailing did not get to {count} accepted requests while running")
+
+
+def sent_phones(gateway: Emulator) -> Counter[str]:
+    return Counter(number for message in gateway.outbox for number in message.phones)
+
+
+def test_a_mailing_from_csv_to_report(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+    contacts = tmp_path / "clients.csv"
+    contacts.write_text("phone,name,order\n"
+                        "+7 903 000-00-01,Анна,A-1\n"
+                        "79030000002,Борис,B-2\n"
+                        "\n"
+                        "79030000000,Дарья,C-3\n"       # undeliverable in the emulator
+                        "+7 (903) 000-00-01,Анна,A-1\n",  # the same phone with the same text
+                        encoding="utf-8")
+    url = mobilgroup_emulator.url()
+    done = mobilgroup("mailing", "send", "clients.csv", "--text", TEMPLATE, "--valid", "2",
+                      url=url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "3 of 3 SMS accepted" in done.stdout
+    assert sorted(sent_phones(mobilgroup_emulator).items()) == [
+        ("79030000000", 1), ("79030000001", 1), ("79030000002", 1)]
+    texts = {m.phones[0]: m.text for m in mobilgroup_emulator.outbox}
+    assert texts["79030000001"] == "Здравствуйте, Анна! Ваш заказ A-1 готов"
+    assert {m.valid_hours for m in mobilgroup_emulator.outbox} == {2}
+    state = tmp_path / "clients.csv.mailing.sqlite"
+    assert accepted_in(state) == 3
+
+    # The same command again sends nothing more.
+    again = mobilgroup("mailing", "send", "clients.csv", "--text", TEMPLATE, "--valid", "2",
+                       url=url, cwd=tmp_path)
+    assert again.returncode == 0 and len(mobilgroup_emulator.outbox) == 3
+
+    # Too early: refused, and the gateway is not asked.
+    early = mobilgroup("mailing", "report", url=url, cwd=tmp_path)
+    assert early.returncode == 2 and "--force" in early.stderr and "ask after" in early.stderr
+    ids = [m.request_id for m in mobilgroup_emulator.outbox]
+    assert sum(mobilgroup_emulator.status_queries(i) for i in ids) == 0
+
+    # Three hours later, for the gateway and for the state file's clock.
+    mobilgroup_emulator.clock.advance(timedelta(hours=3))
+    with sqlite3.connect(state) as db:
+        past = (datetime.now(timezone.utc) - timedelta(hours=3)).isoformat(timespec="seconds")
+        db.execute("UPDATE requests SET accepted_at = ?", (past,))
+    report = mobilgroup("mailing", "report", "--csv", "report.csv", url=url, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "2 delivered, 1 undelivered" in report.stdout
+    assert [mobilgroup_emulator.status_queries(i) for i in ids] == [1, 1, 1]  # once each
+    with (tmp_path / "report.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["line"], r["phone"], r["status"]) for r in rows] == [
+        ("2", "79030000001", "delivered"), ("3", "79030000002", "delivered"),
+        ("5", "79030000000", "undelivered")]
+    assert {r["request_id"] for r in rows} == {str(i) for i in ids}
+
+    as_json = mobilgroup("mailing", "report", "--json", url=url, cwd=tmp_path)
+    assert json.loads(as_json.stdout)["summary"] == {"delivered": 2, "undelivered": 1}
+
+
+def test_bad_rows_are_reported_before_anything_is_spent(mobilgroup_emulator: Emulator,
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text(
+        "phone;name;order\n"
+        "79031234567;Анна;A-1\n"
+        "12345;Борис;B-2\n"
+        "79031234568;;C-3\n"
+        "79031234569;Дарья 🎉;D-4\n"
+        "79031234570;" + "Г" * 140 + ";E-5\n"
+        "79031234571;Дмитрий\n", encoding="utf-8")
+    done = mobilgroup("mailing", "send", "bad.csv", "--text", TEMPLATE,
+                      url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert "5 row(s) cannot be sent, so nothing was sent" in lines[0]
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "line 3", "line 4", "line 5", "line 6", "line 7"]
+    assert "12345" in lines[1] and "name ''" in lines[2] and "--replace-unencodable" in lines[3]
+    assert "--split or --truncate" in lines[4] and "2 cells" in lines[5]
+    assert len(mobilgroup_emulator.outbox) == 0 and not mobilgroup_emulator.requests
+    assert not (tmp_path / "bad.csv.mailing.sqlite").exists()
+
+    as_json = mobilgroup("mailing", "send", "bad.csv", "--text", TEMPLATE, "--json",
+                         url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert as_json.returncode == 2 and as_json.stderr == ""
+    assert [row["line"] for row in json.loads(as_json.stdout)["bad_rows"]] == [3, 4, 5, 6, 7]
+
+    unknown = mobilgroup("mailing", "send", "bad.csv", "--text", "Hi {first_name}",
+                         url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert unknown.returncode == 2 and "{first_name} is not a column" in unknown.stderr
+    assert len(mobilgroup_emulator.outbox) == 0
+
+
+def test_dry_run_counts_and_sends_nothing(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+    write_contacts(tmp_path / "same.csv", 250, separator=",", bom=False, same_text=True)
+    done = mobilgroup("mailing", "send", "same.csv", "--text", TEMPLATE + ". " + "x" * 120,
+                      "--split", "--dry-run", "--price", "2,5", "--json",
+                      url="mobilgroup://nobody:x@1?endpoint=http%3A%2F%2F127.0.0.1%3A9", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    # Two parts per row, 250 phones per part: 3 requests of 100, 100 and 50 phones each.
+    assert (plan["requests"], plan["messages"], plan["recipients"]) == (6, 500, 250)
+    assert plan["cost"] == "1250.0"
+    assert plan["samples"][0]["text"].startswith("Здравствуйте, Анна!")
+    assert not mobilgroup_emulator.requests
+    assert not (tmp_path / "same.csv.mailing.sqlite").exists()
+
+
+def test_identical_texts_go_in_batches_and_a_refusal_is_retried(
+        mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+    write_contacts(tmp_path / "same.csv", 250, same_text=True)
+    args = ("mailing", "send", "same.csv", "--text", TEMPLATE, "--concurrency", "1")
+    mobilgroup_emulator.account.balance = Decimal(150)  # the second batch of 100 is refused
+    done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "gateway error 9" in done.stderr and "run the same command again" in done.stderr
+    assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100, 50]
+
+    mobilgroup_emulator.account.balance = Decimal(1000)
+    done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100, 50, 100]
+    assert set(sent_phones(mobilgroup_emulator).values()) == {1}
+
+
+def test_resuming_refuses_another_file_or_template(mobilgroup_emulator: Emulator,
+                                                   tmp_path: Path) -> None:
+    contacts = write_contacts(tmp_path / "c.csv", 3)
+    url = mobilgroup_emulator.url()
+    assert mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, url=url,
+                      cwd=tmp_path).returncode == 0
+    other = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE + "!", url=url, cwd=tmp_path)
+    assert other.returncode == 2 and "template differs" in other.stderr
+    contacts.write_text(contacts.read_text(encoding="utf-8") + "79039999999;X;Y\n",
+                        encoding="utf-8")
+    other = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, url=url, cwd=tmp_path)
+    assert other.returncode == 2 and "CSV file differs" in other.stderr
+    other = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--state", "new.sqlite",
+                       url=url, cwd=tmp_path)
+    assert other.returncode == 0 and len(mobilgroup_emulator.outbox) == 3 + 4
+
+
+@pytest.mark.slow  # about 5 s alone, over 10 s on a busy machine
+def test_killed_midway_then_resumed_sends_every_row_exactly_once(tmp_path: Path) -> None:
+    write_contacts(tmp_path / "big.csv", 2000)
+    state = tmp_path / "big.csv.mailing.sqlite"
+    with Emulator(ACCOUNTS, latency=0.005) as gateway:
+        url = gateway.url(timeout=5)
+        args = ("mailing", "send", "big.csv", "--text", TEMPLATE, "--concurrency", "8")
+        process = start(*args, url=url, cwd=tmp_path)
+        try:
+            seen = wait_until_accepted(state, 400, process)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+        time.sleep(0.3)  # requests the gateway was still answering finish there
+        sent_before, recorded = len(gateway.outbox), accepted_in(state)
+        assert seen <= recorded <= sent_before < 2000
+
+        done = mobilgroup(*args, url=url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "resuming" in done.stderr
+        assert "2000 of 2000 SMS accepted" in done.stdout
+        counted = sent_phones(gateway)
+        assert len(counted) == 2000 and set(counted.values()) == {1}
+        assert len(gateway.outbox) == 2000
+        texts = {m.phones[0]: m.text for m in gateway.outbox}
+        assert texts[phone(1234)] == "Здравствуйте, Клиент 1234! Ваш заказ N-1234 готов"
+    assert accepted_in(state) == 2000
+    # What the gateway had accepted but the killed run had not recorded was resent with the
+    # same id, and counted as accepted earlier (error 7), not sent again.
+    with sqlite3.connect(state) as db:
+        (earlier,) = db.execute("SELECT COUNT(*) FROM requests WHERE accepted_earlier").fetchone()
+    assert earlier == sent_before - recorded
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    write_contacts(tmp_path / "c.csv", 600)
+    state = tmp_path / "c.csv.mailing.sqlite"
+    with Emulator(ACCOUNTS, latency=0.01) as gateway:
+        url = gateway.url()
+        args = ("mailing", "send", "c.csv", "--text", TEMPLATE, "--concurrency", "4")
+        process = start(*args, url=url, cwd=tmp_path)
+        wait_until_accepted(state, 50, process)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 130, err
+        assert "interrupted" in err and "run the same command again" in err
+        # Everything that went out was recorded before the command ended.
+        assert accepted_in(state) == len(gateway.outbox) < 600
+
+        done = mobilgroup(*args, url=url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert set(sent_phones(gateway).values()) == {1} and len(gateway.outbox) == 600
+
+
+def test_faults_during_the_run_still_send_exactly_once(mobilgroup_emulator: Emulator,
+                                                       tmp_path: Path) -> None:
+    write_contacts(tmp_path / "c.csv", 300)
+    mobilgroup_emulator.account.balance = Decimal(1000)
+    # Connections dropped before and after the gateway accepted, and HTTP 500s, on 30% of
+    # the exchanges; one retry per request, so some requests fail in a run and are resent.
+    mobilgroup_emulator.faults.random(rate=0.3, seed=13)
+    url = mobilgroup_emulator.url(retries=1)
+    runs = []
+    for _ in range(8):
+        done = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--json",
+                          url=url, cwd=tmp_path)
+        runs.append(done.returncode)
+        if done.returncode == 0:
+            break
+        assert done.returncode == 3, done.stderr
+    assert runs[0] == 3 and runs[-1] == 0
+    summary = json.loads(done.stdout)
+    assert summary["accepted"] == summary["messages"] == 300
+    assert summary["accepted_earlier"] > 0  # answers lost after the gateway accepted
+    assert mobilgroup_emulator.faults.injected["close_after"] > 0
+    counted = sent_phones(mobilgroup_emulator)
+    assert len(counted) == 300 and set(counted.values()) == {1}
