@@ -107,6 +107,8 @@ class _Seen:
 
     sent_at: float
     repeats: int = 0
+    #: The newest repeat, for the summary at exit when no later copy reported the repeats.
+    last: _Item | None = None
 
 
 class _Pending:
@@ -242,7 +244,9 @@ class SmsHandler(logging.Handler):
         failure_backoff: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(level)
+        # Everything is checked before logging.Handler.__init__ registers the handler with
+        # logging: a handler refused here must not linger in logging's list, where
+        # logging.shutdown (at exit, and in every later dictConfig) would call it half-built.
         # None means "not given": the resolver then takes MOBILGROUP, the environment or the
         # table's default for alerts, and knows which one it took.
         self._arguments: dict[str, Any] = {
@@ -259,6 +263,13 @@ class SmsHandler(logging.Handler):
         self._phones: tuple[str, ...] = ()
         self._resolve(url, deferrable=True)
         self._client: MobilgroupClient | None = None
+        try:
+            super().__init__(level)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                "level", level, f"not a logging level ({exc})",
+                "give a level name such as CRITICAL or ERROR, or its number",
+                option="level") from None
         self._init_runtime()
         _LIVE_HANDLERS.add(self)
 
@@ -422,7 +433,17 @@ class SmsHandler(logging.Handler):
     # --- flush and close ----------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Wait until the queue is drained and due summaries are sent, at most ``flush_timeout``."""
+        """Wait until the queue is drained and due summaries are sent, at most ``flush_timeout``.
+
+        Never raises: ``logging.shutdown`` calls it at exit, and an exception there would stop it
+        before it flushed the handlers after this one.
+        """
+        try:
+            self._flush()
+        except Exception as exc:
+            self._report(exc, "flushing the SMS handler failed")
+
+    def _flush(self) -> None:
         if self._pid != os.getpid():
             return
         if _holding_logging_lock():  # inside dictConfig: wake the worker, do not wait for it
@@ -456,23 +477,29 @@ class SmsHandler(logging.Handler):
         it at exit, again at most ``flush_timeout``.
         """
         try:
-            with self._mutex:
-                first = not self._closed
-                self._closed = True
-                worker = self._worker if self._pid == os.getpid() else None
-                if first and worker is not None:
-                    self._stopping = True
-                    self._has_work.notify()
-            if first and worker is not None and worker.is_alive():
-                if _holding_logging_lock():
-                    with _FINISHING_LOCK:
-                        _FINISHING.add(self)
-                    return
-                wait = 0.05 if self._flush_timed_out else self.flush_timeout
-                worker.join(wait)
+            self._close()
+        except Exception as exc:  # logging.shutdown must go on to the next handler
+            self._report(exc, "closing the SMS handler failed")
         finally:
             _LIVE_HANDLERS.discard(self)
-            super().close()
+            with contextlib.suppress(Exception):
+                super().close()
+
+    def _close(self) -> None:
+        with self._mutex:
+            first = not self._closed
+            self._closed = True
+            worker = self._worker if self._pid == os.getpid() else None
+            if first and worker is not None:
+                self._stopping = True
+                self._has_work.notify()
+        if first and worker is not None and worker.is_alive():
+            if _holding_logging_lock():
+                with _FINISHING_LOCK:
+                    _FINISHING.add(self)
+                return
+            wait = 0.05 if self._flush_timed_out else self.flush_timeout
+            worker.join(wait)
 
     # --- the worker ---------------------------------------------------------------------------
 
@@ -537,6 +564,7 @@ class SmsHandler(logging.Handler):
         seen = self._seen.get(key)
         if seen is not None and self.dedupe_seconds > 0 and now - seen.sent_at < self.dedupe_seconds:
             seen.repeats += 1
+            seen.last = item
             self._seen.move_to_end(key)
             self._deduplicated += 1
             return
@@ -565,6 +593,13 @@ class SmsHandler(logging.Handler):
             dropped, last_dropped = self._dropped, self._last_dropped
             caught_up = not self._queue
         pending = self._pending
+        if final:
+            # Repeats the dedupe held back and no later copy reported: the exit summary counts
+            # them, so that 999 repeats of one alert are never silently lost.
+            for seen in self._seen.values():
+                if seen.repeats and seen.last is not None:
+                    pending.add(seen.last, seen.repeats)
+                    seen.repeats = 0
         if dropped > self._dropped_reported and last_dropped is not None and caught_up:
             # Records the full queue refused are counted in the summary too, once the worker
             # has processed everything queued before them (they are newer).
