@@ -262,12 +262,10 @@ class MobilgroupClient:
         """
         rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
         try:
-            numbers = protocol.normalize_phones(phones)
-            text = protocol.check_text(text, transliterate=transliterate,
-                                       replace=replace_unencodable)
-            alias = protocol.check_sender(sender) or self.sender
-            when = protocol.check_schedule(schedule)
-            valid = protocol.check_valid_hours(valid_hours)
+            numbers, text, alias, _, when, valid = protocol.check_message(
+                phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
+                valid_hours=valid_hours, replace_unencodable=replace_unencodable)
+            alias = alias or self.sender
             body = protocol.build_send(self.credentials, phones=numbers, text=text,
                                        request_id=rid, sender=alias, transliterate=transliterate,
                                        schedule=when, valid_hours=valid)
@@ -545,11 +543,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_shared_after_fork)
 
 
-def backoff_delay(backoff: float, attempt_number: int, *, jitter: bool = True) -> float:
+def backoff_delay(backoff: float, attempt_number: int, *, jitter: bool = True,
+                  cap: float = 30.0) -> float:
     """Seconds before retry number ``attempt_number`` (from 1): ``backoff`` doubled per attempt,
-    at most 30 s, with jitter over its upper half so that many clients do not retry in lockstep.
-    ``jitter=False`` gives the ceiling."""
-    ceiling = min(30.0, backoff * (2 ** min(max(attempt_number, 1) - 1, 16)))
+    at most ``cap`` (30 s), with jitter over its upper half so that many clients do not retry in
+    lockstep. ``jitter=False`` gives the ceiling. Task queues that retry a send use it too, with
+    their own ``backoff`` and ``cap``."""
+    ceiling = min(cap, backoff * (2 ** min(max(attempt_number, 1) - 1, 16)))
     return random.uniform(ceiling / 2, ceiling) if jitter else ceiling
 
 

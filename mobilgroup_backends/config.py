@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -56,6 +57,8 @@ __all__ = [
     "Settings",
     "adapter_options",
     "check_endpoint",
+    "django_setting",
+    "django_settings_pending",
     "is_loopback",
     "parse_bool",
     "parse_url",
@@ -810,6 +813,29 @@ def resolve(
         raise _relabel(exc, failed, sources.get(failed.name, DEFAULT), url_source) from None
     return Resolved(settings=settings, values=result, sources=sources, extras=extras,
                     url_source=url_source)
+
+
+def django_setting() -> Mapping[str, Any] | None:
+    """Django's ``settings.MOBILGROUP`` when Django is imported and configured already, else None.
+
+    Django is never imported from here: adapters that may run without Django (the logging
+    handler, Celery tasks) read its layer only if the application set Django up. The resolver
+    refuses a value that is not a dict.
+    """
+    conf = sys.modules.get("django.conf")
+    settings = getattr(conf, "settings", None) if conf is not None else None
+    if settings is None or not getattr(settings, "configured", False):
+        return None
+    value: Mapping[str, Any] | None = getattr(settings, SETTING_NAME, None)
+    return value
+
+
+def django_settings_pending() -> bool:
+    """True when Django is imported but its settings are not configured yet (so the
+    ``MOBILGROUP`` layer may still appear)."""
+    conf = sys.modules.get("django.conf")
+    settings = getattr(conf, "settings", None) if conf is not None else None
+    return settings is not None and not getattr(settings, "configured", False)
 
 
 def adapter_options(adapter: str, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ __all__ = [
     "Credentials",
     "DeliveryStatus",
     "MailingStatus",
+    "Message",
     "RecipientStatus",
     "RequestDocument",
     "SendResponse",
@@ -489,6 +490,26 @@ def check_credentials(user_id: object, login: object, password: object) -> None:
                               "copy the password again; the gateway cannot receive that character")
 
 
+class Message(NamedTuple):
+    """A send's arguments after every local check: what goes into the request, or a queue."""
+
+    phones: tuple[str, ...]
+    text: str
+    sender: str | None = None
+    transliterate: bool = True
+    schedule: str | None = None
+    valid_hours: int | None = None
+
+    def send_options(self) -> dict[str, Any]:
+        """The options besides phones and text as ``send()`` keywords in plain JSON values,
+        the unset ones left out: what a task queue stores with the message."""
+        options: dict[str, Any] = {"sender": self.sender, "schedule": self.schedule,
+                                   "valid_hours": self.valid_hours}
+        if not self.transliterate:
+            options["transliterate"] = False
+        return {name: value for name, value in options.items() if value is not None}
+
+
 def check_message(
     phones: str | Iterable[str],
     text: str,
@@ -498,21 +519,15 @@ def check_message(
     schedule: datetime | str | None = None,
     valid_hours: int | None = None,
     replace_unencodable: bool = False,
-) -> dict[str, Any]:
-    """Every argument of a send, checked as ``MobilgroupClient.send`` checks it, in plain JSON
-    values: what a task queue stores, so that bad input is refused when it is queued rather than
-    when a worker gets to it. The result is ``send()``'s keyword arguments; unset options are left
-    out."""
-    message: dict[str, Any] = {
-        "phones": list(normalize_phones(phones)),
-        "text": check_text(text, transliterate=bool(transliterate), replace=replace_unencodable),
-    }
-    options = {"sender": check_sender(sender), "schedule": check_schedule(schedule),
-               "valid_hours": check_valid_hours(valid_hours)}
-    message.update((name, value) for name, value in options.items() if value is not None)
-    if not transliterate:
-        message["transliterate"] = False
-    return message
+) -> Message:
+    """Every argument of a send checked, before it can cost a request: ``MobilgroupClient.send``
+    calls this, and so does anything that queues a message to send later, so that bad input is
+    refused in the caller rather than when a worker gets to it."""
+    return Message(
+        normalize_phones(phones),
+        check_text(text, transliterate=transliterate, replace=replace_unencodable),
+        check_sender(sender), bool(transliterate), check_schedule(schedule),
+        check_valid_hours(valid_hours))
 
 
 def new_request_id() -> int:

@@ -17,6 +17,7 @@ from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
 from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 from tests.postgres import PostgresServer
+from tests.redis_server import RedisServer
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
@@ -105,5 +106,16 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer(log_statement="all")
     try:
         yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis server for the session (Celery's broker, the fleet alert budget): tests
+    that share it use their own database number or key."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
     finally:
         server.stop()

@@ -124,10 +124,11 @@ class Web:
 
     def _route(self, method: str, request: HttpRequest) -> Any:
         path = request.path.rstrip("/")
-        if method == "POST" and "application/json" not in request.headers.get("content-type", ""):
-            raise ApiError(415, "send changes as JSON with 'Content-Type: application/json'")
         handler = self._routes.get((method, path))
         if handler is not None:
+            if method == "POST" and "application/json" not in request.headers.get("content-type",
+                                                                                  ""):
+                raise ApiError(415, "send changes as JSON with 'Content-Type: application/json'")
             return handler(request)
         if path.startswith("/api/messages/") and method == "GET":
             return self._message(request, path.removeprefix("/api/messages/"))

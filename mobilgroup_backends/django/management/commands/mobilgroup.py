@@ -178,17 +178,19 @@ class Command(BaseCommand):
                           f"request id {ids}")
 
     def _repeat(self, options: dict[str, Any], run: Callable[[MobilgroupClient], None]) -> None:
-        """One run, or with ``--loop`` one every ``--interval`` seconds until interrupted."""
+        """One run, or with ``--loop`` one every ``--interval`` seconds until interrupted (Ctrl-C
+        or SIGINT stops it cleanly, between runs or in one: claims are released or run out)."""
         with self._client() as client:
-            while True:
-                started = time.monotonic()
+            if not options["loop"]:
                 run(client)
-                if not options["loop"]:
-                    return
-                try:
+                return
+            try:
+                while True:
+                    started = time.monotonic()
+                    run(client)
                     time.sleep(max(0.0, options["interval"] - (time.monotonic() - started)))
-                except KeyboardInterrupt:
-                    return
+            except KeyboardInterrupt:
+                return
 
     def _outbox(self, options: dict[str, Any]) -> None:
         from ...outbox import sweep
