@@ -51,7 +51,14 @@ from typing import Any, NamedTuple
 
 from . import protocol
 from .client import MobilgroupClient
-from .config import Resolved, Settings, adapter_options, resolve
+from .config import (
+    Resolved,
+    Settings,
+    adapter_options,
+    django_setting,
+    django_settings_pending,
+    resolve,
+)
 from .errors import ConfigurationError, MobilgroupError
 
 __all__ = ["HandlerStats", "SmsHandler"]
@@ -176,29 +183,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
-def _django_mobilgroup() -> Mapping[str, Any] | None:
-    """``settings.MOBILGROUP`` when Django is imported and configured already, else None.
-
-    Django is never imported from here: if the application did not import and configure it,
-    there is nothing to read.
-    """
-    conf = sys.modules.get("django.conf")
-    if conf is None:
-        return None
-    settings = getattr(conf, "settings", None)
-    if settings is None or not getattr(settings, "configured", False):
-        return None
-    value: Mapping[str, Any] | None = getattr(settings, "MOBILGROUP", None)
-    return value  # the resolver refuses one that is not a dict
-
-
-def _django_settings_pending() -> bool:
-    """True when Django is imported but its settings are not configured yet."""
-    conf = sys.modules.get("django.conf")
-    settings = getattr(conf, "settings", None) if conf is not None else None
-    return settings is not None and not getattr(settings, "configured", False)
-
-
 class SmsHandler(logging.Handler):
     """A logging handler that texts records (CRITICAL and up by default) to on-call phones.
 
@@ -287,8 +271,8 @@ class SmsHandler(logging.Handler):
 
     def _resolve(self, url: str | None, *, deferrable: bool) -> bool:
         """Find settings and phones. False when they must wait for Django's settings."""
-        django = _django_mobilgroup()
-        if url is None and django is None and deferrable and _django_settings_pending():
+        django = django_setting()
+        if url is None and django is None and deferrable and django_settings_pending():
             return False
         resolved: Resolved = resolve("logging", arguments=self._arguments, url=url,
                                      setting=django)

@@ -249,7 +249,7 @@ class SmsBackend(_Base):
         if status is None:
             return False
         try:
-            phones = normalize_phones(_recipients(message))
+            phones = normalize_phones(_recipients(message), region=self.config.settings.region)
             sender = self.sender_for(message)
             texts = self._fit(_body(message))
         except ValidationError as exc:

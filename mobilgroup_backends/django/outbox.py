@@ -79,7 +79,7 @@ def enqueue(phones: str | Iterable[str], text: str, *,
     send_options.setdefault("transliterate", core.transliterate)
     send_options.setdefault("valid_hours", core.valid_hours)
     send_options.setdefault("replace_unencodable", config.replace_unencodable)
-    message = protocol.check_message(phones, text, **send_options)
+    message = protocol.check_message(phones, text, region=core.region, **send_options)
     if isinstance(not_after, timedelta):
         not_after = timezone.now() + not_after
     row: OutboxMessage = OutboxMessage.objects.create(

@@ -119,7 +119,7 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             self._fail(options, {"ok": False, "error": "invalid", "message": str(exc)}, EXIT_USAGE)
         except MobilgroupError as exc:
-            self._fail(options, error_to_dict(exc), exit_code(exc))
+            self._fail(options, error_to_dict(exc, "django"), exit_code(exc))
 
     def _fail(self, options: dict[str, Any], payload: dict[str, Any], code: int) -> NoReturn:
         if not options.get("json"):
