@@ -137,7 +137,13 @@ class SmsHandler(logging.Handler):
         self._phones: tuple[str, ...] = ()
         self._resolve(url, deferrable=True)
         self._client: MobilgroupClient | None = None
-        super().__init__(level)
+        try:
+            super().__init__(level)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                "level", level, f"not a logging level ({exc})",
+                "give a level name such as CRITICAL or ERROR, or its number",
+                option="level") from None
         self._init_runtime()
         _LIVE_HANDLERS.add(self)
 
