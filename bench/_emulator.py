@@ -27,14 +27,14 @@ class Running:
 def emulator(latency: float = 0.0) -> Iterator[Running]:
     command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
                "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
-               "--history-limit", "1000"]
+               "--history-limit", "1000", "--quiet"]  # quiet: an unread request log would block it
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()  # "Mobilgroup emulator on http://127.0.0.1:PORT/..."
-        endpoint = first.strip().rsplit(" ", 1)[-1]
-        if not endpoint.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the emulator did not start: {first!r}")
+        seen = [process.stdout.readline() for _ in range(3)]  # "... listening", page, endpoint
+        endpoint = seen[-1].strip().rsplit(" ", 1)[-1]  # "Endpoint:    http://127.0.0.1:PORT/..."
+        if not (seen[-1].startswith("Endpoint:") and endpoint.startswith("http://127.0.0.1:")):
+            raise RuntimeError(f"the emulator did not start: {''.join(seen)!r}")
         parts = urlsplit(endpoint)
         yield Running(endpoint, parts.hostname or "127.0.0.1", parts.port or 80)
     finally:
