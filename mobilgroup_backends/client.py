@@ -12,9 +12,13 @@ retry, that answer means "accepted earlier" (PROTOCOL.md, decision 10): never se
 
 from __future__ import annotations
 
+import atexit
+import inspect
 import logging
 import os
 import random
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +29,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import NewConnectionError
 
@@ -37,10 +41,12 @@ from .errors import (
     MobilgroupError,
     ProtocolError,
     TransportError,
+    ValidationError,
 )
 from .protocol import StatusReport, mask_phone
+from .transport import GatewayAdapter, attempt
 
-__all__ = ["MobilgroupClient", "SendResult", "sent_to_dict"]
+__all__ = ["MobilgroupClient", "SendResult", "backoff_delay", "sent_to_dict", "shared_client"]
 
 logger = logging.getLogger("mobilgroup_backends.client")
 
@@ -89,10 +95,18 @@ class MobilgroupClient:
     >>> with MobilgroupClient.from_url("mobilgroup://login:secret@1234") as client:  # doctest: +SKIP
     ...     result = client.send("+7 903 123-45-67", "Your code is 4521")
 
-    ``timeout`` is seconds for connecting and for each read; ``retries`` is how many times a failed
-    exchange (network error, timeout, 5xx, garbled answer) is tried again, with exponential
-    backoff and jitter starting at ``backoff`` seconds. Plain ``http://`` endpoints are refused
-    outside loopback unless ``allow_insecure_http`` is set, since the password travels in the body.
+    ``timeout`` is the deadline of one attempt, in seconds: connecting, then the whole answer
+    (status line, headers and body), however slowly it trickles in. ``retries`` is how many times
+    a failed exchange (network error, timeout, 5xx, garbled answer) is tried again, with the same
+    request id, with exponential backoff and jitter starting at ``backoff`` seconds. Plain
+    ``http://`` endpoints are refused outside loopback unless ``allow_insecure_http`` is set,
+    since the password travels in the body.
+
+    A ``session`` given by the caller lends its headers, proxies and client certificate; the
+    gateway's certificate is verified even when the session says ``verify=False`` (a warning
+    says so: give ``ca_bundle`` to trust a private CA). Its stock transport is replaced by the
+    client's own, which keeps the deadline; a custom transport adapter mounted on it is used as
+    it is, and then bounds each read rather than the whole answer.
     """
 
     def __init__(
@@ -130,9 +144,9 @@ class MobilgroupClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
-            adapter = _GatewayAdapter(pool_connections=1, pool_maxsize=self.pool_size)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            transport = GatewayAdapter(pool_connections=1, pool_maxsize=self.pool_size)
+            session.mount("https://", transport)
+            session.mount("http://", transport)
         self._session = session
         # The environment is consulted here, once: Session.request would redo these look-ups
         # (proxies, no_proxy, CA bundle variables, netrc) on every single call.
@@ -141,6 +155,14 @@ class MobilgroupClient:
         self._proxies: MutableMapping[str, str] = options["proxies"]
         # Never None here: merge_environment_settings falls back to the session's own True.
         self._verify: bool | str = True if options["verify"] is None else options["verify"]
+        if self._verify is False or session.verify is False:
+            # Every request carries the password: a session that skips certificate checks
+            # would hand it to whoever intercepts the connection.
+            self._verify = self._verify or True
+            logger.warning(
+                "The session given to MobilgroupClient has verify=False; the gateway's "
+                "certificate is verified anyway, because every request carries the password. "
+                "To trust a private CA, give ca_bundle=PATH (or set REQUESTS_CA_BUNDLE).")
         self._cert: str | tuple[str, str] | None = options["cert"]
         # Headers are merged with the session's once; each call copies them and adds its length.
         template = session.prepare_request(requests.Request(
@@ -161,7 +183,14 @@ class MobilgroupClient:
         # The transport adapter is called directly: Session.send would add cookie extraction,
         # hooks and redirect resolution, none of which a gateway exchange uses (redirects are
         # refused outright), at a measurable cost per call.
-        self._adapter = session.get_adapter(self.endpoint)
+        adapter: BaseAdapter = session.get_adapter(self.endpoint)
+        self._own_adapter: GatewayAdapter | None = None
+        if type(adapter) is HTTPAdapter:
+            # The stock transport cannot keep one deadline per attempt; a custom one the caller
+            # mounted on purpose is left to do its job.
+            adapter = self._own_adapter = GatewayAdapter(pool_connections=1,
+                                                         pool_maxsize=self.pool_size)
+        self._adapter = adapter
 
     # --- construction from settings ---------------------------------------------------------
 
@@ -193,6 +222,8 @@ class MobilgroupClient:
         """Close the pooled connections (the session is left alone if the caller gave it)."""
         if self._owns_session:
             self._session.close()
+        if self._own_adapter is not None:
+            self._own_adapter.close()
 
     def __enter__(self) -> MobilgroupClient:
         return self
@@ -229,15 +260,18 @@ class MobilgroupClient:
         the gateway; otherwise it is :class:`DuplicateRequestId` (the id was used for something
         else).
         """
-        numbers = protocol.normalize_phones(phones)
-        text = protocol.check_text(text, transliterate=transliterate, replace=replace_unencodable)
-        alias = protocol.check_sender(sender) or self.sender
-        when = protocol.check_schedule(schedule)
-        valid = protocol.check_valid_hours(valid_hours)
         rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
-        body = protocol.build_send(self.credentials, phones=numbers, text=text, request_id=rid,
-                                   sender=alias, transliterate=transliterate, schedule=when,
-                                   valid_hours=valid)
+        try:
+            numbers, text, alias, _, when, valid = protocol.check_message(
+                phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
+                valid_hours=valid_hours, replace_unencodable=replace_unencodable)
+            alias = alias or self.sender
+            body = protocol.build_send(self.credentials, phones=numbers, text=text,
+                                       request_id=rid, sender=alias, transliterate=transliterate,
+                                       schedule=when, valid_hours=valid)
+        except ValidationError as exc:
+            exc.request_id = rid  # nothing was sent; the id still names the message refused
+            raise
         def parse(data: bytes, attempt: int, reached: bool) -> tuple[bool, int]:
             try:
                 protocol.parse_send(data)
@@ -272,31 +306,58 @@ class MobilgroupClient:
 
         Each message is a mapping of :meth:`send` keyword arguments (``phones``, ``text``, ...) or
         a ``(phones, text)`` tuple. Returns one outcome per message, in order: its
-        :class:`SendResult`, or the :class:`MobilgroupError` that stopped it. One failure does not
-        stop the rest. At most ``pool_size`` messages are in flight at once.
+        :class:`SendResult`, or the :class:`MobilgroupError` that stopped it (a malformed row is
+        a :class:`ValidationError`). Nothing raises for a row, so that rows already sent are
+        never lost to a later bad one. A row without a ``request_id`` gets one before anything is
+        sent, so every outcome, errors included, names its id.
+
+        At most ``pool_size`` messages are in flight at once (one pooled connection each): a
+        larger ``concurrency`` is lowered to it, with a warning; make the client with a larger
+        ``pool_size`` to go wider.
         """
-        calls = [_as_send_kwargs(message) for message in messages]
+        calls = [_send_arguments(self.send, index, message)
+                 for index, message in enumerate(messages)]
         if not calls:
             return []
 
-        def one(kwargs: dict[str, Any]) -> SendResult | MobilgroupError:
+        def one(call: dict[str, Any] | ValidationError) -> SendResult | MobilgroupError:
+            if isinstance(call, MobilgroupError):
+                return call
             try:
-                return self.send(**kwargs)
+                return self.send(**call)
             except MobilgroupError as exc:
+                if exc.request_id is None:
+                    exc.request_id = call.get("request_id")
                 return exc
 
+        if concurrency > self.pool_size:
+            logger.warning("send_many: concurrency=%d lowered to the client's pool_size=%d; make "
+                           "the client with pool_size=%d to send that many at once",
+                           concurrency, self.pool_size, concurrency)
         workers = max(1, min(concurrency, self.pool_size, len(calls)))
         if workers == 1:
-            return [one(kwargs) for kwargs in calls]
+            return [one(call) for call in calls]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mobilgroup-send") as pool:
             return list(pool.map(one, calls))
+
+    # --- retries ----------------------------------------------------------------------------
+
+    def retry_delay(self, attempt_number: int) -> float:
+        """Seconds to wait before retrying after failed attempt ``attempt_number`` (from 1).
+
+        Exponential backoff with jitter, so that many clients do not retry in lockstep. Code
+        that schedules its own retries of gateway calls (delivery tracking, outboxes) uses this
+        rather than a formula of its own.
+        """
+        return backoff_delay(self.backoff, attempt_number)
 
     def longest_call(self) -> float:
         """Seconds one call can take at most: every attempt timing out while connecting and
         again while reading, and every pause between attempts at its ceiling. A lease that must
         cover a call (a task's claim on a message, a tracker's on a report) outlasts this."""
         attempts = self.retries + 1
-        pauses = sum(min(30.0, self.backoff * 2.0 ** k) for k in range(self.retries))
+        pauses = sum(backoff_delay(self.backoff, n, jitter=False)
+                     for n in range(1, self.retries + 1))
         return 2 * self.timeout * attempts + pauses
 
     # --- the exchange -----------------------------------------------------------------------
@@ -307,41 +368,39 @@ class MobilgroupClient:
 
         ``parse`` gets the answer, the attempt number (from 1) and whether an earlier attempt of
         this call may have reached the gateway: only then can an error 7 be this call's own copy.
-        The final error's ``maybe_sent`` is sticky over the attempts for the same reason.
+        Every error that ends the call carries ``request_id``, and ``maybe_sent`` is sticky
+        over the attempts: true when any attempt may have reached the gateway, whatever the
+        last one met (a refused connection after an answer lost in transit included).
         """
-        attempt = 0
+        attempt_number = 0
         reached = False
         while True:
-            attempt += 1
+            attempt_number += 1
             started = time.perf_counter()
             try:
                 data = self._post(body, request_id)
-                result = parse(data, attempt, reached)
-            except (TransportError, ProtocolError) as exc:
+                result = parse(data, attempt_number, reached)
+            except MobilgroupError as exc:
                 if exc.request_id is None:
                     exc.request_id = request_id  # the parser cannot know it; the caller needs it
                 # Something answered (a garbled answer) or the connection broke after the request
                 # was written: the gateway may have this request.
-                reached = reached or not isinstance(exc, TransportError) or exc.maybe_sent
-                if isinstance(exc, TransportError):
-                    exc.maybe_sent = reached
-                retryable = not isinstance(exc, TransportError) or exc.retryable
+                reached = reached or exc.maybe_sent
+                exc.maybe_sent = reached
+                retryable = (isinstance(exc, ProtocolError)
+                             or (isinstance(exc, TransportError) and exc.retryable))
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("%s id=%s attempt %d failed after %.1f ms: %s", command,
-                                 request_id, attempt, _ms(started), exc)
-                if attempt > self.retries or not retryable:
+                                 request_id, attempt_number, _ms(started), exc)
+                if attempt_number > self.retries or not retryable:
                     raise
-                time.sleep(self._delay(attempt))
+                time.sleep(self.retry_delay(attempt_number))
                 continue
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s id=%s to=%s ok in %.1f ms (attempt %d)", command, request_id,
-                             ",".join(mask_phone(p) for p in phones) or "-", _ms(started), attempt)
+                             ",".join(mask_phone(p) for p in phones) or "-", _ms(started),
+                             attempt_number)
             return result
-
-    def _delay(self, attempt: int) -> float:
-        """Exponential backoff with jitter, so that many clients do not retry in lockstep."""
-        ceiling = min(30.0, self.backoff * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
 
     def _post(self, body: bytes, request_id: int | None) -> bytes:
         request = requests.PreparedRequest()
@@ -350,32 +409,50 @@ class MobilgroupClient:
         request.headers = CaseInsensitiveDict(self._headers)
         request.headers["Content-Length"] = str(len(body))
         request.body = body
+        attempt.begin(self.timeout)
         try:
-            response = self._adapter.send(
-                request, stream=True, timeout=self.timeout,
-                proxies=self._proxies, verify=self._verify, cert=self._cert)
-        except requests.exceptions.SSLError as exc:
-            raise _transport(f"TLS failed, the gateway's certificate was not trusted or did not "
-                             f"match: {_reason(exc)}", request_id, retryable=False,
-                             maybe_sent=False) from None
-        except requests.exceptions.ConnectTimeout:
-            raise _transport(f"timed out connecting to {self.endpoint} after {self.timeout:g} s",
-                             request_id, maybe_sent=False, timed_out=True) from None
-        except requests.exceptions.ReadTimeout:
-            raise _transport(f"no answer from {self.endpoint} within {self.timeout:g} s",
-                             request_id, timed_out=True) from None
-        except requests.exceptions.ConnectionError as exc:
-            # Refused or unresolvable: the request never left, so nothing can have been sent.
-            never_sent = isinstance(_innermost(exc), NewConnectionError)
-            raise _transport(f"connection to {self.endpoint} failed: {_reason(exc)}",
-                             request_id, maybe_sent=not never_sent) from None
-        except requests.exceptions.RequestException as exc:
-            raise _transport(f"request to {self.endpoint} failed: {_reason(exc)}",
-                             request_id) from None
-        try:
-            return self._read(response, request_id)
+            try:
+                response = self._adapter.send(
+                    request, stream=True, timeout=self.timeout,
+                    proxies=self._proxies, verify=self._verify, cert=self._cert)
+            except requests.exceptions.RequestException as exc:
+                raise self._failure(exc, request_id) from None
+            try:
+                return self._read(response, request_id)
+            finally:
+                response.close()
         finally:
-            response.close()
+            attempt.end()
+
+    def _failure(self, exc: requests.exceptions.RequestException,
+                 request_id: int | None) -> TransportError:
+        """What a failed exchange means for delivery: was anything sent, is a retry any use."""
+        # Our transport knows whether the request was written; a caller's own transport does
+        # not say, and then the error's kind decides (erring towards "may have been sent").
+        tracked = self._own_adapter is not None or isinstance(self._adapter, GatewayAdapter)
+        written = attempt.written if tracked else None
+        cause = _innermost(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            if isinstance(cause, ssl.SSLCertVerificationError) or written is False:
+                return _transport(f"TLS failed before the request was sent (the gateway's "
+                                  f"certificate was not trusted or did not match, or the "
+                                  f"handshake failed): {_reason(exc)}", request_id,
+                                  retryable=False, maybe_sent=False)
+            return _transport(f"TLS failed after the request was sent; the gateway may have it: "
+                              f"{_reason(exc)}", request_id)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return _transport(f"timed out connecting to {self.endpoint} after {self.timeout:g} s",
+                              request_id, maybe_sent=False, timed_out=True)
+        if isinstance(exc, requests.exceptions.ReadTimeout) or (written and attempt.expired()):
+            return _transport(f"no answer from {self.endpoint} within {self.timeout:g} s",
+                              request_id, timed_out=True)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            # Refused or unresolvable: the request never left, so nothing can have been sent.
+            never_sent = written is False or isinstance(cause, NewConnectionError)
+            return _transport(f"connection to {self.endpoint} failed: {_reason(exc)}",
+                              request_id, maybe_sent=not never_sent)
+        return _transport(f"request to {self.endpoint} failed: {_reason(exc)}", request_id,
+                          maybe_sent=written is not False)
 
     def _read(self, response: requests.Response, request_id: int | None) -> bytes:
         status = response.status_code
@@ -389,13 +466,14 @@ class MobilgroupClient:
                              status_code=status, retryable=retryable)
         cap = self.max_response_bytes
         declared = response.headers.get("Content-Length", "")
-        expected = int(declared) if declared.isdigit() else None
+        expected = int(declared) if declared.isdigit() and len(declared) < 19 else None
         if expected is not None and expected > cap:
             raise ProtocolError(f"answer of {declared} bytes refused: more than {cap} bytes is "
                                 f"not the gateway talking", request_id=request_id)
-        # Read in pieces against one deadline: the socket timeout bounds each read, so a server
-        # trickling a byte at a time could otherwise hold the caller for ever.
-        deadline = time.monotonic() + self.timeout
+        # Read in pieces against the attempt's deadline (the transport enforces it on every
+        # read; a caller's own transport only bounds each read, so it is checked here too).
+        deadline = attempt.deadline if attempt.deadline is not None else (
+            time.monotonic() + self.timeout)
         read = getattr(response.raw, "read1", response.raw.read)
         chunks: list[bytes] = []
         size = 0
@@ -410,35 +488,69 @@ class MobilgroupClient:
                     raise ProtocolError(f"answer refused after {cap} bytes: too large to be the "
                                         f"gateway's", request_id=request_id)
                 if time.monotonic() > deadline:
-                    raise _transport(f"the answer from {self.endpoint} took longer than "
-                                     f"{self.timeout:g} s to arrive", request_id, timed_out=True)
+                    raise _late(self, request_id)
         except MobilgroupError:
             raise
         except Exception as exc:  # urllib3 raises its own types mid-body; none may escape
+            if time.monotonic() >= deadline:
+                raise _late(self, request_id) from None
             raise _transport(f"the answer from {self.endpoint} broke off: {_reason(exc)}",
                              request_id) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class _GatewayAdapter(HTTPAdapter):
-    """requests' transport adapter, minus the response dressing a gateway answer never uses.
+# --- one client per configuration per process ---------------------------------------------------
 
-    ``build_response`` is the documented extension point of ``HTTPAdapter``. The stock one copies
-    every header into a new dict, runs the cookie jar machinery over the answer and guesses its
-    text encoding; the answer here is read once as raw bytes and parsed as windows-1251 XML, so
-    all of that is skipped (a tenth of the client's own time per call).
+_shared: dict[Settings, MobilgroupClient] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_client(settings: Settings) -> MobilgroupClient:
+    """The process's one client for ``settings``: made on first use, then shared.
+
+    Adapters that send one message per call (Django's ``send_sms`` without a connection, a new
+    ``Apprise()`` per notification) use it, so that every message after the first reuses a
+    kept-alive connection instead of paying a TCP and TLS handshake. Thread-safe; a forked
+    child makes its own (the parent's sockets are not its to use); every one is closed at exit.
+    Do not close it: it is not yours.
     """
+    client = _shared.get(settings)
+    if client is None:
+        with _shared_lock:
+            client = _shared.get(settings)
+            if client is None:
+                client = MobilgroupClient.from_settings(settings)
+                _shared[settings] = client
+    return client
 
-    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        response = requests.Response()
-        response.status_code = resp.status
-        response.headers = resp.headers  # urllib3's headers are case-insensitive already
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url or ""
-        response.request = req
-        response.connection = self  # as requests itself sets it
-        return response
+
+def _forget_shared_after_fork() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()  # it may have been held by a thread that does not exist here
+    _shared.clear()  # dropped, not closed: the sockets are shared with the parent
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _shared_lock:
+        clients = list(_shared.values())
+        _shared.clear()
+    for client in clients:
+        client.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_shared_after_fork)
+
+
+def backoff_delay(backoff: float, attempt_number: int, *, jitter: bool = True,
+                  cap: float = 30.0) -> float:
+    """Seconds before retry number ``attempt_number`` (from 1): ``backoff`` doubled per attempt,
+    at most ``cap`` (30 s), with jitter over its upper half so that many clients do not retry in
+    lockstep. ``jitter=False`` gives the ceiling. Task queues that retry a send use it too, with
+    their own ``backoff`` and ``cap``."""
+    ceiling = min(cap, backoff * (2 ** min(max(attempt_number, 1) - 1, 16)))
+    return random.uniform(ceiling / 2, ceiling) if jitter else ceiling
 
 
 def _transport(message: str, request_id: int | None, *, retryable: bool = True,
@@ -473,11 +585,35 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _as_send_kwargs(message: Mapping[str, Any] | tuple[Any, ...]) -> dict[str, Any]:
+def _late(client: MobilgroupClient, request_id: int | None) -> TransportError:
+    return _transport(f"the answer from {client.endpoint} took longer than {client.timeout:g} s "
+                      f"to arrive", request_id, timed_out=True)
+
+
+def _send_arguments(send: Callable[..., SendResult], index: int,
+                    message: object) -> dict[str, Any] | ValidationError:
+    """One row of ``send_many`` as ``send`` keyword arguments with a request id, or the
+    ValidationError that says what is wrong with the row."""
+    field = f"messages[{index}]"
     if isinstance(message, Mapping):
-        return dict(message)
-    if isinstance(message, tuple) and len(message) == 2:
-        return {"phones": message[0], "text": message[1]}
-    raise TypeError(f"send_many takes mappings of send() arguments or (phones, text) tuples, "
-                    f"not {type(message).__name__}")
+        kwargs = dict(message)
+    elif isinstance(message, tuple) and len(message) == 2:
+        kwargs = {"phones": message[0], "text": message[1]}
+    else:
+        return ValidationError(field, type(message).__name__,
+                               "not a mapping of send() arguments nor a (phones, text) tuple",
+                               "give {'phones': ..., 'text': ...} or (phones, text)")
+    try:
+        inspect.signature(send).bind(**kwargs)
+    except TypeError as exc:
+        return ValidationError(field, sorted(map(str, kwargs)), str(exc),
+                               "use the keyword arguments of MobilgroupClient.send")
+    try:
+        if kwargs.get("request_id") is None:
+            kwargs["request_id"] = protocol.new_request_id()
+        else:
+            kwargs["request_id"] = protocol.check_request_id(kwargs["request_id"])
+    except ValidationError as exc:
+        return exc
+    return kwargs
 

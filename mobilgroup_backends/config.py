@@ -30,13 +30,21 @@ import ipaddress
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import HIDDEN, ConfigurationError, ValidationError
-from .protocol import DEFAULT_REGION, check_region, check_sender, check_valid_hours, normalize_phones
+from .protocol import (
+    DEFAULT_REGION,
+    check_credentials,
+    check_region,
+    check_sender,
+    check_valid_hours,
+    normalize_phones,
+)
 
 __all__ = [
     "ADAPTERS",
@@ -49,6 +57,8 @@ __all__ = [
     "Settings",
     "adapter_options",
     "check_endpoint",
+    "django_setting",
+    "django_settings_pending",
     "is_loopback",
     "parse_bool",
     "parse_url",
@@ -459,6 +469,11 @@ class Settings:
     region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
+        try:
+            # Types and characters first: the option parsers below would turn a number into text.
+            check_credentials(self.user_id, self.login, self.password)
+        except ValidationError as exc:
+            raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
         for name in ("user_id", "login", "password", "sender", "valid_hours", "timeout",
                      "retries", "backoff", "allow_insecure_http", "region"):
             value = getattr(self, name)
@@ -798,6 +813,29 @@ def resolve(
         raise _relabel(exc, failed, sources.get(failed.name, DEFAULT), url_source) from None
     return Resolved(settings=settings, values=result, sources=sources, extras=extras,
                     url_source=url_source)
+
+
+def django_setting() -> Mapping[str, Any] | None:
+    """Django's ``settings.MOBILGROUP`` when Django is imported and configured already, else None.
+
+    Django is never imported from here: adapters that may run without Django (the logging
+    handler, Celery tasks) read its layer only if the application set Django up. The resolver
+    refuses a value that is not a dict.
+    """
+    conf = sys.modules.get("django.conf")
+    settings = getattr(conf, "settings", None) if conf is not None else None
+    if settings is None or not getattr(settings, "configured", False):
+        return None
+    value: Mapping[str, Any] | None = getattr(settings, SETTING_NAME, None)
+    return value
+
+
+def django_settings_pending() -> bool:
+    """True when Django is imported but its settings are not configured yet (so the
+    ``MOBILGROUP`` layer may still appear)."""
+    conf = sys.modules.get("django.conf")
+    settings = getattr(conf, "settings", None) if conf is not None else None
+    return settings is not None and not getattr(settings, "configured", False)
 
 
 def adapter_options(adapter: str, arguments: Mapping[str, Any]) -> dict[str, Any]:

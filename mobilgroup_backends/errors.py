@@ -10,6 +10,10 @@ decides what a caller should do next:
 - :class:`TransportError`: no usable answer reached us (network, timeout, TLS, HTTP status).
 - :class:`ProtocolError`: something answered, but not with the gateway's XML.
 
+Every error carries ``request_id`` (the id of the send it belongs to, when there is one) and
+``maybe_sent``: True when the request may have reached the gateway during any attempt of the call,
+so that a resend must reuse that id, with ``resend=True`` (see docs/reliability.md).
+
 No exception text ever carries a password: callers build them from masked values only.
 """
 
@@ -62,9 +66,23 @@ HIDDEN: Any = type("Hidden", (), {"__repr__": lambda self: "<hidden>"})()
 class MobilgroupError(Exception):
     """Root of every error this package raises on purpose.
 
+    ``request_id`` is the gateway request id the error belongs to (None when there is none, e.g.
+    a balance query or a setting). ``maybe_sent`` is True when some attempt of the call may have
+    reached the gateway: the outcome is unknown, and only a resend with the same ``request_id``
+    and ``resend=True`` is safe. False means nothing of this call was accepted.
+
     :meth:`hint_for` says what to do about it in the words of the place it is shown; a class
     without one for that place gives an empty hint rather than a wrong one.
     """
+
+    request_id: int | None = None
+    maybe_sent: bool = False
+
+    def __init__(self, *args: object, request_id: int | None = None,
+                 maybe_sent: bool = False) -> None:
+        super().__init__(*args)
+        self.request_id = request_id
+        self.maybe_sent = maybe_sent
 
     #: Hints by context, for every instance of the class.
     context_hints: ClassVar[Mapping[str, str]] = {}
@@ -133,14 +151,15 @@ class GatewayError(MobilgroupError):
                  detail: str = "") -> None:
         if code is not None:
             self.code = code
-        self.request_id = request_id
         self.detail = detail
         text = f"gateway error {self.code}: {self.meaning}"
         if request_id is not None:
             text += f" (request id {request_id})"
         if detail:
             text += f"; {detail}"
-        super().__init__(text)
+        # The gateway refused this request; an earlier attempt of the same call may still have
+        # reached it, and the client then sets maybe_sent.
+        super().__init__(text, request_id=request_id)
 
 
 class RequestNotParsed(GatewayError):
@@ -227,18 +246,19 @@ class TransportError(MobilgroupError):
                  request_id: int | None = None) -> None:
         self.status_code = status_code
         self.timed_out = timed_out
-        self.maybe_sent = maybe_sent
         self.retryable = retryable
-        self.request_id = request_id
-        super().__init__(message)
+        super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)
 
 
 class ProtocolError(MobilgroupError):
-    """The answer was not the gateway's XML (garbage, truncated, oversized, hostile or empty)."""
+    """The answer was not the gateway's XML (garbage, truncated, oversized, hostile or empty).
 
-    def __init__(self, message: str, *, request_id: int | None = None) -> None:
-        self.request_id = request_id
-        super().__init__(message)
+    Something answered, so the gateway may have processed the request: ``maybe_sent`` is True.
+    """
+
+    def __init__(self, message: str, *, request_id: int | None = None,
+                 maybe_sent: bool = True) -> None:
+        super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)
 
 
 def _kind(exc: MobilgroupError) -> tuple[str, int]:
@@ -265,9 +285,7 @@ def error_to_dict(exc: MobilgroupError) -> dict[str, Any]:
         payload["code"] = exc.code
     if isinstance(exc, ValidationError):
         payload["field"] = exc.field
-    request_id = getattr(exc, "request_id", None)
-    if request_id is not None:
-        payload["request_id"] = request_id
-    if isinstance(exc, TransportError | ProtocolError):
-        payload["maybe_sent"] = getattr(exc, "maybe_sent", True)
+    if exc.request_id is not None and not isinstance(exc, ValidationError):
+        payload["request_id"] = exc.request_id  # refused locally: an id sent nowhere is noise
+    payload["maybe_sent"] = exc.maybe_sent
     return payload

@@ -22,7 +22,7 @@ import enum
 import functools
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -49,6 +49,7 @@ __all__ = [
     "Credentials",
     "DeliveryStatus",
     "MailingStatus",
+    "Message",
     "RecipientStatus",
     "RequestDocument",
     "SendResponse",
@@ -56,6 +57,7 @@ __all__ = [
     "build_balance",
     "build_send",
     "build_status",
+    "check_credentials",
     "check_message",
     "check_region",
     "check_request_id",
@@ -260,7 +262,14 @@ def normalize_phones(phones: str | Iterable[Any], *, region: str = DEFAULT_REGIO
     Order is kept; repeats are dropped so that nobody is charged for, or woken by, the same
     alert twice.
     """
-    items: list[Any] = _PHONE_SPLIT.split(phones) if isinstance(phones, str) else list(phones)
+    if isinstance(phones, str):
+        items: list[Any] = list(_PHONE_SPLIT.split(phones))
+    elif isinstance(phones, Iterable) and not isinstance(phones, (bytes, bytearray, Mapping)):
+        items = list(phones)
+    else:
+        raise ValidationError(
+            "phones", phones, "not a phone number or a list of them",
+            "pass a string ('+7 903 123-45-67', several separated by commas) or a list of strings")
     result: dict[str, None] = {}
     for raw in items:
         if isinstance(raw, str):
@@ -388,7 +397,12 @@ def check_schedule(schedule: datetime | str | None) -> str | None:
         return None
     if isinstance(schedule, datetime):
         if schedule.tzinfo is not None and schedule.utcoffset() is not None:
-            schedule = schedule.astimezone(GATEWAY_TIMEZONE)
+            try:
+                schedule = schedule.astimezone(GATEWAY_TIMEZONE)
+            except OverflowError:  # year 9999 plus three hours
+                raise ValidationError(
+                    "schedule", schedule.isoformat(), "out of the range of dates",
+                    "give a date and time before the year 9999") from None
         return schedule.strftime(SCHEDULE_FORMAT)
     if isinstance(schedule, str) and _SCHEDULE.fullmatch(schedule.strip()):
         try:
@@ -425,13 +439,75 @@ def check_request_id(request_id: int | str) -> int:
     value: int | None = None
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         value = request_id
-    elif isinstance(request_id, str) and request_id.isascii() and request_id.isdigit():
+    elif (isinstance(request_id, str) and request_id.isascii() and request_id.isdigit()
+          and len(request_id) <= 40):  # int() of thousands of digits is refused by Python
         value = int(request_id)
     if value is None or not 0 < value <= MAX_REQUEST_ID:
+        shown: object = request_id
+        if isinstance(request_id, str) and len(request_id) > 40:
+            shown = _preview(request_id)
+        elif isinstance(request_id, int) and request_id.bit_length() > 200:
+            # repr() of a number of thousands of digits raises: describe it instead.
+            shown = f"<a number of about {int(request_id.bit_length() * 0.30103) + 1} digits>"
         raise ValidationError(
-            "request_id", request_id, "the gateway takes a positive number of at most 18 digits",
+            "request_id", shown, "the gateway takes a positive number of at most 18 digits",
             "leave it unset to have one generated, or pass e.g. your database row id")
     return value
+
+
+_LOGIN_ILLEGAL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_credentials(user_id: object, login: object, password: object) -> None:
+    """The account fields: strings (the id digits), without characters the wire cannot carry.
+
+    A login holds no control character at all; a password may hold tab, LF and CR (sent as
+    ``&#13;`` so that it arrives as CR), but none of the control characters XML 1.0 cannot carry.
+    The password is never shown, only where in it the problem is.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)) \
+            or not str(user_id).isascii() or not str(user_id).isdigit():
+        raise ValidationError("user_id", user_id if isinstance(user_id, (str, int)) else
+                              type(user_id).__name__, "the client ID must be digits",
+                              "copy the numeric client ID from your Mobilgroup account")
+    if not isinstance(login, str):
+        raise ValidationError("login", type(login).__name__, "the login must be a string",
+                              "give the account login as text, e.g. login='shop'")
+    bad = _LOGIN_ILLEGAL.search(login)
+    if bad:
+        raise ValidationError("login", _preview(login.encode("unicode_escape").decode("ascii")),
+                              f"control character {bad.group()!r} at position {bad.start()}",
+                              "copy the login again, without line breaks or tabs")
+    if not isinstance(password, str):
+        raise ValidationError("password", "***", f"the password must be a string, not "
+                              f"{type(password).__name__}",
+                              "give the password as text (quote it in settings files, so "
+                              "that digits are read as text)")
+    bad = _XML_ILLEGAL.search(password)
+    if bad:
+        raise ValidationError("password", "***", f"control character {bad.group()!r} at "
+                              f"position {bad.start()} cannot be sent",
+                              "copy the password again; the gateway cannot receive that character")
+
+
+class Message(NamedTuple):
+    """A send's arguments after every local check: what goes into the request, or a queue."""
+
+    phones: tuple[str, ...]
+    text: str
+    sender: str | None = None
+    transliterate: bool = True
+    schedule: str | None = None
+    valid_hours: int | None = None
+
+    def send_options(self) -> dict[str, Any]:
+        """The options besides phones and text as ``send()`` keywords in plain JSON values,
+        the unset ones left out: what a task queue stores with the message."""
+        options: dict[str, Any] = {"sender": self.sender, "schedule": self.schedule,
+                                   "valid_hours": self.valid_hours}
+        if not self.transliterate:
+            options["transliterate"] = False
+        return {name: value for name, value in options.items() if value is not None}
 
 
 def check_message(
@@ -443,21 +519,15 @@ def check_message(
     schedule: datetime | str | None = None,
     valid_hours: int | None = None,
     replace_unencodable: bool = False,
-) -> dict[str, Any]:
-    """Every argument of a send, checked as ``MobilgroupClient.send`` checks it, in plain JSON
-    values: what a task queue stores, so that bad input is refused when it is queued rather than
-    when a worker gets to it. The result is ``send()``'s keyword arguments; unset options are left
-    out."""
-    message: dict[str, Any] = {
-        "phones": list(normalize_phones(phones)),
-        "text": check_text(text, transliterate=bool(transliterate), replace=replace_unencodable),
-    }
-    options = {"sender": check_sender(sender), "schedule": check_schedule(schedule),
-               "valid_hours": check_valid_hours(valid_hours)}
-    message.update((name, value) for name, value in options.items() if value is not None)
-    if not transliterate:
-        message["transliterate"] = False
-    return message
+) -> Message:
+    """Every argument of a send checked, before it can cost a request: ``MobilgroupClient.send``
+    calls this, and so does anything that queues a message to send later, so that bad input is
+    refused in the caller rather than when a worker gets to it."""
+    return Message(
+        normalize_phones(phones),
+        check_text(text, transliterate=transliterate, replace=replace_unencodable),
+        check_sender(sender), bool(transliterate), check_schedule(schedule),
+        check_valid_hours(valid_hours))
 
 
 def new_request_id() -> int:
@@ -543,6 +613,9 @@ def _escape(value: str) -> str:
         value = value.replace("<", "&lt;")
     if ">" in value:
         value = value.replace(">", "&gt;")
+    if "\r" in value:
+        # An XML parser turns a literal CR (and CRLF) into LF; a character reference survives.
+        value = value.replace("\r", "&#13;")
     return value
 
 

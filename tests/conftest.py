@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 from hypothesis import HealthCheck, settings
 
 from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
 from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 from tests.postgres import PostgresServer
+from tests.redis_server import RedisServer
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
@@ -74,11 +78,44 @@ def frozen_client(frozen_emulator: Emulator) -> Iterator[MobilgroupClient]:
 
 
 @pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme): what a private CA would be."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
+    """The emulator over HTTPS, with a certificate for 127.0.0.1 from the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with Emulator(ssl_context=context) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on 127.0.0.1 (a free port), its data in a temporary folder; every
     statement is logged, so tests can see which SQL actually ran."""
     server = PostgresServer(log_statement="all")
     try:
         yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis server for the session (Celery's broker, the fleet alert budget): tests
+    that share it use their own database number or key."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
     finally:
         server.stop()

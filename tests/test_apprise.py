@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import ssl
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,6 @@ from urllib.parse import quote
 
 import apprise
 import pytest
-import trustme
 from apprise.exception import AppriseImproperlyConfigured
 from apprise.manager_plugins import NotificationManager
 from apprise.plugins.smsc import NotifySMSC
@@ -436,26 +434,6 @@ def test_unknown_option_is_named_but_not_its_value(gateway: Emulator,
 
 
 # --- TLS ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
-@pytest.fixture
-def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    with Emulator(ssl_context=context) as emulator:
-        yield emulator
 
 
 def test_untrusted_certificate_fails_even_with_verify_no(

@@ -268,8 +268,10 @@ def test_send_many_tuples_and_empty(client: MobilgroupClient) -> None:
     assert client.send_many([]) == []
     (outcome,) = client.send_many([("79039587454", "hi")])
     assert isinstance(outcome, SendResult)
-    with pytest.raises(TypeError):
-        client.send_many(["79039587454"])  # type: ignore[list-item]
+    bad, good = client.send_many(["79039587454", ("79039587454", "ok")])  # type: ignore[list-item]
+    assert isinstance(bad, errors.ValidationError) and bad.field == "messages[0]"
+    assert not bad.maybe_sent
+    assert isinstance(good, SendResult)
 
 
 def test_threads_share_one_client(client: MobilgroupClient, mobilgroup_emulator: Emulator) -> None:

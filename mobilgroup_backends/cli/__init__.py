@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--text", required=True, help="the message; '-' reads standard input")
     add_text_options(send)
     send.add_argument("--id", dest="request_id", help="your own request id (digits)")
+    send.add_argument("--resend", action="store_true",
+                      help="this --id may have been sent already with this same message (after "
+                           "an error that said it may have been sent): never sends it twice")
     send.set_defaults(handler=_send)
 
     status = gateway_command("status", "show a mailing's status and every recipient's")
@@ -187,7 +190,7 @@ def _send(args: argparse.Namespace) -> int:
                                   "messages, each needs its own id", "leave --id out")
         results = [client.send(phones, part, sender=args.sender, schedule=args.schedule,
                                valid_hours=args.valid, transliterate=not args.no_translit,
-                               request_id=args.request_id,
+                               request_id=args.request_id, resend=args.resend,
                                replace_unencodable=args.replace_unencodable)
                    for part in parts]
     first = results[0]

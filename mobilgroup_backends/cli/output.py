@@ -44,6 +44,10 @@ def print_error(exc: MobilgroupError, as_json: bool) -> int:
         print_json(error_to_dict(exc))
     else:
         print(f"mobilgroup: {exc}", file=sys.stderr, flush=True)
+        if exc.maybe_sent and exc.request_id is not None:
+            print(f"mobilgroup: it may have been sent; to make sure it goes out exactly once, "
+                  f"repeat the same command with --id {exc.request_id} --resend", file=sys.stderr,
+                  flush=True)
     return exit_code(exc)
 
 

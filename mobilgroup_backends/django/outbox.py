@@ -76,9 +76,9 @@ def enqueue(phones: str | Iterable[str], text: str, *,
         not_after = timezone.now() + not_after
     row: OutboxMessage = OutboxMessage.objects.create(
         request_id=protocol.new_request_id(),
-        phones=message.pop("phones"),
-        text=message.pop("text"),
-        options=message,
+        phones=list(message.phones),
+        text=message.text,
+        options=message.send_options(),
         part=part,
         parts=parts,
         track_delivery=config.track_delivery if track_delivery is None else track_delivery,

@@ -239,6 +239,14 @@ class Emulator:
             and (user_id is None or exchange.user_id == user_id)
         )
 
+    def refuse_connections(self, seconds: float) -> None:
+        """Refuse new connections for ``seconds`` (the port is closed, then listened on again),
+        as a gateway that restarts does. Returns once connections are refused."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("the emulator is not running")
+        server.refuse_connections(seconds)
+
     @property
     def connections(self) -> int:
         """TCP connections accepted so far (across restarts): proves keep-alive reuse."""
@@ -399,6 +407,16 @@ class Emulator:
         kind = fault.kind
         if kind in ("close_before", "close_after"):
             conn.abort()
+            return
+        if kind == "restart":
+            conn.server.refuse_connections(float(fault["seconds"]))
+            conn.abort()
+            return
+        if kind == "tls_corrupt_after":
+            conn.corrupt_record()
+            return
+        if kind == "trickle_headers" and reply is not None:
+            conn.trickle(200, reply.body, CONTENT_TYPE, float(fault["interval"]))
             return
         if kind == "oversized":
             size = int(fault["size"])

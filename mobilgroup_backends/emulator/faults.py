@@ -34,10 +34,20 @@ KINDS: Mapping[str, Mapping[str, Any]] = {
              "headers": ()},
     # Stream this many bytes of XML-looking junk under a Content-Length, without processing.
     "oversized": {"size": 200 * 1024 * 1024},
+    # Process, then send the answer's status line and headers one byte per ``interval`` seconds
+    # (a stalled gateway or middlebox that looks alive), then its body.
+    "trickle_headers": {"interval": 0.2},
+    # Process, then write a TLS record that cannot be decrypted and close (a record corrupted on
+    # the way back: the client's TLS layer fails with a bad record MAC after its request went).
+    "tls_corrupt_after": {},
+    # Process, close without answering, then refuse connections for ``seconds`` (a gateway that
+    # restarts right after accepting: the client's retry meets a refused connection).
+    "restart": {"seconds": 1.0},
 }
 
 #: Kinds after which the request was processed by the gateway.
-PROCESSED = frozenset({"close_after", "delay", "garbage"})
+PROCESSED = frozenset({"close_after", "delay", "garbage", "trickle_headers", "tls_corrupt_after",
+                       "restart"})
 
 
 @dataclass(frozen=True)

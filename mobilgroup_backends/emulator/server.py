@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import http
+import io
 import selectors
 import socket
 import ssl
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = ["Connection", "HttpRequest", "HttpServer"]
 
@@ -90,6 +91,13 @@ class Connection:
                 headers: Iterable[tuple[str, str]] = ()) -> None:
         """Send a complete answer in a single write."""
         self.answered = True
+        try:
+            self.sock.sendall(self._answer(status, body, content_type, headers))
+        except OSError:
+            self.closed = True
+
+    def _answer(self, status: int, body: bytes, content_type: str,
+                headers: Iterable[tuple[str, str]] = ()) -> bytes:
         key = (status, content_type, self.keep_alive)
         prefix = self._head_cache.get(key)
         if prefix is None:
@@ -97,12 +105,38 @@ class Connection:
             self._head_cache[key] = prefix
         extra = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
         payload = b"" if self.head else body
-        data = b"".join((prefix, extra, b"Content-Length: ", str(len(body)).encode("ascii"),
+        return b"".join((prefix, extra, b"Content-Length: ", str(len(body)).encode("ascii"),
                          b"\r\n\r\n", payload))
+
+    def trickle(self, status: int, body: bytes, content_type: str, interval: float) -> None:
+        """Send the status line and headers one byte per ``interval`` seconds, then the body, and
+        close: a gateway (or a middlebox) stalling an answer while it looks alive."""
+        self.answered = True
+        self.keep_alive = False
+        data = self._answer(status, body, content_type)
+        head = data.index(b"\r\n\r\n") + 4
         try:
-            self.sock.sendall(data)
+            for offset in range(head):
+                self.sock.sendall(data[offset:offset + 1])
+                if not self.sleep(interval):
+                    break
+            else:
+                self.sock.sendall(data[head:])
         except OSError:
-            self.closed = True
+            pass
+        self.closed = True
+
+    def corrupt_record(self) -> None:
+        """Write a TLS record that cannot be decrypted (bytes that do not belong to the
+        session), then close: the peer's TLS layer fails with a bad record MAC. On plain HTTP,
+        the same bytes are just a broken answer."""
+        self.answered = True
+        self.keep_alive = False
+        record = b"\x17\x03\x03\x00\x40" + bytes(range(64))
+        with contextlib.suppress(OSError):
+            # Under the TLS layer, onto the TCP stream itself.
+            socket.socket.sendall(self.sock, record)
+        self.closed = True
 
     def stream(self, status: int, length: int, chunks: Iterable[bytes],
                content_type: str = "text/plain") -> None:
@@ -173,13 +207,15 @@ def read_request(rfile: BinaryIO, conn: Connection, max_body: int) -> HttpReques
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise BadRequest(505, "unsupported HTTP version")
     headers: dict[str, str] = {}
+    lines = 0
     while True:
         line = _read_line(rfile)
         if line in (b"\r\n", b"\n"):
             break
         if not line:
             raise Closed
-        if len(headers) >= MAX_HEADERS:
+        lines += 1  # lines, not names: a repeated name is folded into one, and still costs
+        if lines > MAX_HEADERS:
             raise BadRequest(431, "too many header fields")
         name, colon, value = line.decode("latin-1").partition(":")
         if not colon or not name or name != name.strip():
@@ -264,6 +300,26 @@ def _read_chunked(rfile: BinaryIO, max_body: int) -> bytes:
     return b"".join(parts)
 
 
+class _RequestClock(io.RawIOBase):
+    """The connection's input, read against the deadline of the request being read."""
+
+    def __init__(self, sock: socket.socket, idle_timeout: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.idle_timeout = idle_timeout
+        self.deadline = 0.0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(min(left, self.idle_timeout))
+        return self.sock.recv_into(buffer)
+
+
 class HttpServer:
     """Accepts connections on ``host:port`` and hands each request to ``app``.
 
@@ -300,6 +356,8 @@ class HttpServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread: threading.Thread | None = None
         self.host, self.port = self._listener.getsockname()[:2]
+        self._refuse_until = 0.0
+        self._refusing = threading.Event()
 
     # --- life -------------------------------------------------------------------------------
 
@@ -327,6 +385,16 @@ class HttpServer:
         for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
 
+    def refuse_connections(self, seconds: float) -> None:
+        """Stop listening for ``seconds`` (new connections are refused, as by a gateway that is
+        restarting), then listen on the same port again. Returns once connections are refused."""
+        with self._lock:
+            self._refuse_until = time.monotonic() + seconds
+            self._refusing.clear()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"r")
+        self._refusing.wait(2.0)
+
     @property
     def threads(self) -> int:
         """Connection threads still running."""
@@ -340,7 +408,11 @@ class HttpServer:
             while not self.stopping.is_set():
                 for key, _ in selector.select():
                     if key.fileobj is self._wake_r:
-                        return
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(64)
+                        if self.stopping.is_set() or not self._refuse(selector):
+                            return
+                        break
                     try:
                         sock, _addr = self._listener.accept()
                     except (BlockingIOError, InterruptedError):
@@ -351,6 +423,19 @@ class HttpServer:
                         time.sleep(0.01)  # e.g. out of file descriptors: do not spin
                         continue
                     self._spawn(sock)
+
+    def _refuse(self, selector: selectors.BaseSelector) -> bool:
+        """Close the listener until the refusal ends, then listen again; False when stopping."""
+        selector.unregister(self._listener)
+        self._listener.close()
+        self._refusing.set()
+        while (left := self._refuse_until - time.monotonic()) > 0:
+            if self.stopping.wait(left):
+                return False
+        self._listener = socket.create_server((self.host, self.port), backlog=1024)
+        self._listener.setblocking(False)
+        selector.register(self._listener, selectors.EVENT_READ)
+        return True
 
     def _spawn(self, sock: socket.socket) -> None:
         thread = threading.Thread(target=self._serve, args=(sock,), daemon=True,
@@ -395,9 +480,13 @@ class HttpServer:
     def _exchange_all(self, sock: socket.socket) -> bool:
         """Serve requests until one side closes; True when this side decided to close."""
         conn = Connection(sock, self)
-        with sock.makefile("rb") as rfile:
+        clock = _RequestClock(sock, self.idle_timeout)
+        with io.BufferedReader(clock) as rfile:
             while not self.stopping.is_set():
                 conn.answered = False
+                # The whole request (and the wait for it) within idle_timeout, so that a peer
+                # sending a byte now and then cannot keep the connection for ever.
+                clock.deadline = time.monotonic() + self.idle_timeout
                 try:
                     request = read_request(rfile, conn, self.max_body)
                 except BadRequest as exc:

@@ -1,0 +1,209 @@
+"""Celery tasks: send SMS from a worker fleet, exactly once, and poll delivery reports from beat.
+
+Importing this module registers two shared tasks with every Celery app::
+
+    from mobilgroup_backends.celery import enqueue
+
+    request_id = enqueue("+7 903 123-45-67", "Your code is 4521")   # store it with the order
+
+- ``"mobilgroup.send_sms"`` ``(request_id, phones, text, **send_options)``: JSON arguments only.
+- ``"mobilgroup.track_due"``: for Celery beat; asks for the delivery reports that are due
+  (needs the Django app ``mobilgroup_backends.django``, which keeps the requests to track).
+
+Exactly once: the request id is minted by :func:`enqueue`, before anything is queued, and every
+execution of the task sends with ``resend=True``. Whatever runs the task again (a retry, the
+broker redelivering after a worker was killed, a message restored after the visibility timeout),
+the gateway sees the same id and answers a copy with error 7, which the client takes as
+"accepted earlier": the message goes out once.
+
+The worker's client is made once per worker process through the core's resolver: the Celery
+setting ``mobilgroup_url`` (the adapter's own URL), over Django's ``MOBILGROUP`` when the worker
+has set Django up, over ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. A forked pool
+child makes its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, Task, current_app, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from . import protocol
+from .client import MobilgroupClient, backoff_delay
+from .config import Settings, django_setting, resolve
+from .errors import ConfigurationError, ProtocolError, TransportError
+
+__all__ = [
+    "MAX_RETRIES",
+    "SEND_TASK",
+    "SOFT_TIME_LIMIT",
+    "TRACK_TASK",
+    "enqueue",
+    "send_sms",
+    "track_due",
+    "worker_client",
+]
+
+SEND_TASK = "mobilgroup.send_sms"
+TRACK_TASK = "mobilgroup.track_due"
+
+#: Task-level retries after the client's own attempts failed (the gateway down for a while).
+MAX_RETRIES = 8
+#: The first task retry waits about this long; each next one twice as long, up to MAX_RETRY_DELAY.
+RETRY_BACKOFF = 5.0
+MAX_RETRY_DELAY = 600.0
+#: One execution is at most a few client exchanges (timeout x attempts, plus their backoff).
+#: Both limits stay far below the Redis broker's default visibility timeout (3600 s): a task
+#: still running when that timeout ends would be handed to a second worker.
+SOFT_TIME_LIMIT = 120
+TIME_LIMIT = 150
+#: Redis and SQS redeliver an unacknowledged message after this many seconds (kombu's default).
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+
+CELERY_URL_SETTING = "mobilgroup_url"
+
+
+# --- the worker's client -----------------------------------------------------------------------
+
+_clients_lock = threading.Lock()
+#: This process's client for each Celery app (a worker has one app; tests and tools may have more).
+_clients: weakref.WeakKeyDictionary[Celery, MobilgroupClient] = weakref.WeakKeyDictionary()
+_clients_pid = os.getpid()
+
+
+def _forget_clients() -> None:
+    """In a forked child: the parent's clients (and their sockets) are not this process's.
+
+    Dropped, not closed: closing would shut sockets the parent still uses.
+    """
+    global _clients, _clients_pid
+    _clients, _clients_pid = weakref.WeakKeyDictionary(), os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clients)
+
+
+def _settings(app: Celery) -> Settings:
+    """The gateway settings through the core's resolver: the Celery setting ``mobilgroup_url``
+    as this adapter's URL, over Django's ``MOBILGROUP`` (when the worker set Django up), over
+    ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables."""
+    url = app.conf.get(CELERY_URL_SETTING) or None
+    return resolve("client", url=None if url is None else str(url), setting=django_setting(),
+                   url_source=CELERY_URL_SETTING).settings
+
+
+def worker_client(app: Celery | None = None) -> MobilgroupClient:
+    """This process's client for ``app`` (default the current app), made on first use."""
+    app = app or current_app
+    with _clients_lock:
+        if _clients_pid != os.getpid():  # forked without the hook (a platform without it)
+            _forget_clients()
+        client = _clients.get(app)
+        if client is None:
+            client = _clients[app] = MobilgroupClient.from_settings(_settings(app))
+        return client
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def _visibility_timeout(app: Celery) -> float:
+    options = app.conf.get("broker_transport_options") or {}
+    value = options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else DEFAULT_VISIBILITY_TIMEOUT
+
+
+def retry_countdown(app: Celery, retries: int) -> float:
+    """Seconds before the next execution: the client's backoff, kept to a quarter of the broker's
+    visibility timeout.
+
+    On Redis a worker holds a message with a countdown unacknowledged until it is due; one held
+    longer than the visibility timeout is handed to another worker as well, and then again and
+    again. The request id would keep those copies from being sent twice, but not from piling up.
+    """
+    cap = min(MAX_RETRY_DELAY, _visibility_timeout(app) / 4)
+    return backoff_delay(RETRY_BACKOFF, retries + 1, cap=cap)
+
+
+@shared_task(name=SEND_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+             soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT, max_retries=MAX_RETRIES,
+             serializer="json")
+def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: str,
+             **send_options: Any) -> dict[str, Any]:
+    """Send one queued message under its request id; safe to run any number of times.
+
+    Retried with backoff when no answer came (``TransportError``, a garbled answer, the soft time
+    limit); a refusal by the gateway (funds, bad phones, blocked account) or bad input fails the
+    task at once: running it again would be refused again.
+    """
+    client = worker_client(self.app)
+    try:
+        result = client.send(phones, text, request_id=request_id, resend=True, **send_options)
+    except (TransportError, ProtocolError, SoftTimeLimitExceeded) as exc:
+        raise self.retry(exc=exc, countdown=retry_countdown(self.app, self.request.retries)) from None
+    return {"request_id": result.request_id, "phones": list(result.phones),
+            "attempts": result.attempts, "accepted_earlier": result.accepted_earlier}
+
+
+def enqueue(phones: str | Iterable[str], text: str, *, app: Celery | None = None,
+            sender: str | None = None, transliterate: bool = True,
+            schedule: datetime | str | None = None, valid_hours: int | None = None,
+            replace_unencodable: bool = False) -> int:
+    """Check the message, mint its request id, queue ``mobilgroup.send_sms``; return the id.
+
+    Bad input raises :class:`~mobilgroup_backends.errors.ValidationError` here, in the caller,
+    and nothing is queued. Keep the returned id with your record: it is the key for the delivery
+    report, and for a safe resend (``client.send(..., request_id=ID, resend=True)``).
+    """
+    message = protocol.check_message(
+        phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
+        valid_hours=valid_hours, replace_unencodable=replace_unencodable)
+    request_id = protocol.new_request_id()
+    task = (app or current_app).tasks[SEND_TASK]
+    task.apply_async((request_id, list(message.phones), message.text), message.send_options(),
+                     serializer="json")
+    return request_id
+
+
+# --- delivery reports ----------------------------------------------------------------------------
+
+
+def _django_ready() -> bool:
+    """True when Django is imported and its apps are loaded (never imports Django itself)."""
+    apps_module = sys.modules.get("django.apps")
+    registry = getattr(apps_module, "apps", None)
+    return bool(registry is not None and registry.ready
+                and registry.is_installed("mobilgroup_backends.django"))
+
+
+@shared_task(name=TRACK_TASK, bind=True, acks_late=True, soft_time_limit=SOFT_TIME_LIMIT,
+             time_limit=TIME_LIMIT, serializer="json")
+def track_due(self: Task[Any, Any], /, limit: int | None = None) -> dict[str, Any]:
+    """Ask once for every delivery report that is due, and record it (Celery beat calls this).
+
+    The requests to track live in the Django app's tables; this needs ``mobilgroup_backends.django``
+    in ``INSTALLED_APPS`` of a configured Django (as a Celery app set up for Django has). Several
+    workers may run it at once: each request is claimed by one of them.
+    """
+    if not _django_ready():
+        raise ConfigurationError(
+            "track_due", "Django", "delivery tracking needs the Django app, which is not loaded",
+            'add "mobilgroup_backends.django" to INSTALLED_APPS and set up Django in the Celery '
+            "app (django.setup()), or run manage.py mobilgroup track instead")
+    from .django.tracking import track
+
+    result = track(worker_client(self.app), limit=limit)
+    return _summary(vars(result))
+
+
+def _summary(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A task result as plain JSON: counts as they are, lists as their length."""
+    return {name: len(value) if isinstance(value, list) else value for name, value in values.items()}
