@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -31,13 +30,22 @@ from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
 from apprise.url import PrivacyMode
 
-from .client import MobilgroupClient
-from .config import DEFAULT_ENDPOINT, SCHEME, Settings, parse_bool
+from .client import MobilgroupClient, shared_client
+from .config import (
+    BY_NAME,
+    DEFAULT_ENDPOINT,
+    SCHEME,
+    Option,
+    Settings,
+    django_setting,
+    resolve,
+    split_url,
+    url_text,
+)
 from .errors import (
     AuthenticationFailed,
     ClientBlocked,
     ConfigurationError,
-    DuplicateRequestId,
     GatewayError,
     InsufficientFunds,
     InvalidClientId,
@@ -63,11 +71,39 @@ __all__ = ["NotifyMobilgroup", "register"]
 
 
 
-#: Retries of one exchange inside one send (same request id, so never sent twice). Kept small:
-#: an alert that cannot get through should not hold its caller for long.
-DEFAULT_RETRIES = 2
+#: Retries of one exchange inside one send (same request id, so never sent twice): the option
+#: table's default for Apprise, kept small because an alert that cannot get through should not
+#: hold its caller for long.
+DEFAULT_RETRIES: int = BY_NAME["retries"].default_for("apprise")
 #: First backoff between those retries, in seconds (doubled each time, with jitter).
-DEFAULT_BACKOFF = 0.25
+DEFAULT_BACKOFF: float = BY_NAME["backoff"].default_for("apprise")
+
+#: The options of the package's option table this plugin takes from its URL.
+_TABLE_ARGS_BY_OPTION = ("sender", "valid_hours", "transliterate", "endpoint", "timeout",
+                         "retries", "backoff", "allow_insecure_http", "region")
+
+
+def _template_arg(option: Option) -> dict[str, Any]:
+    """The option as Apprise describes a URL argument (``apprise --details``, URL builders)."""
+    arg: dict[str, Any] = {"name": option.name.replace("_", " ").capitalize()}
+    if option.kind == "alias":
+        arg.update(type="string", regex=(rf"^[A-Za-z0-9 -]{{1,{MAX_SENDER_LENGTH}}}$", "i"))
+    elif option.kind == "hours":
+        arg.update(type="int", min=1, max=MAX_VALID_HOURS)
+    elif option.kind == "bool":
+        arg.update(type="bool", default=bool(option.default_for("apprise")))
+    elif option.kind in ("int", "seconds", "seconds>0"):
+        arg.update(type="int" if option.kind == "int" else "float",
+                   min=option.low, max=option.high, default=option.default_for("apprise"))
+        if option.kind == "seconds>0":
+            del arg["default"]  # without it, Apprise's own socket timeouts apply
+    else:
+        arg.update(type="string", default=option.default_for("apprise"))
+    return arg
+
+
+_TABLE_ARGS = {BY_NAME[name].url or name: _template_arg(BY_NAME[name])
+               for name in _TABLE_ARGS_BY_OPTION}
 
 _PHONE_SEPARATORS = re.compile(r"[,;]")
 _PHONE_JUNK = re.compile(r"[\s()\-.+]")
@@ -86,8 +122,11 @@ _HINTS: dict[type[GatewayError], str] = {
 class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to mypy, see pyproject
     """SMS through the Mobilgroup HTTP/XML gateway, on :class:`MobilgroupClient`.
 
-    One client (one keep-alive session) per plugin instance, made on first send. All phones go
-    in one gateway request (one request id) up to ``default_batch_size`` phones per request.
+    One client (one keep-alive session) per configuration per process, shared by every plugin
+    instance with the same settings: a new ``Apprise()`` per notification reuses the connection.
+    All phones go in one gateway request (one request id) up to ``default_batch_size`` phones per
+    request. Each piece of a notification keeps its request id per batch for Apprise's ``retry``:
+    a retry resends that id (``resend=True``), so the gateway sends it at most once.
     """
 
     service_name = "Mobilgroup SMS"
@@ -103,9 +142,10 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
     # A long alert goes out as several SMS, in order, rather than being refused.
     overflow_mode = OverflowMode.SPLIT
     notify_format = NotifyFormat.TEXT
-    # Apprise's default (5.5 s between requests) would add seconds to every split alert; the
-    # gateway takes batches, and the client retries with its own backoff.
-    request_rate_per_sec = 0.1
+    # No pause between requests: Apprise's default (5.5 s) would add seconds to every split
+    # alert, and any pause to every back-to-back alert. The gateway takes batches, and the client
+    # already protects it with its own backoff between retries.
+    request_rate_per_sec = 0.0
     # Phones per gateway request.
     default_batch_size = 100
 
@@ -153,50 +193,10 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
             "to": {
                 "alias_of": "targets",
             },
-            "sender": {
-                "name": "Sender Alias",
-                "type": "string",
-                "regex": (rf"^[A-Za-z0-9 -]{{1,{MAX_SENDER_LENGTH}}}$", "i"),
-            },
             "from": {
                 "alias_of": "sender",
             },
-            "valid": {
-                "name": "Message Lifetime (hours)",
-                "type": "int",
-                "min": 1,
-                "max": MAX_VALID_HOURS,
-            },
-            "translit": {
-                "name": "Transliterate",
-                "type": "bool",
-                "default": True,
-            },
-            "endpoint": {
-                "name": "Gateway Endpoint",
-                "type": "string",
-                "default": DEFAULT_ENDPOINT,
-            },
-            "timeout": {
-                "name": "Timeout (seconds)",
-                "type": "float",
-                "min": 0.1,
-                "max": 600,
-            },
-            "retries": {
-                "name": "Retries",
-                "type": "int",
-                "min": 0,
-                "max": 10,
-                "default": DEFAULT_RETRIES,
-            },
-            "backoff": {
-                "name": "Retry Backoff (seconds)",
-                "type": "float",
-                "min": 0.0,
-                "max": 60.0,
-                "default": DEFAULT_BACKOFF,
-            },
+            **_TABLE_ARGS,
         },
     )
 
@@ -210,30 +210,29 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         timeout: float | str | None = None,
         retries: int | str | None = None,
         backoff: float | str | None = None,
+        allow_insecure_http: bool | str | None = None,
+        region: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not self.user or not self.password:
             self._refuse("a login and a password are required: "
                          f"{SCHEME}://LOGIN:PASSWORD@USER_ID/PHONE (percent-encode '@' as %40)")
+        # The Apprise URL is this adapter's own URL layer; Django's MOBILGROUP and the
+        # environment fill in what it leaves out, as for every adapter.
+        options = {"sender": sender, "valid": valid, "translit": translit, "endpoint": endpoint,
+                   "timeout": timeout, "retries": retries, "backoff": backoff,
+                   "allow_insecure_http": allow_insecure_http, "region": region,
+                   "user_id": str(self.host or ""), "login": self.user,
+                   "password": self.password}
         try:
-            transliterate = True if translit is None else parse_bool("translit", translit)
-            self.timeout: float | None = None if timeout in (None, "") else _number(
-                "timeout", timeout, float)
-            self.settings = Settings(
-                user_id=str(self.host or ""),
-                login=self.user,
-                password=self.password,
-                sender=sender or None,
-                endpoint=endpoint or DEFAULT_ENDPOINT,
-                transliterate=transliterate,
-                valid_hours=None if valid in (None, "") else _number("valid", valid, int),
-                timeout=self.timeout if self.timeout is not None else self._apprise_timeout(),
-                retries=DEFAULT_RETRIES if retries in (None, "") else _number("retries", retries, int),
-                backoff=DEFAULT_BACKOFF if backoff in (None, "") else _number("backoff", backoff, float),
-            )
+            self.resolved = resolve("apprise", url=options, setting=django_setting(),
+                                    defaults={"timeout": self._apprise_timeout()})
         except ConfigurationError as exc:  # its text never carries the password
             self._refuse(str(exc))
+        self.settings: Settings = self.resolved.settings
+        self.timeout: float | None = (self.settings.timeout if self.resolved.given("timeout")
+                                      else None)
         if not self.settings.transliterate:
             self.body_maxlen = MAX_TEXT_UNICODE
         if not self.verify_certificate:
@@ -248,7 +247,7 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         dropped: list[str] = []
         for phone in _split_phones(targets):
             try:
-                number = normalize_phones([phone])[0]
+                number = normalize_phones([phone], region=self.settings.region)[0]
             except ValidationError:
                 dropped.append(phone)
                 continue
@@ -256,14 +255,13 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
                 self.targets.append(number)
         if dropped:
             self.logger.warning(
-                "Dropped invalid Mobilgroup phone number(s): %s (give 10 to 15 digits with the "
-                "country code, e.g. +79031234567).", ", ".join(repr(p) for p in dropped))
+                "Dropped invalid Mobilgroup phone number(s): %s (neither international nor a "
+                "national number of %s; give the country code, e.g. +79031234567).",
+                ", ".join(repr(p) for p in dropped), self.settings.region)
         if not self.targets:
             self._refuse("no valid phone number to send to: "
                          f"{SCHEME}://LOGIN:PASSWORD@USER_ID/79031234567")
 
-        self._client: MobilgroupClient | None = None
-        self._client_lock = threading.Lock()
 
     # --- configuration helpers --------------------------------------------------------------
 
@@ -294,16 +292,9 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
 
     @property
     def client(self) -> MobilgroupClient:
-        """This plugin's client: made on first use, then kept (one keep-alive session)."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = MobilgroupClient.from_settings(self.settings)
-                    weakref.finalize(self, _close, client)
-                    self._client = client
-        return client
+        """The process's client for these settings (see :func:`~mobilgroup_backends.client.
+        shared_client`): made on first use, then shared with every plugin configured alike."""
+        return shared_client(self.settings)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -324,35 +315,27 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         for batch in self._batches():
             if self.is_delivered(batch):
                 continue  # an Apprise retry: this batch already has this piece
-            # A retry of a send that may have arrived reuses its request id: the gateway then
-            # answers error 7 instead of sending it twice.
+            # A piece that may have reached the gateway keeps its id for Apprise's retries of
+            # this notification: the retry resends it, and the client takes the gateway's
+            # "already sent" as accepted. One the gateway surely did not take gets a new id.
             remembered = self.recall(batch)
-            request_id = remembered if isinstance(remembered, int) else new_request_id()
+            resend = isinstance(remembered, int)
+            request_id = remembered if resend else new_request_id()
             who = _describe_phones(batch)
             self.throttle()
             try:
                 result = client.send(batch, text, transliterate=self.transliterate,
                                      valid_hours=self.valid_hours, request_id=request_id,
-                                     replace_unencodable=True)
-            except DuplicateRequestId:
-                if remembered is None:
-                    self.logger.warning(
-                        "Failed to send Mobilgroup SMS to %s: gateway error 7: a request with "
-                        "this id (%s) was already sent.", who, request_id)
-                    has_error = True
-                    continue
-                self.logger.info("Mobilgroup SMS to %s was accepted earlier (request id %s).",
-                                 who, request_id)
+                                     resend=resend, replace_unencodable=True)
             except MobilgroupError as exc:
-                if _maybe_sent(exc):
-                    self.remember(batch, request_id)
+                # Whether it may have arrived is the client's to know (over all its attempts).
+                self.remember(batch, request_id if exc.maybe_sent else None)
                 self.logger.warning("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
                 has_error = True
                 continue
-            else:
-                self.logger.info("Sent Mobilgroup SMS to %s (request id %s%s).", who,
-                                 result.request_id,
-                                 ", accepted earlier" if result.accepted_earlier else "")
+            self.logger.info("Sent Mobilgroup SMS to %s (request id %s%s).", who,
+                             result.request_id,
+                             ", accepted earlier" if result.accepted_earlier else "")
             self.mark_delivered(batch)
         return not has_error
 
@@ -403,21 +386,17 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
                 self.settings.endpoint)
 
     def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
+        """The URL of this plugin; it configures every other adapter too (``MOBILGROUP_URL``).
+
+        An option is printed when it was given, or when this plugin's value differs from what
+        its absence means elsewhere (Apprise's shorter retries and socket timeouts), so that the
+        URL gives every adapter the same settings.
+        """
         params: dict[str, str] = {}
-        if self.sender:
-            params["sender"] = self.sender
-        if self.valid_hours is not None:
-            params["valid"] = str(self.valid_hours)
-        if not self.transliterate:
-            params["translit"] = "no"
-        if self.endpoint != DEFAULT_ENDPOINT:
-            params["endpoint"] = self.endpoint
-        if self.timeout is not None:
-            params["timeout"] = f"{self.timeout:g}"
-        if self.settings.retries != DEFAULT_RETRIES:
-            params["retries"] = str(self.settings.retries)
-        if self.settings.backoff != DEFAULT_BACKOFF:
-            params["backoff"] = f"{self.settings.backoff:g}"
+        for name in _TABLE_ARGS_BY_OPTION:
+            value = getattr(self.settings, name)
+            if self.resolved.given(name) or value != BY_NAME[name].default:
+                params[BY_NAME[name].url or name] = url_text(value)
         params.update(self.url_parameters(privacy=privacy, *args, **kwargs))  # noqa: B026
         return "{schema}://{user}:{password}@{user_id}/{targets}?{params}".format(
             schema=self.secure_protocol,
@@ -430,45 +409,33 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
 
     @staticmethod
     def parse_url(url: str) -> dict[str, Any] | None:
-        """The keyword arguments that rebuild a plugin from its URL."""
+        """The keyword arguments that rebuild a plugin from its URL, by the package's one URL
+        grammar (Apprise's convention kept: an unknown option is named and ignored)."""
+        try:
+            split = split_url(url, keep_unknown=True)
+        except ConfigurationError as exc:  # its text never carries the login or password
+            apprise_logger.warning("Mobilgroup configuration error: %s", exc)
+            return None
         results: dict[str, Any] | None = NotifyBase.parse_url(url, verify_host=False)
         if not results:
             return results
-        qsd: dict[str, str] = results["qsd"]
-        results["targets"] = NotifyMobilgroup.split_path(results["fullpath"])
-        if qsd.get("to"):
-            results["targets"].append(qsd["to"])
-        if qsd.get("sender"):
-            results["sender"] = qsd["sender"]
-        elif qsd.get("from"):
-            results["sender"] = qsd["from"]
-        for key in ("valid", "translit", "endpoint", "timeout", "retries", "backoff"):
-            if qsd.get(key):
-                results[key] = qsd[key]
-        unknown = sorted(set(qsd) - _KNOWN_QUERY_KEYS)
-        if unknown:
+        values = split.values
+        results["user"], results["password"] = values["login"], values["password"]
+        results["host"] = values["user_id"]
+        results["targets"] = list(values.get("phones", ()))
+        for name in _TABLE_ARGS_BY_OPTION:
+            if name in values:
+                results[BY_NAME[name].url or name] = values[name]
+        if split.unknown:
             # Names only: a misspelt option's value might be a secret.
             apprise_logger.warning(
-                "Ignoring unknown Mobilgroup URL option(s): %s (known: %s).", ", ".join(unknown),
+                "Ignoring unknown Mobilgroup URL option(s): %s (known: %s).",
+                ", ".join(sorted(split.unknown)),
                 ", ".join(sorted(set(NotifyMobilgroup.template_args))))
         return results
 
 
-_KNOWN_QUERY_KEYS = frozenset(NotifyMobilgroup.template_args) | frozenset(
-    {"user", "password", "pass", "port", "tag", "redirect"})
-
-
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
-    if isinstance(value, bool):
-        raise ConfigurationError(name, value, "not a number", "give a number")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        whole = "whole " if kind is int else ""
-        raise ConfigurationError(name, value, "not a number", f"give a {whole}number") from None
 
 
 def _split_phones(targets: str | Iterable[str] | None) -> Iterator[str]:
@@ -501,16 +468,17 @@ def _describe_phones(phones: tuple[str, ...]) -> str:
     return f"{len(phones)} phone(s) ({shown}{more})"
 
 
-def _maybe_sent(exc: MobilgroupError) -> bool:
-    """Whether the failed request may have reached the gateway (then a retry reuses its id)."""
-    if isinstance(exc, TransportError):
-        return exc.maybe_sent
-    return isinstance(exc, ProtocolError)
-
-
 def _explain(exc: MobilgroupError) -> str:
     """One line that says what happened and what to do; never the password (no core error
     text carries it)."""
+    text = _what_happened(exc)
+    if exc.maybe_sent:
+        text += (f" It may have been sent (request id {exc.request_id}): a retry (retry= in the "
+                 f"URL) resends that id, and the gateway never sends it twice.")
+    return text
+
+
+def _what_happened(exc: MobilgroupError) -> str:
     if isinstance(exc, GatewayError):
         text = f"the gateway refused it with error {exc.code}: {exc.meaning}"
         if exc.request_id is not None:
@@ -530,10 +498,6 @@ def _explain(exc: MobilgroupError) -> str:
                 f"{MessageTooLong.code} ({MessageTooLong.meaning}); use overflow=split (the "
                 f"default) or overflow=truncate.")
     return f"refused before sending: {exc}."
-
-
-def _close(client: MobilgroupClient) -> None:
-    client.close()
 
 
 # --- registration -------------------------------------------------------------------------------

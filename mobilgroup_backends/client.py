@@ -43,7 +43,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .protocol import StatusReport, mask_phone
+from .protocol import DEFAULT_REGION, StatusReport, mask_phone
 from .transport import GatewayAdapter, attempt
 
 __all__ = ["MobilgroupClient", "SendResult", "backoff_delay", "sent_to_dict", "shared_client"]
@@ -122,15 +122,18 @@ class MobilgroupClient:
         backoff: float = 0.25,
         ca_bundle: str | None = None,
         allow_insecure_http: bool = False,
+        region: str = DEFAULT_REGION,
         session: requests.Session | None = None,
         pool_size: int = 16,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         settings = Settings(user_id=str(user_id), login=login, password=password, sender=sender,
                             endpoint=endpoint, timeout=timeout, retries=retries, backoff=backoff,
-                            allow_insecure_http=allow_insecure_http)
+                            allow_insecure_http=allow_insecure_http, region=region)
         self.credentials = protocol.Credentials(settings.user_id, login, password)
         self.sender = settings.sender
+        #: The country whose national numbers ``send`` understands (``8 903 ...``).
+        self.region = settings.region
         self.endpoint = settings.endpoint
         self.timeout = float(timeout)
         self.retries = retries
@@ -200,6 +203,7 @@ class MobilgroupClient:
             "sender": settings.sender, "endpoint": settings.endpoint,
             "timeout": settings.timeout, "retries": settings.retries,
             "backoff": settings.backoff, "allow_insecure_http": settings.allow_insecure_http,
+            "region": settings.region,
         }
         kwargs.update(overrides)
         return cls(settings.user_id, settings.login, settings.password, **kwargs)
@@ -264,7 +268,8 @@ class MobilgroupClient:
         try:
             numbers, text, alias, _, when, valid = protocol.check_message(
                 phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
-                valid_hours=valid_hours, replace_unencodable=replace_unencodable)
+                valid_hours=valid_hours, replace_unencodable=replace_unencodable,
+                region=self.region)
             alias = alias or self.sender
             body = protocol.build_send(self.credentials, phones=numbers, text=text,
                                        request_id=rid, sender=alias, transliterate=transliterate,
@@ -290,7 +295,7 @@ class MobilgroupClient:
 
         The gateway asks callers not to poll: ask once the message lifetime has run out.
         """
-        rid = protocol.check_request_id(request_id)
+        rid = protocol.check_request_id(request_id, new=False)
         body = protocol.build_status(self.credentials, rid, extended=extended)
         return self._call("status", body, rid, lambda data, *_: protocol.parse_status(data, rid))
 

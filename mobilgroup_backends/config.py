@@ -65,6 +65,8 @@ __all__ = [
     "redact_url",
     "resolve",
     "settings_from_env",
+    "split_url",
+    "url_text",
 ]
 
 logger = logging.getLogger("mobilgroup_backends.config")
@@ -196,6 +198,16 @@ def _text(label: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(label, value, "not a string", "give a text")
     return value
+
+
+def _budget(label: str, value: Any) -> str | None:
+    """A Redis URL (checked by the logging store, which masks its password), or unset."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(label, type(value).__name__, "not a string",
+                                 "give redis://HOST:PORT/DB?key=NAME")
+    return value.strip()
 
 
 def _secret(label: str, value: Any) -> str:
@@ -431,6 +443,10 @@ OPTIONS: tuple[Option, ...] = (
             setting="ALERT_FAILURE_BACKOFF", adapters=_ALERTS, in_settings=False),
     _option("prefix", "text", _text, "", "put in every alert SMS, e.g. the host",
             setting="ALERT_PREFIX", adapters=_ALERTS, in_settings=False),
+    _option("budget", "redis-url", _budget, None,
+            "one alert budget for every process using it: redis://HOST:PORT/DB?key=NAME; "
+            "unset: each process has its own", url=False, setting="ALERT_BUDGET",
+            adapters=_ALERTS, in_settings=False),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -497,7 +513,7 @@ class Settings:
         """
         password = MASK if privacy else quote(self.password, safe="")
         path = "".join("/" + phone for phone in self.phones)
-        query = [f"{option.url}={quote(_url_text(value), safe='')}"
+        query = [f"{option.url}={quote(url_text(value), safe='')}"
                  for option in OPTIONS if option.in_settings and option.url
                  and (value := getattr(self, option.name)) != option.default
                  and value is not None]
@@ -505,7 +521,8 @@ class Settings:
         return f"{SCHEME}://{quote(self.login, safe='')}:{password}@{self.user_id}{path}{tail}"
 
 
-def _url_text(value: Any) -> str:
+def url_text(value: Any) -> str:
+    """A setting's value as a URL writes it (``yes``/``no``, ``2.5``)."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -528,8 +545,8 @@ def redact_url(url: str) -> str:
 
     Errs on the side of hiding: with one ``@`` and a clean login, the login stays; with more
     than one ``@`` or characters that should have been percent-encoded, everything between
-    ``//`` and the last ``@`` is masked; a ``mobilgroup://`` URL with no ``@`` loses everything
-    after its login.
+    ``//`` and the last ``@`` is masked, and so is a user id that is not digits (it may be the
+    end of a password); a ``mobilgroup://`` URL with no ``@`` loses everything after its login.
     """
     if not isinstance(url, str):
         return f"<{type(url).__name__}>"
@@ -546,23 +563,47 @@ def redact_url(url: str) -> str:
         if not colon or is_port:
             return url  # host:port, not login:password (a mobilgroup:// URL has no port)
         return f"{prefix}{login}:{MASK}"
-    userinfo = rest[:at]
+    userinfo, after = rest[:at], rest[at + 1:]
     login, colon, _ = userinfo.partition(":")
     clean = rest.count("@") == 1 and _USERINFO.fullmatch(userinfo) is not None
     shown = f"{login}:{MASK}" if clean and colon else MASK
-    return f"{prefix}{shown}{rest[at:]}"
+    host = re.split(r"[/?#]", after, maxsplit=1)[0]
+    if scheme.lower() == f"{SCHEME}:" and not (host.isascii() and host.isdigit()):
+        # A user id that is not digits may be the end of a password whose '@' was not encoded.
+        after = MASK + after[len(host):]
+    return f"{prefix}{shown}@{after}"
 
 
 @dataclass(frozen=True)
-class _ParsedUrl:
-    """A URL split into raw option values by option name (nothing converted yet)."""
+class SplitUrl:
+    """A URL split into raw option values by option name (nothing converted yet), its Apprise
+    arguments, and (when asked to keep going) the options nobody knows."""
 
     values: dict[str, Any]
     extras: dict[str, str]
+    unknown: tuple[str, ...] = ()
 
 
-def _split_url(url: Any, source: str, extra_keys: frozenset[str] = frozenset()) -> _ParsedUrl:
-    """Split a ``mobilgroup://`` URL without ever showing its password in an error."""
+def _url_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Options of a URL its framework split already, by URL key or option name."""
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        option = BY_URL_KEY.get(key) or BY_NAME.get(key)
+        if option is None:
+            raise ConfigurationError(f"url option {key}", HIDDEN, "unknown option",
+                                     "remove it", source=source, option="url")
+        if value is not None and value != "":
+            result[option.name] = value
+    return result
+
+
+def split_url(url: Any, source: str = "url", extra_keys: frozenset[str] = frozenset(), *,
+              keep_unknown: bool = False) -> SplitUrl:
+    """Split a ``mobilgroup://`` URL without ever showing its password in an error.
+
+    An unknown option is refused, naming it and the known ones, unless ``keep_unknown`` (Apprise's
+    convention: warn and go on), when its name is returned in ``unknown``.
+    """
     if not isinstance(url, str):
         raise ConfigurationError(source, type(url).__name__, "not a string",
                                  f"give a {SCHEME}:// URL", option="url")
@@ -604,6 +645,7 @@ def _split_url(url: Any, source: str, extra_keys: frozenset[str] = frozenset()) 
                               "password": unquote(password)}
     phones = [unquote(piece) for piece in path.split("/") if piece]
     extras: dict[str, str] = {}
+    unknown: list[str] = []
     for key, value in parse_qsl(query, keep_blank_values=True):
         option = BY_URL_KEY.get(key)
         if key == "to":
@@ -613,6 +655,8 @@ def _split_url(url: Any, source: str, extra_keys: frozenset[str] = frozenset()) 
                 values[option.name] = value
         elif key in APPRISE_ARGS or key in extra_keys:
             extras[key] = value
+        elif keep_unknown:
+            unknown.append(key)
         else:
             known = ", ".join(sorted({*BY_URL_KEY, "to"}))
             raise ConfigurationError(
@@ -622,7 +666,7 @@ def _split_url(url: Any, source: str, extra_keys: frozenset[str] = frozenset()) 
                 source=None if source == "url" else source, option="url")
     if phones:
         values["phones"] = tuple(phones)
-    return _ParsedUrl(values, extras)
+    return SplitUrl(values, extras, tuple(unknown))
 
 
 def parse_url(url: str, *, extra_keys: frozenset[str] = frozenset()) -> tuple[Settings, dict[str, str]]:
@@ -710,7 +754,7 @@ def resolve(
     adapter: str,
     *,
     arguments: Mapping[str, Any] | None = None,
-    url: str | None = None,
+    url: str | Mapping[str, Any] | None = None,
     setting: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
@@ -736,8 +780,10 @@ def resolve(
         raise TypeError(f"unexpected keyword argument(s): {', '.join(strange)}; the known ones "
                         f"are url, {', '.join(BY_NAME)}")
     layers.append((ARGUMENT, {k: v for k, v in given.items() if k != "url"}))
-    if url is not None:
-        parsed = _split_url(url, url_source, extra_keys)
+    if isinstance(url, Mapping):  # a URL its framework split already (Apprise)
+        layers.append((URL, _url_values(url, url_source)))
+    elif url is not None:
+        parsed = split_url(url, url_source, extra_keys)
         layers.append((URL, parsed.values))
         extras.update(parsed.extras)
 
@@ -755,13 +801,13 @@ def resolve(
         layers.append((SETTING, {BY_SETTING[key].name: value for key, value in setting.items()
                                  if key != "URL" and value is not None and value != ""}))
         if setting.get("URL"):
-            parsed = _split_url(setting["URL"], f"{SETTING_NAME}['URL']", extra_keys)
+            parsed = split_url(setting["URL"], f"{SETTING_NAME}['URL']", extra_keys)
             layers.append((SETTING_URL, parsed.values))
             extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
 
     env_url = environ.get(ENV_URL, "").strip()
     if env_url:
-        parsed = _split_url(env_url, ENV_URL, extra_keys)
+        parsed = split_url(env_url, ENV_URL, extra_keys)
         layers.append((ENVIRONMENT_URL, parsed.values))
         extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
     env_values = {option.name: environ[option.env] for option in OPTIONS

@@ -274,13 +274,15 @@ def exit_code(exc: MobilgroupError) -> int:
     return _kind(exc)[1]
 
 
-def error_to_dict(exc: MobilgroupError) -> dict[str, Any]:
+def error_to_dict(exc: MobilgroupError, context: Context = "python") -> dict[str, Any]:
     """The JSON shape of a failure, as both command-line tools print it with ``--json``.
 
     ``error`` is ``invalid`` (nothing was sent), ``refused`` (the gateway's ``code``) or
     ``unreachable``; ``maybe_sent`` and ``request_id`` say whether and how a resend is safe.
+    The message's hint names what exists in ``context`` (a flag, a setting, a keyword).
     """
-    payload: dict[str, Any] = {"ok": False, "error": _kind(exc)[0], "message": str(exc)}
+    payload: dict[str, Any] = {"ok": False, "error": _kind(exc)[0],
+                               "message": exc.describe(context)}
     if isinstance(exc, GatewayError):
         payload["code"] = exc.code
     if isinstance(exc, ValidationError):

@@ -347,6 +347,17 @@ def text_limit(transliterate: bool) -> int:
     return MAX_TEXT_TRANSLIT if transliterate else MAX_TEXT_UNICODE
 
 
+# How to ask for '?' instead of an unencodable character, and for a long text to be split, in
+# the words of each place an error is shown (see errors.ValidationError.hint_for).
+_REPLACE_HINTS = {"python": "remove it, or pass replace_unencodable=True to send it as '?'",
+                  "cli": "remove it, or add --replace-unencodable to send it as '?'",
+                  "django": "remove it, or set MOBILGROUP['REPLACE_UNENCODABLE'] = True to send "
+                            "it as '?'"}
+_SPLIT_HINTS = {"python": "shorten it, or cut it into parts with fit_text()",
+                "cli": "shorten it, or add --split or --truncate",
+                "django": "shorten it, or set MOBILGROUP['LONG_MESSAGES'] = 'split'"}
+
+
 def check_text(text: str, *, transliterate: bool = True, replace: bool = False) -> str:
     """The message text, checked for length and for what windows-1251 can carry.
 
@@ -367,7 +378,7 @@ def check_text(text: str, *, transliterate: bool = True, replace: bool = False) 
             raise ValidationError(
                 "text", _preview(text),
                 f"control character {bad.group()!r} at position {bad.start()} cannot be sent",
-                "remove it, or ask for replacement (replace=True)")
+                _REPLACE_HINTS["python"], hints=_REPLACE_HINTS)
         try:
             text.encode(ENCODING)
         except UnicodeEncodeError as exc:
@@ -376,14 +387,14 @@ def check_text(text: str, *, transliterate: bool = True, replace: bool = False) 
                 "text", _preview(text),
                 f"character {char!r} (U+{ord(char):04X}) at position {exc.start} "
                 f"cannot be encoded in windows-1251",
-                "remove it, or ask for replacement with '?' (replace=True)") from None
+                _REPLACE_HINTS["python"], hints=_REPLACE_HINTS) from None
     limit = text_limit(transliterate)
     if len(text) > limit:
         mode = "with" if transliterate else "without"
         raise ValidationError(
             "text", _preview(text),
             f"{len(text)} characters, the gateway allows {limit} {mode} transliteration",
-            "shorten it, or split it into parts (fit_text / the adapters' split option)")
+            _SPLIT_HINTS["python"], hints=_SPLIT_HINTS)
     return text
 
 
@@ -413,7 +424,8 @@ def check_schedule(schedule: datetime | str | None) -> str | None:
             return schedule.strip()
     raise ValidationError(
         "schedule", schedule, "not a date and time the gateway understands",
-        "pass a datetime, or a string 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)")
+        "pass a datetime, or a string 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)",
+        hints={"cli": "give --schedule 'YYYY-MM-DD HH:MM' (24-hour clock, Moscow time)"})
 
 
 def check_valid_hours(valid_hours: int | None) -> int | None:
@@ -434,8 +446,12 @@ def check_valid_hours(valid_hours: int | None) -> int | None:
     return valid_hours
 
 
-def check_request_id(request_id: int | str) -> int:
-    """A request id: a positive number of at most 18 digits."""
+def check_request_id(request_id: int | str, *, new: bool = True) -> int:
+    """A request id: a positive number of at most 18 digits (ASCII digits only).
+
+    ``new`` says the id is for a new request (a send), where leaving it out is the fix; else it
+    names a request sent before (a status query).
+    """
     value: int | None = None
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         value = request_id
@@ -449,9 +465,14 @@ def check_request_id(request_id: int | str) -> int:
         elif isinstance(request_id, int) and request_id.bit_length() > 200:
             # repr() of a number of thousands of digits raises: describe it instead.
             shown = f"<a number of about {int(request_id.bit_length() * 0.30103) + 1} digits>"
+        problem = "the gateway takes a positive number of at most 18 digits"
+        if not new:
+            raise ValidationError("request_id", shown, problem,
+                                  "give the request id the send was accepted with")
         raise ValidationError(
-            "request_id", shown, "the gateway takes a positive number of at most 18 digits",
-            "leave it unset to have one generated, or pass e.g. your database row id")
+            "request_id", shown, problem,
+            "leave it unset to have one generated, or pass e.g. your database row id",
+            hints={"cli": "leave --id out to have one generated"})
     return value
 
 
@@ -519,12 +540,14 @@ def check_message(
     schedule: datetime | str | None = None,
     valid_hours: int | None = None,
     replace_unencodable: bool = False,
+    region: str = DEFAULT_REGION,
 ) -> Message:
     """Every argument of a send checked, before it can cost a request: ``MobilgroupClient.send``
     calls this, and so does anything that queues a message to send later, so that bad input is
-    refused in the caller rather than when a worker gets to it."""
+    refused in the caller rather than when a worker gets to it. ``region`` decides how national
+    numbers (``8 903 ...``) are read; the result holds international ones."""
     return Message(
-        normalize_phones(phones),
+        normalize_phones(phones, region=region),
         check_text(text, transliterate=transliterate, replace=replace_unencodable),
         check_sender(sender), bool(transliterate), check_schedule(schedule),
         check_valid_hours(valid_hours))

@@ -197,3 +197,17 @@ def test_the_demo_keeps_the_inbox_open(programs: list[Program]) -> None:
         client.send("79039587454", "ещё одно")
     program.until(r"send id \d+ to 7903\*\*\*\*\*54 -> 0 OK")
     assert len(requests.get(page + "api/messages", timeout=10).json()) == 5
+
+
+def test_the_emulator_command_stays_light() -> None:
+    """``mobilgroup emulator`` loads neither an HTTP client library nor a framework."""
+    code = ("import sys\n"
+            "from mobilgroup_backends.cli import _parser\n"
+            "import mobilgroup_backends.cli.emulator, mobilgroup_backends.emulator\n"
+            "_parser().parse_args(['emulator', '--port', '0'])\n"
+            "print(sorted(m for m in ('requests', 'urllib3', 'django', 'apprise') "
+            "if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -8,6 +8,8 @@ test_django_outbox_processes.py.
 
 from __future__ import annotations
 
+import _thread
+import threading
 from collections import Counter
 from datetime import timedelta
 from io import StringIO
@@ -21,6 +23,7 @@ from django.utils import timezone
 
 from mobilgroup_backends.django.models import OutboxMessage, SmsRequest
 from mobilgroup_backends.django.outbox import deliver, enqueue, sweep
+from mobilgroup_backends.django.tasks import track_due
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ValidationError
 from tests.django_project.helpers import gateway_settings
@@ -148,6 +151,25 @@ def test_a_gateway_refusal_marks_the_row_rejected(gateway: Emulator) -> None:
     assert sweep(stale_after=timedelta(0)).tried == 0  # never tried again by itself
 
 
+def test_a_rejected_row_is_queued_again_from_the_admin(gateway: Emulator,
+                                                       admin_client: Any) -> None:
+    gateway.account.balance = 0
+    row = enqueue(PHONE, "no money yet")
+    page = admin_client.get("/admin/mobilgroup/outboxmessage/", {"state": "rejected"})
+    assert page.status_code == 200 and str(row.request_id) in page.content.decode()
+    gateway.account.balance = 100
+
+    done = admin_client.post("/admin/mobilgroup/outboxmessage/",
+                             {"action": "queue_again", "_selected_action": [row.pk]}, follow=True)
+
+    assert "1 message(s) queued again." in done.content.decode()
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.ACCEPTED and row.attempts == 2
+    assert sent_ids(gateway) == {row.request_id: 1}
+    assert admin_client.get(f"/admin/mobilgroup/outboxmessage/{row.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/mobilgroup/outboxmessage/add/").status_code == 403
+
+
 def test_a_row_past_not_after_expires_instead_of_going_out(gateway: Emulator,
                                                            lost_enqueues: None) -> None:
     late = enqueue(PHONE, "code 1111", not_after=timedelta(seconds=-1))
@@ -158,6 +180,25 @@ def test_a_row_past_not_after_expires_instead_of_going_out(gateway: Emulator,
     assert late.state == OutboxMessage.EXPIRED
     assert deliver(late.pk) == OutboxMessage.EXPIRED  # a late task does nothing either
     assert sent_ids(gateway) == {due.request_id: 1}
+
+
+def test_past_not_after_the_gateway_is_asked_whether_an_earlier_attempt_got_through(
+        gateway: Emulator) -> None:
+    gateway.faults.next("close_after")  # the gateway has it; the answer is lost
+    reached = enqueue(PHONE, "code 3333")
+    gateway.faults.next("close_before")  # this one never arrived
+    missed = enqueue(PHONE, "code 4444")
+    assert {r.state for r in OutboxMessage.objects.all()} == {OutboxMessage.PENDING}
+    OutboxMessage.objects.update(not_after=timezone.now())
+
+    result = sweep()  # not stale yet, but past not_after: settled now, and nothing is sent
+
+    assert result.accepted == [reached.request_id] and result.expired == 1
+    reached.refresh_from_db()
+    missed.refresh_from_db()
+    assert (reached.state, missed.state) == (OutboxMessage.ACCEPTED, OutboxMessage.EXPIRED)
+    assert sent_ids(gateway) == {reached.request_id: 1}
+    assert gateway.status_queries(reached.request_id) == 1
 
 
 def test_a_leased_row_is_left_to_its_holder(gateway: Emulator, lost_enqueues: None) -> None:
@@ -191,6 +232,34 @@ def test_the_sweeper_command(gateway: Emulator, lost_enqueues: None) -> None:
     call_command("mobilgroup", "outbox", "--stale-after", "0", stdout=out)
     assert "Sent 2 pending message(s): 2 accepted" in out.getvalue()
     assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+
+
+def test_the_sweeper_loop_runs_until_stopped(gateway: Emulator, lost_enqueues: None) -> None:
+    rows = [enqueue(PHONE, f"n{n}") for n in range(2)]
+    stop = threading.Timer(3.0, _thread.interrupt_main)  # Ctrl-C after a few passes
+    out = StringIO()
+    stop.start()
+    try:
+        call_command("mobilgroup", "outbox", "--stale-after", "0", "--loop", "--interval", "0.2",
+                     stdout=out)
+    finally:
+        stop.cancel()
+    passes = out.getvalue().splitlines()
+    assert passes[0].startswith("Sent 2 pending message(s): 2 accepted")
+    assert len(passes) > 2 and all(p.startswith("Sent 0 ") for p in passes[1:])
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+
+
+def test_the_track_due_task(gateway: Emulator, settings: Any) -> None:
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True}
+    row = enqueue([PHONE, OTHER], "tracked")
+    gateway.clock.advance(timedelta(hours=2))
+    SmsRequest.objects.update(report_due_at=timezone.now())
+    result = track_due.enqueue()  # the immediate backend runs it here
+    assert result.return_value == {"polled": 1, "complete": 1, "pending": 0, "expired": 0,
+                                   "unknown": 0, "failed": 0, "changed": 2}
+    assert gateway.status_queries(row.request_id) == 1
+    assert SmsRequest.objects.get().state == SmsRequest.COMPLETE
 
 
 # --- QueuedSmsBackend ---------------------------------------------------------------------------

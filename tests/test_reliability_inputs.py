@@ -136,7 +136,7 @@ ROWS: list[Row] = [
         "no phone to send alerts to"),
     Row("handler", "`phones='123'`", lambda _: _handler(url=U, phones="123"),
         errors.ConfigurationError, "phones='123': not a phone number"),
-    Row("handler", "`level='LOUD'`", lambda _: _handler(level="LOUD"), ValueError,
+    Row("handler", "`level='LOUD'`", lambda _: _handler(level="LOUD"), errors.ConfigurationError,
         "Unknown level: 'LOUD'"),
 ]
 
@@ -227,13 +227,13 @@ def test_the_docs_table_lists_every_row() -> None:
 APPRISE_ROWS: list[tuple[str, str, str]] = [
     ("`?sender=Far%20too%20long`", f"/{P}?sender=Far%20too%20long",
      "sender='Far too long': the gateway accepts only latin letters"),
-    ("`?valid=100`", f"/{P}?valid=100", "valid_hours=100: out of range"),
+    ("`?valid=100`", f"/{P}?valid=100", "valid=100: out of range"),
     ("`?translit=maybe`", f"/{P}?translit=maybe", "translit='maybe': not a yes/no value"),
     ("`?timeout=abc`", f"/{P}?timeout=abc", "timeout='abc': not a number"),
     ("`?retries=50`", f"/{P}?retries=50", "give a whole number from 0 to 10"),
     ("no phone", "", "no valid phone number to send to"),
     ("`/123`", "/123", "Dropped invalid Mobilgroup phone number(s): '123'"),
-    ("no password", "", "a login and a password are required"),
+    ("no password", "", "login and password are missing"),
     ("`?sendr=x` (a typo)", f"/{P}?sendr=x", "Ignoring unknown Mobilgroup URL option(s): sendr"),
 ]
 APPRISE_DOC_ROWS = APPRISE_ROWS

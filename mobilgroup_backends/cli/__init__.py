@@ -32,6 +32,7 @@ from .output import (
 
 if TYPE_CHECKING:
     from ..client import MobilgroupClient
+    from ..config import Settings
     from ..protocol import StatusReport
 
 #: ``status --wait`` gave up (``--timeout``) before every recipient had a final status.
@@ -67,6 +68,9 @@ def add_gateway_options(sub: argparse.ArgumentParser) -> None:
                                       "users can see it in the process list: prefer --url-file")
     source.add_argument("--url-file", metavar="FILE",
                         help="read the mobilgroup:// URL from the first line of FILE")
+    sub.add_argument("--allow-insecure-http", action="store_true", default=None,
+                     help="allow a plain http:// endpoint outside this machine, e.g. an emulator "
+                          "reached as a container service (the password travels unencrypted)")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -138,13 +142,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client(args: argparse.Namespace, **overrides: Any) -> MobilgroupClient:
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of a gateway command: its flags > ``--url`` (or ``--url-file``) > the
+    environment > the defaults, by the same resolver as every adapter."""
+    from ..config import resolve
+
+    flags = {"allow_insecure_http": args.allow_insecure_http,
+             "valid_hours": getattr(args, "valid", None) if args.handler is _send else None,
+             "transliterate": False if getattr(args, "no_translit", False) else None}
+    url = _url(args)
+    source = "--url-file" if getattr(args, "url_file", None) else "--url"
+    return resolve("cli", arguments=flags, url=url, url_source=source).settings
+
+
+def _client(args: argparse.Namespace, settings: Settings | None = None,
+            **options: Any) -> MobilgroupClient:
+    """The client of a gateway command; ``options`` are the client's own (``pool_size``)."""
     from ..client import MobilgroupClient
 
-    url = _url(args)
-    if url is not None:
-        return MobilgroupClient.from_url(url, **overrides)
-    return MobilgroupClient.from_env(**overrides)
+    return MobilgroupClient.from_settings(settings or _settings(args), **options)
 
 
 def _url(args: argparse.Namespace) -> str | None:
@@ -179,17 +195,19 @@ def _send(args: argparse.Namespace) -> int:
     from ..client import sent_to_dict
     from ..protocol import message_parts
 
-    with _client(args) as client:
+    settings = _settings(args)
+    with _client(args, settings) as client:
         text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
         # One string: the client splits it on commas, so "79031234567,79231234567" works too.
         phones = ",".join(args.phones)
-        parts = message_parts(text, transliterate=not args.no_translit,
+        parts = message_parts(text, transliterate=settings.transliterate,
                               long_messages=args.long_messages)
         if len(parts) > 1 and args.request_id:
             raise ValidationError("--id", args.request_id, f"the text goes out as {len(parts)} "
                                   "messages, each needs its own id", "leave --id out")
         results = [client.send(phones, part, sender=args.sender, schedule=args.schedule,
-                               valid_hours=args.valid, transliterate=not args.no_translit,
+                               valid_hours=settings.valid_hours,
+                               transliterate=settings.transliterate,
                                request_id=args.request_id, resend=args.resend,
                                replace_unencodable=args.replace_unencodable)
                    for part in parts]

@@ -41,9 +41,9 @@ def print_json(payload: dict[str, Any], out: TextIO | None = None) -> None:
 def print_error(exc: MobilgroupError, as_json: bool) -> int:
     """Show ``exc`` once (JSON on standard output, or one line on standard error); its exit code."""
     if as_json:
-        print_json(error_to_dict(exc))
+        print_json(error_to_dict(exc, "cli"))
     else:
-        print(f"mobilgroup: {exc}", file=sys.stderr, flush=True)
+        print(f"mobilgroup: {exc.describe('cli')}", file=sys.stderr, flush=True)
         if exc.maybe_sent and exc.request_id is not None:
             print(f"mobilgroup: it may have been sent; to make sure it goes out exactly once, "
                   f"repeat the same command with --id {exc.request_id} --resend", file=sys.stderr,

@@ -1,4 +1,5 @@
-"""A read-only admin for delivery tracking records, filtered by status and date."""
+"""A read-only admin for the outbox and the delivery tracking records, filtered by state and
+date; rejected or expired outbox messages can be queued again."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from .models import SmsRecipient, SmsRequest
+from .models import OutboxMessage, SmsRecipient, SmsRequest
 
 
 class _ReadOnly:
@@ -61,3 +62,24 @@ class SmsRecipientAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("phone", "=request__request_id")
     list_select_related = ("request",)
     readonly_fields = ("request", "phone", "status", "status_time", "updated_at")
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("request_id", "state", "created_at", "accepted_at", "attempts", "not_after",
+                    "last_error")
+    list_filter = ("state", "created_at", "accepted_at")
+    date_hierarchy = "created_at"
+    search_fields = ("=request_id", "text")
+    readonly_fields = ("request_id", "phones", "text", "options", "part", "parts",
+                       "track_delivery", "state", "attempts", "last_error", "not_after",
+                       "leased_until", "created_at", "updated_at", "accepted_at", "tracking")
+    exclude = ("lease_token",)
+    actions = ("queue_again",)
+
+    @admin.action(description="Queue the selected rejected or expired messages again")
+    def queue_again(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
+        from .outbox import requeue
+
+        count = requeue(queryset)
+        self.message_user(request, f"{count} message(s) queued again.")

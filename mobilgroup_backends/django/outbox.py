@@ -24,6 +24,7 @@ answers the copy with error 7 and the message is recorded as accepted, sent once
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Iterable
@@ -37,19 +38,26 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import protocol
-from ..client import MobilgroupClient
-from ..errors import ConfigurationError, GatewayError, MobilgroupError, ValidationError
+from ..client import MobilgroupClient, SendResult
+from ..errors import (
+    ConfigurationError,
+    GatewayError,
+    MobilgroupError,
+    UnknownRequestId,
+    ValidationError,
+)
 from .models import OutboxMessage
 from .settings import load_config
 from .workers import worker_client
 
-__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "sweep"]
+__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "requeue", "sweep"]
 
 logger = logging.getLogger("mobilgroup_backends.django.outbox")
 
 #: How long a row may stay pending before the sweeper sends it itself: long enough for a task
 #: backend under load to get to it first, short enough for one-time codes.
 DEFAULT_STALE_AFTER = timedelta(minutes=5)
+EXPIRED_ERROR = "not sent before not_after"
 
 
 def enqueue(phones: str | Iterable[str], text: str, *,
@@ -71,7 +79,7 @@ def enqueue(phones: str | Iterable[str], text: str, *,
     send_options.setdefault("transliterate", core.transliterate)
     send_options.setdefault("valid_hours", core.valid_hours)
     send_options.setdefault("replace_unencodable", config.replace_unencodable)
-    message = protocol.check_message(phones, text, **send_options)
+    message = protocol.check_message(phones, text, region=core.region, **send_options)
     if isinstance(not_after, timedelta):
         not_after = timezone.now() + not_after
     row: OutboxMessage = OutboxMessage.objects.create(
@@ -89,6 +97,21 @@ def enqueue(phones: str | Iterable[str], text: str, *,
     transaction.on_commit(lambda: _queue(row.pk), using=router.db_for_write(OutboxMessage),
                           robust=True)
     return row
+
+
+def requeue(rows: Iterable[OutboxMessage]) -> int:
+    """Queue rejected or expired rows again, with their own request ids (the gateway never
+    registered them), once the cause is fixed (money added, the account unblocked). Their
+    ``not_after`` is cleared. How many were queued."""
+    alias = router.db_for_write(OutboxMessage)
+    pks = [row.pk for row in rows if row.state in (OutboxMessage.REJECTED, OutboxMessage.EXPIRED)]
+    with transaction.atomic(using=alias):
+        count = int(OutboxMessage.objects.filter(
+            pk__in=pks, state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
+            state=OutboxMessage.PENDING, not_after=None, updated_at=timezone.now()))
+        for pk in pks:
+            transaction.on_commit(functools.partial(_queue, pk), using=alias, robust=True)
+    return count
 
 
 def _queue(pk: int) -> None:
@@ -121,8 +144,7 @@ def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
         return "leased" if state == OutboxMessage.PENDING else str(state or "missing")
     row = OutboxMessage.objects.get(pk=pk)
     if row.not_after is not None and now >= row.not_after:
-        _finish(row, token, OutboxMessage.EXPIRED, "not sent before not_after")
-        return OutboxMessage.EXPIRED
+        return _expire(client, row, token)
     try:
         result = client.send(row.phones, row.text, request_id=row.request_id, resend=True,
                              **row.options)
@@ -142,7 +164,31 @@ def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
     except BaseException:
         _finish(row, token, OutboxMessage.PENDING, "interrupted")
         raise
-    # The outcome and its tracking record go in together (one statement needs no transaction).
+    return _accepted(row, token, result)
+
+
+def _expire(client: MobilgroupClient, row: OutboxMessage, token: str) -> str:
+    """Past ``not_after``: never send. But an earlier attempt may have reached the gateway with
+    its answer lost; the gateway's status of the request id says whether it did."""
+    if row.attempts <= 1:  # this run's claim is the first attempt: nothing went out before
+        _finish(row, token, OutboxMessage.EXPIRED, EXPIRED_ERROR)
+        return OutboxMessage.EXPIRED
+    try:
+        client.status(row.request_id, extended=False)
+    except UnknownRequestId:
+        _finish(row, token, OutboxMessage.EXPIRED, EXPIRED_ERROR)
+        return OutboxMessage.EXPIRED
+    except MobilgroupError as exc:
+        _finish(row, token, OutboxMessage.PENDING, f"past not_after, status unknown: {exc}")
+        return OutboxMessage.PENDING
+    sent = SendResult(request_id=row.request_id, phones=tuple(row.phones), text=row.text,
+                      sender=row.options.get("sender") or client.sender, accepted_earlier=True)
+    return _accepted(row, token, sent)
+
+
+def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
+    """Record that the gateway has the request, with its tracking record, in one transaction."""
+    # One statement needs no transaction of its own.
     with (transaction.atomic(using=router.db_for_write(OutboxMessage)) if row.track_delivery
           else contextlib.nullcontext()):
         if not _finish(row, token, OutboxMessage.ACCEPTED, "", accepted_at=timezone.now()):
@@ -205,9 +251,11 @@ def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = N
     free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
     pending = OutboxMessage.objects.filter(free, state=OutboxMessage.PENDING)
     result = SweepResult()
-    result.expired = pending.filter(not_after__lte=now).update(
-        state=OutboxMessage.EXPIRED, last_error="not sent before not_after", updated_at=now)
-    stale = list(pending.filter(updated_at__lte=now - stale_after).order_by("updated_at")
+    # Never tried: expired at once. Tried before: deliver() asks the gateway whether it has it.
+    result.expired = pending.filter(not_after__lte=now, attempts=0).update(
+        state=OutboxMessage.EXPIRED, last_error=EXPIRED_ERROR, updated_at=now)
+    due = Q(updated_at__lte=now - stale_after) | Q(not_after__lte=now)
+    stale = list(pending.filter(due).order_by("updated_at")
                  .values_list("pk", "request_id")[:limit])
     if concurrency <= 1 or len(stale) <= 1:
         outcomes = [(request_id, deliver(pk, client=client)) for pk, request_id in stale]

@@ -73,7 +73,7 @@ class QueuedSmsBackend(SmsBackend):
         config = self.config
         core = config.settings
         try:
-            phones = normalize_phones(_recipients(message))
+            phones = normalize_phones(_recipients(message), region=self.config.settings.region)
             sender = self.sender_for(message)
             parts = self._fit(_body(message))
             # All parts of a text or none: a half-queued text would arrive cut.

@@ -42,6 +42,9 @@ FAULT_MEANINGS = {
     "garbage": "processed, answered with a body that is not XML",
     "body": "answered with a body set by a test (not processed)",
     "oversized": "answered with an endless body (not processed)",
+    "trickle_headers": "processed, answer headers sent one byte at a time",
+    "tls_corrupt_after": "processed, then a TLS record that cannot be decrypted",
+    "restart": "processed, then closed, and new connections refused for a while",
 }
 
 #: Accepted messages this close together (emulator clock) may be pieces of one split text.

@@ -10,6 +10,7 @@ granted), so a site open in the same browser cannot clear the outbox or switch f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -82,7 +83,7 @@ class Web:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        self._routes: dict[tuple[str, str], Any] = {
+        self._routes: dict[tuple[str, str], Callable[[HttpRequest], Any]] = {
             ("GET", "/api/state"): self._state,
             ("GET", "/api/messages"): self._messages,
             ("GET", "/api/accounts"): lambda request: inbox.accounts(self.emulator),
@@ -124,10 +125,11 @@ class Web:
 
     def _route(self, method: str, request: HttpRequest) -> Any:
         path = request.path.rstrip("/")
-        if method == "POST" and "application/json" not in request.headers.get("content-type", ""):
-            raise ApiError(415, "send changes as JSON with 'Content-Type: application/json'")
         handler = self._routes.get((method, path))
         if handler is not None:
+            if method == "POST" and "application/json" not in request.headers.get("content-type",
+                                                                                  ""):
+                raise ApiError(415, "send changes as JSON with 'Content-Type: application/json'")
             return handler(request)
         if path.startswith("/api/messages/") and method == "GET":
             return self._message(request, path.removeprefix("/api/messages/"))

@@ -156,8 +156,7 @@ def _render(cells: dict[str, str], template: str, fields: tuple[str, ...],
 
 
 def _reason(exc: ValidationError) -> str:
-    hint = exc.fix.replace("(replace=True)", "(--replace-unencodable)").replace(
-        "(fit_text / the adapters' split option)", "(--split or --truncate)")
+    hint = exc.hint_for("cli")
     return f"{exc.field} {exc.value!r}: {exc.problem}" + (f"; {hint}" if hint else "")
 
 

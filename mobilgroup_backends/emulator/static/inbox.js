@@ -4,6 +4,8 @@
 "use strict";
 
 const POLL_MS = 800;
+// The newest messages shown; older ones stay in the API (and in search results).
+const PAGE_SIZE = 200;
 const STATUS_LABELS = {
   queued: "queued",
   sent: "sent",
@@ -134,7 +136,9 @@ function drawMessages(data) {
   const list = $("messages");
   list.replaceChildren(...data.messages.map((m) => drawMessage(m, today)));
   const shown = data.messages.length;
-  $("count").textContent = page.query ? `${shown} found of ${data.total}` : `${data.total} message${data.total === 1 ? "" : "s"}`;
+  const total = `${data.total} message${data.total === 1 ? "" : "s"}`;
+  if (page.query) $("count").textContent = `${shown} found of ${data.total}`;
+  else $("count").textContent = shown < data.total ? `newest ${shown} of ${total}` : total;
   $("empty").hidden = data.total > 0;
   page.firstDraw = false;
 }
@@ -214,7 +218,7 @@ function setLive(ok, text) {
 async function refresh() {
   clearTimeout(page.timer);
   try {
-    draw(await api(`/api/state?q=${encodeURIComponent(page.query)}`));
+    draw(await api(`/api/state?limit=${PAGE_SIZE}&q=${encodeURIComponent(page.query)}`));
     setLive(true, "live");
   } catch (error) {
     setLive(false, "emulator not reachable, retrying");

@@ -119,7 +119,7 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             self._fail(options, {"ok": False, "error": "invalid", "message": str(exc)}, EXIT_USAGE)
         except MobilgroupError as exc:
-            self._fail(options, error_to_dict(exc), exit_code(exc))
+            self._fail(options, error_to_dict(exc, "django"), exit_code(exc))
 
     def _fail(self, options: dict[str, Any], payload: dict[str, Any], code: int) -> NoReturn:
         if not options.get("json"):
@@ -178,17 +178,19 @@ class Command(BaseCommand):
                           f"request id {ids}")
 
     def _repeat(self, options: dict[str, Any], run: Callable[[MobilgroupClient], None]) -> None:
-        """One run, or with ``--loop`` one every ``--interval`` seconds until interrupted."""
+        """One run, or with ``--loop`` one every ``--interval`` seconds until interrupted (Ctrl-C
+        or SIGINT stops it cleanly, between runs or in one: claims are released or run out)."""
         with self._client() as client:
-            while True:
-                started = time.monotonic()
+            if not options["loop"]:
                 run(client)
-                if not options["loop"]:
-                    return
-                try:
+                return
+            try:
+                while True:
+                    started = time.monotonic()
+                    run(client)
                     time.sleep(max(0.0, options["interval"] - (time.monotonic() - started)))
-                except KeyboardInterrupt:
-                    return
+            except KeyboardInterrupt:
+                return
 
     def _outbox(self, options: dict[str, Any]) -> None:
         from ...outbox import sweep
