@@ -11,8 +11,10 @@ network::
         assert gateway.outbox.wait_for(1)
         assert gateway.outbox[0].text == "hello"
 
-See ``docs/emulator.md`` for accounts, the clock and the delivery lifecycle, the error
-precedence, quirky mode, faults and TLS. The pytest fixture ``mobilgroup_emulator`` comes from
+Every other path serves the inbox page (``/``: each accepted message with its delivery
+timeline, the clock, faults) and its JSON API (``/api/...``). See ``docs/emulator.md`` for the
+page and the API, accounts, the clock and the delivery lifecycle, the error precedence, quirky
+mode, faults, TLS and the request log. The pytest fixture ``mobilgroup_emulator`` comes from
 :mod:`mobilgroup_backends.emulator.pytest_plugin`.
 """
 
