@@ -11,6 +11,11 @@ network::
         assert gateway.outbox.wait_for(1)
         assert gateway.outbox[0].text == "hello"
 
+The emulator is a second, independent reading of the gateway's protocol: it states the facts it
+serves (text limits, lifetimes, status codes, encoding, time zone, time format) itself instead of
+importing the client's, so that a mistake in the client's reading fails the tests instead of
+being served back to it. One test checks that both readings agree.
+
 See ``docs/emulator.md`` for accounts, the clock and the delivery lifecycle, the error
 precedence, quirky mode, faults and TLS. The pytest fixture ``mobilgroup_emulator`` comes from
 :mod:`mobilgroup_backends.emulator.pytest_plugin`.
