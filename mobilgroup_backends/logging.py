@@ -319,6 +319,8 @@ class SmsHandler(logging.Handler):
         self._sent_at: deque[float] = deque()
         self._seen: OrderedDict[tuple[int, str, str], _Seen] = OrderedDict()
         self._pending = _Pending()
+        #: SMS that may have reached the gateway, with their ids, to be resent (resend=True).
+        self._unsure: deque[tuple[str, int]] = deque()
         self._dropped_reported = 0
         self._failures = 0
         self._pause_until = 0.0
@@ -529,7 +531,7 @@ class SmsHandler(logging.Handler):
 
     def _next_timer(self) -> float | None:
         """Seconds until a held-back summary may go out; None when there is nothing to send."""
-        if self._pending.count == 0:
+        if self._pending.count == 0 and not self._unsure:
             return None
         now = self._clock()
         return max(self._budget_opens(now), self._pause_until) - now
@@ -562,7 +564,8 @@ class SmsHandler(logging.Handler):
             self._pending.add(item)
             return
         repeats = seen.repeats if seen is not None else 0
-        if self._deliver(lambda: self._shape(item, repeats)):
+        delivered = self._deliver(lambda: self._shape(item, repeats))
+        if delivered is not False:  # sent, or kept to be resent under its id
             self._seen[key] = _Seen(self._clock())
             self._seen.move_to_end(key)
             while len(self._seen) > self.dedupe_size:
@@ -576,6 +579,7 @@ class SmsHandler(logging.Handler):
         with self._mutex:
             dropped, last_dropped = self._dropped, self._last_dropped
             caught_up = not self._queue
+        self._resend_unsure(final=final)
         pending = self._pending
         if final:
             # Repeats the dedupe held back and no later copy reported: the exit summary counts
@@ -594,28 +598,50 @@ class SmsHandler(logging.Handler):
         now = self._clock()
         if not final and (now < self._pause_until or self._budget_opens(now) > now):
             return
-        if self._deliver(lambda: self._summary_text(pending)):
+        if self._deliver(lambda: self._summary_text(pending)) is not False:
             self._summaries += 1
             self._pending = _Pending()
 
-    def _deliver(self, text: Callable[[], str]) -> bool:
-        """One SMS to the alert phones; False (and the failure accounted) when it did not go.
+    def _resend_unsure(self, *, final: bool) -> None:
+        """Resend, under their own ids, the SMS that may have reached the gateway: the client
+        then takes "already sent" as accepted, so none goes out twice and none is lost."""
+        while self._unsure and (final or self._clock() >= self._pause_until):
+            text, request_id = self._unsure.popleft()
+            outcome = self._deliver(lambda: text, request_id=request_id)  # noqa: B023 - called now
+            if outcome is None:  # still unknown: again after the pause, or at exit
+                self._unsure.appendleft((text, request_id))
+                return
+            if outcome is False:
+                self._failed += 1  # refused for good (e.g. the account): counted, not retried
+
+    def _deliver(self, text: Callable[[], str], *, request_id: int | None = None) -> bool | None:
+        """One SMS to the alert phones: True when accepted, False (and the failure accounted)
+        when surely not sent, None when it may have reached the gateway: it is then kept with
+        its request id and resent with ``resend=True`` once the pause ends (or at exit).
 
         The text is made after the client, so that settings read late (from Django) decide its
         length limit. A failure pauses sending for ``failure_backoff`` seconds, doubling with
         each further failure in a row; the summary that follows the pause is the probe.
         """
+        resend = request_id is not None
+        rid = request_id if request_id is not None else protocol.new_request_id()
+        message = ""
         try:
             if self._client is None:
                 self._client = self._make_client()
-            self._client.send(self._phones, text(), transliterate=self._transliterate,
-                              replace_unencodable=True)
+            message = text()
+            self._client.send(self._phones, message, transliterate=self._transliterate,
+                              replace_unencodable=True, request_id=rid, resend=resend)
         except Exception as exc:
             self._failures += 1
             if self._failures == 1:
                 self._report(exc, "an alert SMS could not be sent")
             pause = min(self.failure_backoff * 2 ** (self._failures - 1), MAX_FAILURE_PAUSE)
             self._pause_until = self._clock() + max(pause, MIN_FAILURE_PAUSE)
+            if isinstance(exc, MobilgroupError) and exc.maybe_sent and message:
+                if not resend:
+                    self._unsure.append((message, rid))
+                return None  # the client keeps maybe_sent for a failed resend too
             return False
         self._failures = 0
         self._pause_until = 0.0
