@@ -8,8 +8,6 @@ test_django_outbox_processes.py.
 
 from __future__ import annotations
 
-import _thread
-import threading
 from collections import Counter
 from datetime import timedelta
 from io import StringIO
@@ -27,7 +25,7 @@ from mobilgroup_backends.django.outbox import deliver, enqueue, sweep
 from mobilgroup_backends.django.tasks import TASK_ATTEMPTS, send_outboxed, track_due
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ValidationError
-from tests.django_project.helpers import gateway_settings
+from tests.django_project.helpers import gateway_settings, run_loop
 
 PHONE, OTHER = "79031234567", "79037654321"
 QUEUED = "mobilgroup_backends.django.QueuedSmsBackend"
@@ -259,15 +257,7 @@ def test_the_sweeper_command(gateway: Emulator, lost_enqueues: None) -> None:
 
 def test_the_sweeper_loop_runs_until_stopped(gateway: Emulator, lost_enqueues: None) -> None:
     rows = [enqueue(PHONE, f"n{n}") for n in range(2)]
-    stop = threading.Timer(3.0, _thread.interrupt_main)  # Ctrl-C after a few passes
-    out = StringIO()
-    stop.start()
-    try:
-        call_command("mobilgroup", "outbox", "--stale-after", "0", "--loop", "--interval", "0.2",
-                     stdout=out)
-    finally:
-        stop.cancel()
-    passes = out.getvalue().splitlines()
+    passes = run_loop("outbox", "--stale-after", "0")
     assert passes[0].startswith("Sent 2 pending message(s): 2 accepted")
     assert len(passes) > 2 and all(p.startswith("Sent 0 ") for p in passes[1:])
     assert sent_ids(gateway) == {row.request_id: 1 for row in rows}

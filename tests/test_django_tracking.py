@@ -22,7 +22,7 @@ from mobilgroup_backends.django.signals import delivery_status
 from mobilgroup_backends.django.tracking import RECHECK_AFTER, TrackResult, record_sent, track
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.protocol import DeliveryStatus
-from tests.django_project.helpers import gateway_settings
+from tests.django_project.helpers import gateway_settings, run_loop
 
 DELIVERED, UNDELIVERABLE, FAILING = "79031234567", "79030000000", "79039999999"
 
@@ -227,6 +227,17 @@ def test_an_unreachable_gateway_is_tried_again_on_a_later_run(
 def track_now(record: SmsRequest) -> TrackResult:
     with SmsBackend().make_client() as made:
         return track(made, now=due(record))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_track_loop_polls_what_becomes_due_until_stopped(gateway: Emulator) -> None:
+    assert sms.send_sms("Deploy finished", recipients=[DELIVERED]) == 1
+    gateway.clock.advance(timedelta(hours=2))
+    SmsRequest.objects.update(report_due_at=timezone.now())
+    passes = run_loop("track")
+    assert passes[0].startswith("Polled 1 request(s): 1 complete")
+    assert len(passes) > 2 and all(p.startswith("Polled 0 ") for p in passes[1:])
+    assert gateway.status_queries(gateway.outbox[0].request_id) == 1
 
 
 @pytest.mark.django_db(transaction=True)

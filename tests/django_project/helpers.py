@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
+import threading
+from io import StringIO
 from typing import Any
+
+from django.core.management import call_command
 
 from mobilgroup_backends.emulator import Emulator
 
@@ -20,3 +25,15 @@ class Message:
         self.body = body
         self.recipients = recipients
         self.originator = originator
+
+
+def run_loop(*args: str, seconds: float = 3.0) -> list[str]:
+    """``manage.py mobilgroup ARGS --loop``, stopped with Ctrl-C after ``seconds``: its lines."""
+    out = StringIO()
+    stop = threading.Timer(seconds, _thread.interrupt_main)
+    stop.start()
+    try:
+        call_command("mobilgroup", *args, "--loop", "--interval", "0.2", stdout=out)
+    finally:
+        stop.cancel()
+    return out.getvalue().splitlines()
