@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -31,7 +30,7 @@ from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
 from apprise.url import PrivacyMode
 
-from .client import MobilgroupClient
+from .client import MobilgroupClient, shared_client
 from .config import (
     BY_NAME,
     DEFAULT_ENDPOINT,
@@ -47,7 +46,6 @@ from .errors import (
     AuthenticationFailed,
     ClientBlocked,
     ConfigurationError,
-    DuplicateRequestId,
     GatewayError,
     InsufficientFunds,
     InvalidClientId,
@@ -124,8 +122,11 @@ _HINTS: dict[type[GatewayError], str] = {
 class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to mypy, see pyproject
     """SMS through the Mobilgroup HTTP/XML gateway, on :class:`MobilgroupClient`.
 
-    One client (one keep-alive session) per plugin instance, made on first send. All phones go
-    in one gateway request (one request id) up to ``default_batch_size`` phones per request.
+    One client (one keep-alive session) per configuration per process, shared by every plugin
+    instance with the same settings: a new ``Apprise()`` per notification reuses the connection.
+    All phones go in one gateway request (one request id) up to ``default_batch_size`` phones per
+    request. Each piece of a notification keeps its request id per batch for Apprise's ``retry``:
+    a retry resends that id (``resend=True``), so the gateway sends it at most once.
     """
 
     service_name = "Mobilgroup SMS"
@@ -141,9 +142,10 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
     # A long alert goes out as several SMS, in order, rather than being refused.
     overflow_mode = OverflowMode.SPLIT
     notify_format = NotifyFormat.TEXT
-    # Apprise's default (5.5 s between requests) would add seconds to every split alert; the
-    # gateway takes batches, and the client retries with its own backoff.
-    request_rate_per_sec = 0.1
+    # No pause between requests: Apprise's default (5.5 s) would add seconds to every split
+    # alert, and any pause to every back-to-back alert. The gateway takes batches, and the client
+    # already protects it with its own backoff between retries.
+    request_rate_per_sec = 0.0
     # Phones per gateway request.
     default_batch_size = 100
 
@@ -260,8 +262,6 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
             self._refuse("no valid phone number to send to: "
                          f"{SCHEME}://LOGIN:PASSWORD@USER_ID/79031234567")
 
-        self._client: MobilgroupClient | None = None
-        self._client_lock = threading.Lock()
 
     # --- configuration helpers --------------------------------------------------------------
 
@@ -292,16 +292,9 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
 
     @property
     def client(self) -> MobilgroupClient:
-        """This plugin's client: made on first use, then kept (one keep-alive session)."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = MobilgroupClient.from_settings(self.settings)
-                    weakref.finalize(self, _close, client)
-                    self._client = client
-        return client
+        """The process's client for these settings (see :func:`~mobilgroup_backends.client.
+        shared_client`): made on first use, then shared with every plugin configured alike."""
+        return shared_client(self.settings)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -322,35 +315,27 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         for batch in self._batches():
             if self.is_delivered(batch):
                 continue  # an Apprise retry: this batch already has this piece
-            # A retry of a send that may have arrived reuses its request id: the gateway then
-            # answers error 7 instead of sending it twice.
+            # A piece that may have reached the gateway keeps its id for Apprise's retries of
+            # this notification: the retry resends it, and the client takes the gateway's
+            # "already sent" as accepted. One the gateway surely did not take gets a new id.
             remembered = self.recall(batch)
-            request_id = remembered if isinstance(remembered, int) else new_request_id()
+            resend = isinstance(remembered, int)
+            request_id = remembered if resend else new_request_id()
             who = _describe_phones(batch)
             self.throttle()
             try:
                 result = client.send(batch, text, transliterate=self.transliterate,
                                      valid_hours=self.valid_hours, request_id=request_id,
-                                     replace_unencodable=True)
-            except DuplicateRequestId:
-                if remembered is None:
-                    self.logger.warning(
-                        "Failed to send Mobilgroup SMS to %s: gateway error 7: a request with "
-                        "this id (%s) was already sent.", who, request_id)
-                    has_error = True
-                    continue
-                self.logger.info("Mobilgroup SMS to %s was accepted earlier (request id %s).",
-                                 who, request_id)
+                                     resend=resend, replace_unencodable=True)
             except MobilgroupError as exc:
-                if _maybe_sent(exc):
-                    self.remember(batch, request_id)
+                # Whether it may have arrived is the client's to know (over all its attempts).
+                self.remember(batch, request_id if exc.maybe_sent else None)
                 self.logger.warning("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
                 has_error = True
                 continue
-            else:
-                self.logger.info("Sent Mobilgroup SMS to %s (request id %s%s).", who,
-                                 result.request_id,
-                                 ", accepted earlier" if result.accepted_earlier else "")
+            self.logger.info("Sent Mobilgroup SMS to %s (request id %s%s).", who,
+                             result.request_id,
+                             ", accepted earlier" if result.accepted_earlier else "")
             self.mark_delivered(batch)
         return not has_error
 
@@ -483,16 +468,17 @@ def _describe_phones(phones: tuple[str, ...]) -> str:
     return f"{len(phones)} phone(s) ({shown}{more})"
 
 
-def _maybe_sent(exc: MobilgroupError) -> bool:
-    """Whether the failed request may have reached the gateway (then a retry reuses its id)."""
-    if isinstance(exc, TransportError):
-        return exc.maybe_sent
-    return isinstance(exc, ProtocolError)
-
-
 def _explain(exc: MobilgroupError) -> str:
     """One line that says what happened and what to do; never the password (no core error
     text carries it)."""
+    text = _what_happened(exc)
+    if exc.maybe_sent:
+        text += (f" It may have been sent (request id {exc.request_id}): a retry (retry= in the "
+                 f"URL) resends that id, and the gateway never sends it twice.")
+    return text
+
+
+def _what_happened(exc: MobilgroupError) -> str:
     if isinstance(exc, GatewayError):
         text = f"the gateway refused it with error {exc.code}: {exc.meaning}"
         if exc.request_id is not None:
@@ -512,10 +498,6 @@ def _explain(exc: MobilgroupError) -> str:
                 f"{MessageTooLong.code} ({MessageTooLong.meaning}); use overflow=split (the "
                 f"default) or overflow=truncate.")
     return f"refused before sending: {exc}."
-
-
-def _close(client: MobilgroupClient) -> None:
-    client.close()
 
 
 # --- registration -------------------------------------------------------------------------------

@@ -200,6 +200,16 @@ def _text(label: str, value: Any) -> str:
     return value
 
 
+def _budget(label: str, value: Any) -> str | None:
+    """A Redis URL (checked by the logging store, which masks its password), or unset."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(label, type(value).__name__, "not a string",
+                                 "give redis://HOST:PORT/DB?key=NAME")
+    return value.strip()
+
+
 def _secret(label: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(label, MASK, "not a string", "give the password as a string")
@@ -433,6 +443,10 @@ OPTIONS: tuple[Option, ...] = (
             setting="ALERT_FAILURE_BACKOFF", adapters=_ALERTS, in_settings=False),
     _option("prefix", "text", _text, "", "put in every alert SMS, e.g. the host",
             setting="ALERT_PREFIX", adapters=_ALERTS, in_settings=False),
+    _option("budget", "redis-url", _budget, None,
+            "one alert budget for every process using it: redis://HOST:PORT/DB?key=NAME; "
+            "unset: each process has its own", url=False, setting="ALERT_BUDGET",
+            adapters=_ALERTS, in_settings=False),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

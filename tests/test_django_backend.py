@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import (
     ClientBlocked,
     GatewayError,
+    InsufficientFunds,
     TransportError,
     ValidationError,
 )
@@ -108,12 +110,14 @@ def test_one_connection_is_reused_inside_a_with_block(gateway: Emulator) -> None
     assert gateway.connections - before == 1
 
 
-def test_without_a_block_each_send_opens_and_closes_its_own_client(gateway: Emulator) -> None:
+def test_without_a_block_sends_share_one_client_per_configuration(gateway: Emulator) -> None:
+    """``send_sms`` without a connection makes a backend per message; they share the process's
+    client for the configuration, so every message after the first reuses its connection."""
     before = gateway.connections
     for n in range(3):
         sms.send_sms(f"message {n}", recipients=[PHONE])
     assert len(gateway.outbox) == 3
-    assert gateway.connections - before == 3
+    assert gateway.connections - before <= 1
 
 
 def test_sendsms_connection_reuse_with_open_and_close(gateway: Emulator) -> None:
@@ -512,3 +516,57 @@ with sendsms.api.get_connection() as connection:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
     assert [m.text for m in mobilgroup_emulator.outbox] == ["no django-sms"]
+
+
+# --- split messages: per part, and a re-send sends only what was not accepted ---------------------
+
+
+def test_split_message_reports_each_part_and_resends_only_the_rest(gateway: Emulator) -> None:
+    gateway.account.balance = Decimal(1)  # one SMS to one phone: part 1 only
+    message = sms.Message(LONG, recipients=[PHONE])
+    with pytest.raises(InsufficientFunds):
+        message.send()
+    status: MobilgroupStatus = message.mobilgroup_status
+    assert status.status == "failed" and status.parts == 3
+    first, second, third = status.part_results
+    assert (first.status, second.status, third.status) == ("queued", "failed", "pending")
+    assert [m.request_id for m in gateway.outbox] == [first.request_id]
+    assert isinstance(second.error, InsufficientFunds) and not second.maybe_sent
+    assert len({p.request_id for p in status.part_results}) == 3
+
+    gateway.account.balance = Decimal(10)
+    assert message.send() == 1  # the same message object again
+    assert message.mobilgroup_status.status == "queued"
+    assert [m.request_id for m in gateway.outbox] == [p.request_id for p in status.part_results]
+    assert " ".join(m.text for m in gateway.outbox) == LONG  # each part exactly once
+
+
+def test_resent_part_that_may_have_arrived_is_not_sent_twice(gateway: Emulator,
+                                                            settings: Any) -> None:
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "RETRIES": 0}
+    gateway.faults.next("close_after")  # part 1 accepted, its answer lost
+    message = sms.Message(LONG, recipients=[PHONE])
+    with pytest.raises(TransportError):
+        message.send()
+    first = message.mobilgroup_status.part_results[0]
+    assert first.status == "failed" and first.maybe_sent
+    assert message.send() == 1
+    parts = message.mobilgroup_status.part_results
+    assert parts[0].accepted_earlier and all(p.accepted for p in parts)
+    assert len(gateway.outbox) == 3  # part 1 once, though it was sent twice
+
+
+@pytest.mark.parametrize(("body", "expected"), [(b"hello bytes", "hello bytes"),
+                                                ("привет".encode(), "привет")])
+def test_bytes_bodies_are_decoded(gateway: Emulator, body: bytes, expected: str) -> None:
+    assert SmsBackend().send_messages([Message(body, [PHONE])]) == 1
+    assert [m.text for m in gateway.outbox] == [expected]
+
+
+def test_bytes_that_are_not_utf8_are_refused(gateway: Emulator) -> None:
+    message = Message(b"\xff\xfe", [PHONE])
+    with pytest.raises(ValidationError) as caught:
+        SmsBackend().send_messages([message])
+    assert caught.value.field == "body" and "b'" not in str(caught.value)
+    assert message.mobilgroup_status.status == "rejected"
+    assert gateway.outbox == []

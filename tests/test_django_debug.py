@@ -107,3 +107,45 @@ def test_invalid_settings_error_email_with_djangos_own_filter(settings: Any) -> 
         "USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD, "TIMEOUT": "ten"})
     assert "load_config" in text
     assert PASSWORD not in text
+
+
+# --- MOBILGROUP_URL in the environment (request.META under runserver) ---------------------------
+
+
+def meta_report(text_in_meta: str) -> str:
+    """The debug page of a request whose META holds the environment, as under runserver."""
+    request = RequestFactory().get("/", MOBILGROUP_URL=text_in_meta,
+                                   CMD_LINE=f"mobilgroup send --url {URL} 79039587454")
+    del text_in_meta  # only request.META may carry it into the report
+    try:
+        raise errors.TransportError("the gateway could not be reached")
+    except errors.TransportError:
+        reporter = ExceptionReporter(request, *sys.exc_info())
+        return reporter.get_traceback_html() + reporter.get_traceback_text()
+
+
+@pytest.mark.parametrize("value", [URL, f"  {URL}", "not-a-url:" + PASSWORD])
+def test_filter_hides_mobilgroup_url_in_request_meta(settings: Any, value: str) -> None:
+    settings.DEBUG = True
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER_PATH
+    text = meta_report(value)
+    assert "MOBILGROUP_URL" in text and "CMD_LINE" in text
+    assert PASSWORD not in text
+
+
+def test_djangos_filter_shows_the_environment_url(settings: Any) -> None:
+    settings.DEBUG = True
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
+    assert PASSWORD in meta_report(URL)
+
+
+def test_deploy_check_covers_the_environment(settings: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.MOBILGROUP = {"USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD}
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
+    monkeypatch.setenv("MOBILGROUP_URL", URL)
+    [warning] = [m for m in run_checks(include_deployment_checks=True)
+                 if m.id == "mobilgroup.W012"]
+    assert "MOBILGROUP_URL" in warning.msg and PASSWORD not in warning.msg
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER_PATH
+    assert "mobilgroup.W012" not in {m.id for m in run_checks(include_deployment_checks=True)}

@@ -299,17 +299,18 @@ def test_recursion_guard_with_root_handler_at_debug(emulator: Emulator) -> None:
 
 def test_burst_is_capped_and_a_timer_sends_the_summary(make: Callable[..., Any],
                                                        emulator: Emulator) -> None:
-    handler, logger = make(max_sms=3, per_seconds=0.5, prefix="web1")
-    started = time.monotonic()
+    # The budget's clock stands still during the burst, so the count cannot depend on how fast
+    # this machine logs (bench/handler_overhead.py measures that).
+    clock = FakeClock()
+    handler, logger = make(max_sms=3, per_seconds=0.5, prefix="web1", clock=clock)
     for i in range(1000):
         logger.critical("db down %d", i)
-    burst = time.monotonic() - started
-    assert burst < 1.0
     handler.flush()
     assert len(emulator.outbox) == 3
     stats = handler.stats
     assert stats.sent == 3 and stats.suppressed + stats.dropped == 997
     # No further record comes: the timer alone sends the summary when the window reopens.
+    clock.advance(0.5)
     assert emulator.outbox.wait_for(4, timeout=5)
     time.sleep(0.6)
     assert len(emulator.outbox) == 4  # max_sms + 1

@@ -349,3 +349,62 @@ def test_django_logging_in_process_with_override_settings(
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+# --- a refused handler never reaches logging.shutdown ------------------------------------------
+
+
+def test_a_refused_handler_does_not_break_shutdown_or_later_configuration(
+        emulator: Emulator) -> None:
+    """A dictConfig whose SmsHandler is refused (a wrong URL) leaves nothing half-built in
+    logging's list: a MemoryHandler's records are still flushed, later dictConfig calls work, and
+    logging.shutdown at exit runs to its end."""
+    result, _ = run("""
+        import logging, logging.config, logging.handlers, os, sys
+        target = logging.StreamHandler(sys.stdout)
+        memory = logging.handlers.MemoryHandler(100, flushLevel=logging.CRITICAL + 1,
+                                                target=target)
+        app = logging.getLogger("app")
+        app.setLevel(logging.INFO)
+        app.addHandler(memory)
+        app.info("first record, held in memory")
+        bad = {"version": 1, "disable_existing_loggers": False, "handlers": {"sms": {
+            "class": "mobilgroup_backends.logging.SmsHandler",
+            "url": "mobilgroup://alerts:pw@not-digits/79031234567"}},
+            "loggers": {"jobs": {"handlers": ["sms"]}}}
+        try:
+            logging.config.dictConfig(bad)
+        except ValueError as exc:
+            kept = exc  # the traceback keeps the refused handler alive until exit
+            print("refused:", type(exc.__cause__).__name__, file=sys.stderr)
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False,
+                                   "handlers": {"sms": {
+                                       "class": "mobilgroup_backends.logging.SmsHandler",
+                                       "url": os.environ["ALERT_URL"]}},
+                                   "loggers": {"jobs": {"handlers": ["sms"]}}})
+        memory = logging.handlers.MemoryHandler(100, flushLevel=logging.CRITICAL + 1,
+                                                target=target)
+        app.addHandler(memory)
+        app.info("second record, held in memory until exit")
+        logging.getLogger("jobs").critical("configured after the refusal")
+    """, env={"ALERT_URL": emulator.url(PHONE, account="2000")})
+    assert result.returncode == 0, result.stderr
+    assert "refused: ConfigurationError" in result.stderr
+    assert "Traceback" not in result.stderr and "_pid" not in result.stderr
+    assert "first record, held in memory" in result.stdout
+    assert "second record, held in memory until exit" in result.stdout
+    assert texts(emulator) == ["[CRITICAL] jobs: configured after the refusal"]
+
+
+def test_exit_summary_counts_repeats_the_dedupe_held_back(emulator: Emulator) -> None:
+    result, _ = run("""
+        import logging, os
+        from mobilgroup_backends.logging import SmsHandler
+        logging.getLogger().addHandler(SmsHandler(url=os.environ["ALERT_URL"]))
+        for _ in range(1000):
+            logging.getLogger("db").critical("replica lag")
+    """, env={"ALERT_URL": emulator.url(PHONE, account="2000")})
+    assert result.returncode == 0, result.stderr
+    first, summary = texts(emulator)
+    assert first == "[CRITICAL] db: replica lag"
+    assert summary.startswith("+999 more CRITICAL since ") and "replica lag" in summary

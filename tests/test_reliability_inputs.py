@@ -136,7 +136,7 @@ ROWS: list[Row] = [
         "no phone to send alerts to"),
     Row("handler", "`phones='123'`", lambda _: _handler(url=U, phones="123"),
         errors.ConfigurationError, "phones='123': not a phone number"),
-    Row("handler", "`level='LOUD'`", lambda _: _handler(level="LOUD"), ValueError,
+    Row("handler", "`level='LOUD'`", lambda _: _handler(level="LOUD"), errors.ConfigurationError,
         "Unknown level: 'LOUD'"),
 ]
 

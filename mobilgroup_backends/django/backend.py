@@ -24,19 +24,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.conf import settings as django_settings
 from django.views.decorators.debug import sensitive_variables
 
-from ..client import MobilgroupClient, SendResult
+from ..client import MobilgroupClient, SendResult, shared_client
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
-from ..protocol import fit_text, normalize_phones, text_limit
+from ..protocol import fit_text, new_request_id, normalize_phones, text_limit
 from .settings import BackendConfig, MobilgroupImproperlyConfigured, load_config, valid_alias
 from .signals import CancelSend, post_send, pre_send
 
-__all__ = ["MobilgroupRecipientStatus", "MobilgroupStatus", "SmsBackend"]
+__all__ = ["MobilgroupPart", "MobilgroupRecipientStatus", "MobilgroupStatus", "SmsBackend"]
 
 logger = logging.getLogger("mobilgroup_backends.django")
 
 #: Statuses a message can have right after ``send_messages``. Delivery reports (tracking) come
 #: later through the ``delivery_status`` signal and the SmsRecipient model.
 QUEUED, FAILED, REJECTED, CANCELLED = "queued", "failed", "rejected", "cancelled"
+#: A part not tried yet: an earlier part of the same message failed.
+PENDING = "pending"
 
 
 _Backend = TypeVar("_Backend", bound="_LocalBaseSmsBackend")
@@ -85,6 +87,32 @@ class MobilgroupRecipientStatus:
 
 
 @dataclass
+class MobilgroupPart:
+    """One part of a message (one gateway request): its id and what became of it.
+
+    ``status`` is ``"queued"`` (accepted), ``"failed"`` (``error`` says why; ``maybe_sent`` when
+    it may have reached the gateway anyway), ``"rejected"`` (refused locally) or ``"pending"``
+    (not tried: an earlier part failed). ``accepted_earlier`` is True when a resend found the part
+    already accepted.
+    """
+
+    index: int
+    text: str
+    request_id: int
+    status: str = "pending"
+    error: MobilgroupError | None = None
+    accepted_earlier: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == QUEUED
+
+    @property
+    def maybe_sent(self) -> bool:
+        return self.error is not None and self.error.maybe_sent
+
+
+@dataclass
 class MobilgroupStatus:
     """``message.mobilgroup_status``: what became of a message in ``send_messages``.
 
@@ -93,6 +121,10 @@ class MobilgroupStatus:
     accepted it), ``"failed"`` (the gateway refused or could not be reached: ``error`` says why),
     ``"rejected"`` (refused locally before any request, e.g. a malformed phone) or
     ``"cancelled"`` (a ``pre_send`` receiver dropped it).
+
+    ``part_results`` says, part by part, which were accepted and under which id. Sending the same
+    message object again sends only the parts not accepted yet, each with its own id (and
+    ``resend=True`` when it may have reached the gateway), so no part ever goes out twice.
     """
 
     status: str | None = None
@@ -103,6 +135,7 @@ class MobilgroupStatus:
     sender: str | None = None
     error: MobilgroupError | None = None
     tracked: bool = False
+    part_results: list[MobilgroupPart] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -155,22 +188,27 @@ class SmsBackend(_Base):
             raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
 
     def open(self) -> bool:
-        """Open a client (one keep-alive session); False when one is open already.
+        """Take the process's client for these settings; False when one is open already.
 
-        No network traffic happens here: the connection is made by the first request.
+        The client (one keep-alive session) is shared by every backend with the same settings
+        in this process (:func:`~mobilgroup_backends.client.shared_client`), so ``send_sms``
+        without a connection reuses the connection of the message before. No network traffic
+        happens here: the connection is made by the first request.
         """
         with self._lock:
             if self._client is not None:
                 return False
-            self._client = self.make_client()
+            try:
+                self._client = shared_client(self.config.settings)
+            except ConfigurationError as exc:
+                raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
             return True
 
     def close(self) -> None:
-        """Close the client and its pooled connections."""
+        """Let go of the client. It stays open for the next message: it is the process's, and
+        closed at exit."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            self._client = None
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -206,36 +244,55 @@ class SmsBackend(_Base):
         return status
 
     def _send(self, client: MobilgroupClient, message: Any) -> bool:
+        previous = getattr(message, "mobilgroup_status", None)
         status = self._begin(message)
         if status is None:
             return False
         try:
             phones = normalize_phones(_recipients(message), region=self.config.settings.region)
             sender = self.sender_for(message)
-            parts = self._fit(_body(message))
+            texts = self._fit(_body(message))
         except ValidationError as exc:
             return self._failed(message, status, REJECTED, exc, ())
         status.sender = sender
-        status.parts = len(parts)
+        status.parts = len(texts)
+        status.part_results = _parts(texts, previous)
+        status.request_ids = [part.request_id for part in status.part_results]
+        status.request_id = status.request_ids[0]
         core = self.config.settings
         results: list[SendResult] = []
-        try:
-            for part in parts:
-                results.append(client.send(
-                    phones, part, sender=sender, transliterate=core.transliterate,
-                    valid_hours=core.valid_hours,
-                    replace_unencodable=self.config.replace_unencodable))
-                status.request_ids.append(results[-1].request_id)
-                status.request_id = status.request_ids[0]
-        except MobilgroupError as exc:
-            kind = REJECTED if isinstance(exc, ValidationError) and not results else FAILED
+        failure: MobilgroupError | None = None
+        for part in status.part_results:
+            if part.accepted:
+                continue  # accepted by an earlier send of this message: never again
+            if failure is not None:
+                part.status, part.error = PENDING, None
+                continue
+            try:
+                result = client.send(
+                    phones, part.text, sender=sender, transliterate=core.transliterate,
+                    valid_hours=core.valid_hours, request_id=part.request_id,
+                    resend=part.maybe_sent,
+                    replace_unencodable=self.config.replace_unencodable)
+            except MobilgroupError as exc:
+                failure = exc
+                part.status = REJECTED if isinstance(exc, ValidationError) else FAILED
+                part.error = exc
+                continue
+            part.status, part.error = QUEUED, None
+            part.accepted_earlier = result.accepted_earlier
+            results.append(result)
+        if failure is not None:
+            accepted = any(part.accepted for part in status.part_results)
+            kind = REJECTED if isinstance(failure, ValidationError) and not accepted else FAILED
             if results:
-                self._track(results, len(parts))
-            return self._failed(message, status, kind, exc, phones)
+                self._track(results, len(texts))
+            return self._failed(message, status, kind, failure, phones)
         status.status = QUEUED
         status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, QUEUED)
                              for phone in phones}
-        status.tracked = self._track(results, len(parts))
+        status.tracked = self._track(results, len(texts)) if results else (
+            previous.tracked if isinstance(previous, MobilgroupStatus) else False)
         post_send.send(sender=type(self), message=message, status=status, backend=self)
         return True
 
@@ -318,7 +375,25 @@ def _body(message: Any) -> str:
     body = getattr(message, "body", None)
     if body is None:
         body = getattr(message, "message", "")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                "body", f"<{len(body)} bytes>", f"not UTF-8 text (byte {exc.start})",
+                "pass the text as str, or as UTF-8 bytes") from None
+    if body is None:
+        return ""
     return body if isinstance(body, str) else str(body)
+
+
+def _parts(texts: list[str], previous: object) -> list[MobilgroupPart]:
+    """The parts of a message about to be sent. A message object sent before keeps its parts'
+    ids and what became of them, when its text still splits the same way."""
+    if isinstance(previous, MobilgroupStatus) and \
+            [part.text for part in previous.part_results] == texts:
+        return previous.part_results
+    return [MobilgroupPart(index, text, new_request_id()) for index, text in enumerate(texts)]
 
 
 def _require_app() -> None:

@@ -19,6 +19,7 @@ mobilgroup.W012    (deploy) ``MOBILGROUP['URL']`` carries the password, and Djan
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,10 +133,11 @@ def check_deploy(app_configs: Sequence[AppConfig] | None = None,
             "The Mobilgroup password travels over plain http.",
             hint="Use the https:// endpoint and remove ALLOW_INSECURE_HTTP.",
             id="mobilgroup.W011"))
-    if _url_shows_password():
+    where = _url_shows_password()
+    if where:
         messages.append(Warning(
-            "MOBILGROUP['URL'] carries the password, and Django's error pages and error emails "
-            "hide settings by name only, so they would show it.",
+            f"{where} carries the password, and Django's error pages and error emails hide "
+            f"settings and request.META entries by name only, so they would show it.",
             hint=f"Set DEFAULT_EXCEPTION_REPORTER_FILTER = {FILTER_PATH!r}, or move the password "
                  "to MOBILGROUP['PASSWORD'] (use USER_ID, LOGIN and PASSWORD instead of URL).",
             id="mobilgroup.W012"))
@@ -145,13 +147,23 @@ def check_deploy(app_configs: Sequence[AppConfig] | None = None,
 FILTER_PATH = "mobilgroup_backends.django.debug.SafeExceptionReporterFilter"
 
 
-def _url_shows_password() -> bool:
+def _url_shows_password() -> str:
+    """Where a ``mobilgroup://`` URL with its password would show in error reports, or ""."""
     from django.utils.module_loading import import_string
 
     from .debug import SafeExceptionReporterFilter
 
     setting = getattr(django_settings, "MOBILGROUP", None)
-    if not isinstance(setting, dict) or not isinstance(setting.get("URL"), str):
-        return False
+    places = []
+    if isinstance(setting, dict) and isinstance(setting.get("URL"), str):
+        places.append("MOBILGROUP['URL']")
+    if os.environ.get("MOBILGROUP_URL", "").strip():
+        # The environment is in request.META under runserver (and some WSGI servers).
+        places.append("the environment variable MOBILGROUP_URL")
+    if not places:
+        return ""
     filter_class = import_string(django_settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
-    return not issubclass(filter_class, SafeExceptionReporterFilter)
+    if issubclass(filter_class, SafeExceptionReporterFilter):
+        return ""
+    where = " and ".join(places)
+    return where[0].upper() + where[1:]

@@ -6,11 +6,14 @@ inside ``MOBILGROUP["URL"]`` is not. Use this one::
 
     DEFAULT_EXCEPTION_REPORTER_FILTER = "mobilgroup_backends.django.debug.SafeExceptionReporterFilter"
 
-The check ``mobilgroup.W012`` suggests it when a URL with a password is configured.
+The check ``mobilgroup.W012`` suggests it when a URL with a password is configured, in
+``MOBILGROUP`` or in the environment (``MOBILGROUP_URL``: under ``runserver`` the environment is
+part of ``request.META``, which the debug page shows).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.views import debug
@@ -29,6 +32,10 @@ class SafeExceptionReporterFilter(debug.SafeExceptionReporterFilter):
     own frames, variables and keys named like secrets (``password``) are hidden as well."""
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
+        # Also request.META's entries: get_safe_request_meta cleanses them through here.
+        if isinstance(key, str) and key.upper() == _URL_VARIABLE and isinstance(value, str) \
+                and not value.lstrip().lower().startswith(_PREFIX):
+            return self.cleansed_substitute  # MOBILGROUP_URL, whatever it holds
         return _redact(super().cleanse_setting(key, value))
 
     def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Any:
@@ -38,9 +45,19 @@ class SafeExceptionReporterFilter(debug.SafeExceptionReporterFilter):
         return [(name, _redact(value)) for name, value in variables]
 
 
+_URL_VARIABLE = "MOBILGROUP_URL"
+# A mobilgroup:// URL anywhere in a text (a command line, a message), up to white space or a quote.
+_EMBEDDED_URL = re.compile(rf"{SCHEME}://[^\s'\"<>]+", re.IGNORECASE)
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
-        return redact_url(value) if value.lower().startswith(_PREFIX) else value
+        if _PREFIX not in value.lower():
+            return value
+        stripped = value.strip()
+        if stripped.lower().startswith(_PREFIX) and not any(c.isspace() for c in stripped):
+            return redact_url(stripped)
+        return _EMBEDDED_URL.sub(lambda match: redact_url(match.group()), value)
     if isinstance(value, dict):
         return {key: _redact(item) for key, item in value.items()}
     if type(value) in (list, tuple):  # not their subclasses: named tuples keep their shape

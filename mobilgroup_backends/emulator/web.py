@@ -10,6 +10,7 @@ granted), so a site open in the same browser cannot clear the outbox or switch f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -82,7 +83,7 @@ class Web:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        self._routes: dict[tuple[str, str], Any] = {
+        self._routes: dict[tuple[str, str], Callable[[HttpRequest], Any]] = {
             ("GET", "/api/state"): self._state,
             ("GET", "/api/messages"): self._messages,
             ("GET", "/api/accounts"): lambda request: inbox.accounts(self.emulator),

@@ -15,7 +15,8 @@ def gateway_settings(emulator: Emulator, **extra: Any) -> dict[str, Any]:
 class Message:
     """A message object with django-sms's attribute names, for backend-level tests."""
 
-    def __init__(self, body: str, recipients: list[str], originator: str | None = None) -> None:
+    def __init__(self, body: str | bytes, recipients: list[str],
+                 originator: str | None = None) -> None:
         self.body = body
         self.recipients = recipients
         self.originator = originator
