@@ -14,9 +14,9 @@ def _range(option: Option) -> str:
              "alias": "latin letters, digits, space, hyphen; at most 9",
              "url": "an https:// URL", "phones": "phone numbers", "bool": "yes / no",
              "hours": "1 to 48 hours", "region": "a country code (RU, KZ...)",
-             "choice": "split, truncate, error"}
-    if option.kind in kinds:
-        return kinds[option.kind]
+             "choice": "split, truncate, error", "redis-url": "a redis:// URL"}
+    if option.kind in kinds or option.low is None:
+        return kinds.get(option.kind, option.kind)
     unit = "seconds" if option.kind.startswith("seconds") else "whole number"
     low = f"more than {option.low:g}" if option.kind == "seconds>0" else f"{option.low:g}"
     return f"{unit}, {low} to {option.high:g}" if option.high is not None else \
