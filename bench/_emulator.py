@@ -25,16 +25,20 @@ class Running:
 
 @contextlib.contextmanager
 def emulator(latency: float = 0.0) -> Iterator[Running]:
-    command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
+    command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0", "--quiet",
                "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
                "--history-limit", "1000"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()  # "Mobilgroup emulator on http://127.0.0.1:PORT/..."
-        endpoint = first.strip().rsplit(" ", 1)[-1]
+        endpoint, seen = "", []
+        for line in process.stdout:  # "Endpoint:    http://127.0.0.1:PORT/extxml.php", then more
+            seen.append(line)
+            if line.startswith("Endpoint:"):
+                endpoint = line.split()[-1]
+                break
         if not endpoint.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the emulator did not start: {first!r}")
+            raise RuntimeError(f"the emulator did not start: {''.join(seen)!r}")
         parts = urlsplit(endpoint)
         yield Running(endpoint, parts.hostname or "127.0.0.1", parts.port or 80)
     finally:

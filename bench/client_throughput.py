@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import requests
 from _emulator import LOGIN, PASSWORD, USER_ID, Running, emulator
+from _ratio import measure
 
 from mobilgroup_backends import MobilgroupClient, protocol
 
@@ -81,7 +82,8 @@ def new_connection_each(server: Running, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000, help="requests per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; ratios are medians of per-round ratios")
     args = parser.parse_args()
     contenders: dict[str, Callable[[Running, int], float]] = {
         "a MobilgroupClient.send": ours,
@@ -89,17 +91,17 @@ def main() -> None:
         "c requests.Session().post": naive_requests,
         "d new connection per request": new_connection_each,
     }
-    rate: dict[str, float] = {}
     with emulator() as server:
-        for _ in range(args.rounds):  # interleaved, so drift hits every contender alike
-            for name, run in contenders.items():
-                rate[name] = max(rate.get(name, 0.0), args.n / run(server, args.n))
-    for name, value in rate.items():
-        print(f"{name:<32} {value:>8.0f} messages/s")
-    a, b, c, d = rate.values()
-    print(f"a/b = {a / b:.2f}  (target >= 0.4)")
-    print(f"a/c = {a / c:.2f}  (target >= 1.5)")
-    print(f"a/d = {a / d:.2f}")
+        # Interleaved rounds, so that drift hits every contender alike; messages per second.
+        def rate(run: Callable[[Running, int], float]) -> Callable[[], float]:
+            return lambda: args.n / run(server, args.n)
+
+        rounds = measure({name[0]: rate(run) for name, run in contenders.items()}, args.rounds)
+    for name in contenders:
+        print(f"{name:<32} {rounds.median(name[0]):>8.0f} messages/s (median of rounds)")
+    print(f"a/b = {rounds.describe('a', 'b')}  (target >= 0.4)")
+    print(f"a/c = {rounds.describe('a', 'c')}  (target >= 1.5)")
+    print(f"a/d = {rounds.describe('a', 'd')}")
 
 
 if __name__ == "__main__":
