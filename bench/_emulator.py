@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from pathlib import Path
+from urllib.parse import quote
 
 USER_ID, LOGIN, PASSWORD = "1000", "bench", "bench-password"
 
@@ -25,22 +27,33 @@ class Running:
 
 @contextlib.contextmanager
 def emulator(latency: float = 0.0) -> Iterator[Running]:
-    command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0", "--quiet",
+    command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
                "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
-               "--history-limit", "1000"]
+               "--history-limit", "1000", "--quiet"]  # quiet: an unread request log would block it
+    with _server(command) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def minimal_server() -> Iterator[Running]:
+    """The floor: a server that answers every request with the same OK, doing nothing else."""
+    script = str(Path(__file__).with_name("_minimal_server.py"))
+    with _server([sys.executable, script]) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _server(command: list[str]) -> Iterator[Running]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        endpoint, seen = "", []
-        for line in process.stdout:  # "Endpoint:    http://127.0.0.1:PORT/extxml.php", then more
-            seen.append(line)
-            if line.startswith("Endpoint:"):
-                endpoint = line.split()[-1]
-                break
-        if not endpoint.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the emulator did not start: {''.join(seen)!r}")
-        parts = urlsplit(endpoint)
-        yield Running(endpoint, parts.hostname or "127.0.0.1", parts.port or 80)
+        # "... http://127.0.0.1:PORT/extxml.php", or "... listening on 127.0.0.1, port PORT"
+        first = process.stdout.readline()
+        found = re.search(r"127\.0\.0\.1(?::|, port )(\d+)", first)
+        if found is None:
+            raise RuntimeError(f"the server did not start: {first!r}")
+        port = int(found.group(1))
+        yield Running(f"http://127.0.0.1:{port}/extxml.php", "127.0.0.1", port)
     finally:
         process.terminate()
         try:

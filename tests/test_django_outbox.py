@@ -16,6 +16,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+import sendsms.api
 import sms
 from django.core.management import call_command
 from django.db import transaction
@@ -186,7 +187,7 @@ def test_a_rejected_row_is_queued_again_from_the_admin(gateway: Emulator,
 
     assert "1 message(s) queued again." in done.content.decode()
     row.refresh_from_db()
-    assert row.state == OutboxMessage.ACCEPTED and row.attempts == 2
+    assert row.state == OutboxMessage.ACCEPTED and row.attempts == 1
     assert sent_ids(gateway) == {row.request_id: 1}
     assert admin_client.get(f"/admin/mobilgroup/outboxmessage/{row.pk}/change/").status_code == 200
     assert admin_client.get("/admin/mobilgroup/outboxmessage/add/").status_code == 403
@@ -297,6 +298,15 @@ def test_send_sms_returns_the_number_queued_and_sends_on_commit(queued: Emulator
     with transaction.atomic():
         assert sms.send_sms("Your code is 4521", recipients=[PHONE]) == 1
         assert len(queued.outbox) == 0  # uncommitted: nothing sent
+    (row,) = OutboxMessage.objects.all()
+    assert row.state == OutboxMessage.ACCEPTED
+    assert sent_ids(queued) == {row.request_id: 1}
+
+
+def test_django_sendsms_goes_through_the_outbox_too(queued: Emulator) -> None:
+    with transaction.atomic():
+        assert sendsms.api.send_sms("Your code is 4521", None, [PHONE]) == 1
+        assert len(queued.outbox) == 0
     (row,) = OutboxMessage.objects.all()
     assert row.state == OutboxMessage.ACCEPTED
     assert sent_ids(queued) == {row.request_id: 1}
