@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 USER_ID, LOGIN, PASSWORD = "1000", "bench", "bench-password"
+PATH = "/extxml.php"
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,21 @@ class Running:
 def emulator(latency: float = 0.0) -> Iterator[Running]:
     command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
                "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
-               "--history-limit", "1000"]
+               "--history-limit", "1000", "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()  # "Mobilgroup emulator on http://127.0.0.1:PORT/..."
-        endpoint = first.strip().rsplit(" ", 1)[-1]
-        if not endpoint.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the emulator did not start: {first!r}")
+        # The banner names the endpoint on one of its first lines ("Endpoint:    http://...").
+        endpoint, seen = "", []
+        for _ in range(10):
+            line = process.stdout.readline()
+            seen.append(line)
+            word = line.strip().rsplit(" ", 1)[-1]
+            if word.startswith("http://127.0.0.1:") and word.endswith(PATH):
+                endpoint = word
+                break
+        if not endpoint:
+            raise RuntimeError(f"the emulator did not start: {''.join(seen)!r}")
         parts = urlsplit(endpoint)
         yield Running(endpoint, parts.hostname or "127.0.0.1", parts.port or 80)
     finally:

@@ -48,7 +48,7 @@ def celery_app() -> object:
     broker = os.environ["BENCH_BROKER"]
     app = Celery("bench", broker=broker)
     app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
-                    worker_prefetch_multiplier=4, broker_connection_retry_on_startup=True)
+                    worker_prefetch_multiplier=16, broker_connection_retry_on_startup=True)
     counter = redis.Redis.from_url(broker)
 
     @task_postrun.connect(weak=False)
