@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from pathlib import Path
+from urllib.parse import quote
 
 USER_ID, LOGIN, PASSWORD = "1000", "bench", "bench-password"
-PATH = "/extxml.php"
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,31 @@ class Running:
 def emulator(latency: float = 0.0) -> Iterator[Running]:
     command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
                "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
-               "--history-limit", "1000", "--quiet"]
+               "--history-limit", "1000", "--quiet"]  # quiet: an unread request log would block it
+    with _server(command) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def minimal_server() -> Iterator[Running]:
+    """The floor: a server that answers every request with the same OK, doing nothing else."""
+    script = str(Path(__file__).with_name("_minimal_server.py"))
+    with _server([sys.executable, script]) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _server(command: list[str]) -> Iterator[Running]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        # The banner names the endpoint on one of its first lines ("Endpoint:    http://...").
-        endpoint, seen = "", []
-        for _ in range(10):
-            line = process.stdout.readline()
-            seen.append(line)
-            word = line.strip().rsplit(" ", 1)[-1]
-            if word.startswith("http://127.0.0.1:") and word.endswith(PATH):
-                endpoint = word
-                break
-        if not endpoint:
-            raise RuntimeError(f"the emulator did not start: {''.join(seen)!r}")
-        parts = urlsplit(endpoint)
-        yield Running(endpoint, parts.hostname or "127.0.0.1", parts.port or 80)
+        # "... http://127.0.0.1:PORT/extxml.php", or "... listening on 127.0.0.1, port PORT"
+        first = process.stdout.readline()
+        found = re.search(r"127\.0\.0\.1(?::|, port )(\d+)", first)
+        if found is None:
+            raise RuntimeError(f"the server did not start: {first!r}")
+        port = int(found.group(1))
+        yield Running(f"http://127.0.0.1:{port}/extxml.php", "127.0.0.1", port)
     finally:
         process.terminate()
         try:

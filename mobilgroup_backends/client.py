@@ -38,6 +38,7 @@ from .config import DEFAULT_ENDPOINT, Settings, parse_url, settings_from_env
 from .errors import (
     ConfigurationError,
     DuplicateRequestId,
+    GatewayError,
     MobilgroupError,
     ProtocolError,
     TransportError,
@@ -262,7 +263,8 @@ class MobilgroupClient:
         error 7 then means "accepted earlier" and the result says ``accepted_earlier``. Without
         it, error 7 counts as accepted only when an earlier attempt of this call may have reached
         the gateway; otherwise it is :class:`DuplicateRequestId` (the id was used for something
-        else).
+        else). A resend that fails without a gateway answer keeps ``maybe_sent=True``: the
+        earlier call may still have sent it, so resend it again later with the same id.
         """
         rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
         try:
@@ -286,7 +288,15 @@ class MobilgroupClient:
                 return True, attempt  # an earlier copy got through; its answer was lost
             return False, attempt
 
-        accepted_earlier, attempts = self._call("send", body, rid, parse, numbers)
+        try:
+            accepted_earlier, attempts = self._call("send", body, rid, parse, numbers)
+        except MobilgroupError as exc:
+            if resend and not isinstance(exc, GatewayError):
+                # The caller said an earlier call may have sent this id; failing to reach the
+                # gateway now does not say otherwise. A gateway refusal does: a copy it had
+                # accepted would have been answered with error 7.
+                exc.maybe_sent = True
+            raise
         return SendResult(request_id=rid, phones=numbers, text=text, sender=alias,
                           attempts=attempts, accepted_earlier=accepted_earlier)
 

@@ -30,9 +30,6 @@ from typing import Any, Literal, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 from xml.etree.ElementTree import fromstring as _fast_fromstring
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring as _safe_fromstring
-
 from .errors import ProtocolError, ValidationError, error_for_code
 
 __all__ = [
@@ -169,6 +166,9 @@ class BalanceResponse:
 
 class RecipientStatus(NamedTuple):
     """One recipient of a mailing: its phone, when its status last changed, and the status.
+
+    ``time`` is an aware datetime in the gateway's time zone (``GATEWAY_TIMEZONE``, Moscow), as
+    the gateway reports it; ``astimezone()`` gives it in any other.
 
     A named tuple rather than a dataclass: reports can list thousands of recipients, and this is
     the one object made per recipient.
@@ -749,7 +749,15 @@ def _cannot_carry_dtd(data: bytes) -> bool:
 
 
 def _safe_fromstring_no_dtd(data: bytes) -> Element:
-    return _safe_fromstring(data, forbid_dtd=True)  # type: ignore[no-any-return]
+    # Imported on first use: only an answer that could carry a DTD needs defusedxml, and the
+    # command line's help or the emulator should not pay for importing it.
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        return fromstring(data, forbid_dtd=True)  # type: ignore[no-any-return]
+    except DefusedXmlException as exc:
+        raise ProtocolError(f"refused a hostile XML answer ({type(exc).__name__})") from None
 
 
 def _parse(data: bytes) -> dict[str, Element]:
@@ -760,8 +768,6 @@ def _parse(data: bytes) -> dict[str, Element]:
     try:
         parse = _fast_fromstring if _cannot_carry_dtd(data) else _safe_fromstring_no_dtd
         root = parse(data)
-    except DefusedXmlException as exc:
-        raise ProtocolError(f"refused a hostile XML answer ({type(exc).__name__})") from None
     except (ParseError, ValueError, LookupError, UnicodeError, RecursionError) as exc:
         raise ProtocolError(f"the answer is not well-formed XML: {exc}") from None
     if root.tag != "response":
@@ -880,14 +886,16 @@ _TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?")
 
 @functools.lru_cache(maxsize=512)
 def _time(text: str) -> datetime | None:
-    """``yyyy-MM-dd hh:mm`` (seconds tolerated). Cached: the recipients of one report mostly
-    share a minute, and strptime alone would cost more than parsing the whole document."""
+    """``yyyy-MM-dd hh:mm`` (seconds tolerated), the gateway's local time, as an aware datetime.
+    Cached: the recipients of one report mostly share a minute, and strptime alone would cost
+    more than parsing the whole document."""
     if not text:
         return None
     if _TIME.fullmatch(text):
         try:
             return datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]),
-                            int(text[14:16]), int(text[17:19]) if len(text) > 16 else 0)
+                            int(text[14:16]), int(text[17:19]) if len(text) > 16 else 0,
+                            tzinfo=GATEWAY_TIMEZONE)
         except ValueError:
             pass
     raise ProtocolError(f"<time> is not a date and time: {_clip(text)!r}")

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from mobilgroup_backends.django.models import OutboxMessage, SmsRequest
 from mobilgroup_backends.django.outbox import deliver, enqueue, sweep
-from mobilgroup_backends.django.tasks import track_due
+from mobilgroup_backends.django.tasks import TASK_ATTEMPTS, send_outboxed, track_due
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ValidationError
 from tests.django_project.helpers import gateway_settings
@@ -132,6 +132,28 @@ def test_an_answer_lost_after_the_gateway_accepted_is_resent_as_the_same_request
     assert sent_ids(gateway) == {row.request_id: 1}
 
 
+def test_a_failed_task_queues_itself_again_later_where_the_backend_can(
+        gateway: Emulator, lost_enqueues: None) -> None:
+    backend = send_outboxed.get_backend()
+    row = enqueue(PHONE, "later")
+    backend.clear()
+    gateway.faults.next("close_before")
+    before = timezone.now()
+
+    assert send_outboxed.call(row.pk) == OutboxMessage.PENDING  # as a worker runs it
+
+    (retry,) = backend.results
+    assert retry.args == [row.pk]
+    run_after = retry.task.run_after
+    assert run_after is not None
+    assert before + timedelta(seconds=4) < run_after <= before + timedelta(seconds=11)
+    OutboxMessage.objects.filter(pk=row.pk).update(attempts=TASK_ATTEMPTS)
+    gateway.faults.next("close_before")
+    assert send_outboxed.call(row.pk) == OutboxMessage.PENDING
+    assert len(backend.results) == 1  # enough: the sweeper takes it from here
+    assert len(gateway.outbox) == 0
+
+
 def test_an_unreachable_gateway_leaves_the_row_pending(gateway: Emulator) -> None:
     gateway.faults.next("close_before")
     row = enqueue(PHONE, "later")
@@ -164,7 +186,7 @@ def test_a_rejected_row_is_queued_again_from_the_admin(gateway: Emulator,
 
     assert "1 message(s) queued again." in done.content.decode()
     row.refresh_from_db()
-    assert row.state == OutboxMessage.ACCEPTED and row.attempts == 2
+    assert row.state == OutboxMessage.ACCEPTED and row.attempts == 1
     assert sent_ids(gateway) == {row.request_id: 1}
     assert admin_client.get(f"/admin/mobilgroup/outboxmessage/{row.pk}/change/").status_code == 200
     assert admin_client.get("/admin/mobilgroup/outboxmessage/add/").status_code == 403

@@ -601,3 +601,29 @@ def test_running_clock_delivers_in_real_time() -> None:
 def test_fixture_from_the_plugin(mobilgroup_emulator: Emulator) -> None:
     assert mobilgroup_emulator.running
     assert call(mobilgroup_emulator, command="balance")["balance"] == "100"
+
+
+def test_the_emulator_and_the_client_read_the_protocol_alike() -> None:
+    """The emulator states the gateway's facts itself (a second reading of the protocol); this is
+    where the two readings must agree."""
+    from mobilgroup_backends import protocol
+    from mobilgroup_backends.emulator import clock, gateway, lifecycle, wire
+
+    assert gateway.TEXT_LIMIT_TRANSLIT == protocol.MAX_TEXT_TRANSLIT
+    assert gateway.TEXT_LIMIT_UNICODE == protocol.MAX_TEXT_UNICODE
+    assert gateway.MAX_VALID_HOURS == protocol.MAX_VALID_HOURS
+    # Every id the client mints or accepts, the emulator accepts too.
+    assert protocol.MAX_REQUEST_ID <= gateway.MAX_REQUEST_ID
+    statuses = {"QUEUED": lifecycle.QUEUED, "DELIVERED": lifecycle.DELIVERED,
+                "UNDELIVERED": lifecycle.NOT_DELIVERED, "SENT": lifecycle.SENT,
+                "ERROR": lifecycle.ERROR}
+    assert {m.name: int(m) for m in protocol.DeliveryStatus if m.is_known} == statuses
+    assert {c for c in statuses.values() if protocol.DeliveryStatus(c).is_final} == lifecycle.FINAL
+    assert (lifecycle.STARTED, lifecycle.FINISHED) == (protocol.MailingStatus.STARTED,
+                                                       protocol.MailingStatus.FINISHED)
+    assert wire.ENCODING == protocol.ENCODING
+    assert wire.PROLOG == protocol.PROLOG
+    assert wire.TIME_FORMAT == protocol.SCHEDULE_FORMAT
+    moment = datetime(2026, 6, 1, 12, 0)
+    assert moment.replace(tzinfo=clock.GATEWAY_TIMEZONE) == moment.replace(
+        tzinfo=protocol.GATEWAY_TIMEZONE)

@@ -252,7 +252,8 @@ def test_killed_midway_then_resumed_sends_every_row_exactly_once(tmp_path: Path)
     assert earlier == sent_before - recorded
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, signum: int) -> None:
     write_contacts(tmp_path / "c.csv", 600)
     state = tmp_path / "c.csv.mailing.sqlite"
     with Emulator(ACCOUNTS, latency=0.01) as gateway:
@@ -260,7 +261,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
         args = ("mailing", "send", "c.csv", "--text", TEMPLATE, "--concurrency", "4")
         process = start(*args, url=url, cwd=tmp_path)
         wait_until_accepted(state, 50, process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=30)
         assert process.returncode == 130, err
         assert "interrupted" in err and "run the same command again" in err
@@ -295,3 +296,49 @@ def test_faults_during_the_run_still_send_exactly_once(mobilgroup_emulator: Emul
     assert mobilgroup_emulator.faults.injected["close_after"] > 0
     counted = sent_phones(mobilgroup_emulator)
     assert len(counted) == 300 and set(counted.values()) == {1}
+
+
+def _stderr_on_a_terminal(args: tuple[str, ...], url: str, cwd: Path,
+                          **env: str) -> tuple[int, str]:
+    """Run with standard error on a pseudo-terminal, as in an interactive shell."""
+    import pty
+
+    leader, follower = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
+    environment.update(MOBILGROUP_URL=url, COLUMNS="120", TERM="xterm", **env)
+    with subprocess.Popen([sys.executable, "-m", "mobilgroup_backends", *args], cwd=cwd,
+                          env=environment, stdout=subprocess.DEVNULL, stderr=follower) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=60)
+    os.close(leader)
+    return process.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_bar_on_a_terminal(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+    write_contacts(tmp_path / "c.csv", 40)
+    code, shown = _stderr_on_a_terminal(("mailing", "send", "c.csv", "--text", TEMPLATE),
+                                        mobilgroup_emulator.url(), tmp_path)
+    assert code == 0, shown
+    assert "━" in shown  # rich's bar
+    assert "sent 40 · failed 0 · left 0" in shown and "SMS/s" in shown
+
+
+def test_plain_progress_without_rich(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+    write_contacts(tmp_path / "c.csv", 40)
+    blocker = tmp_path / "no_rich"
+    blocker.mkdir()
+    (blocker / "rich.py").write_text("raise ImportError('rich is not installed here')\n")
+    code, shown = _stderr_on_a_terminal(("mailing", "send", "c.csv", "--text", TEMPLATE),
+                                        mobilgroup_emulator.url(), tmp_path,
+                                        PYTHONPATH=str(blocker))
+    assert code == 0, shown
+    assert "sent 40/40, failed 0, left 0" in shown and "━" not in shown

@@ -6,6 +6,8 @@ import importlib.metadata
 import subprocess
 import sys
 
+import pytest
+
 import mobilgroup_backends
 
 
@@ -17,6 +19,37 @@ def test_import_pulls_in_no_framework() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# What `mobilgroup --help` and `mobilgroup emulator` must not import: the HTTP client and the
+# hostile-XML parser cost most of the command's start-up, and neither is needed to answer.
+HEAVY = ("requests", "urllib3", "defusedxml", "django", "apprise")
+
+_UNTIL_SERVING = """
+import _thread, io, sys, threading
+serving = threading.Event()
+
+class Watch(io.StringIO):
+    def write(self, text):
+        if "Press Ctrl+C" in text:
+            serving.set()
+        return super().write(text)
+
+sys.stdout = Watch()
+threading.Thread(target=lambda: serving.wait(30) and _thread.interrupt_main(), daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n", id="help"),
+    pytest.param(_UNTIL_SERVING + "main(['emulator', '--port', '0', '--quiet'])\n", id="emulator"),
+])
+def test_the_command_starts_without_the_http_stack(command: str) -> None:
+    code = ("import sys\nfrom mobilgroup_backends.cli import main\n" + command +
+            f"sys.__stdout__.write(repr(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip().endswith("[]"), done.stdout
 
 
 def test_every_public_name_resolves() -> None:

@@ -10,6 +10,7 @@ from xml.etree import ElementTree
 import pytest
 
 from mobilgroup_backends import errors, protocol
+from mobilgroup_backends.protocol import GATEWAY_TIMEZONE as MSK
 from mobilgroup_backends.protocol import Credentials, DeliveryStatus, MailingStatus
 
 DATA = Path(__file__).parent / "data"
@@ -52,8 +53,8 @@ def test_parse_status_extended_example() -> None:
     assert not report.status.is_known
     assert report.status.name == "UNKNOWN_0"
     assert [(r.phone, r.status, r.time) for r in report.recipients] == [
-        ("79039587454", DeliveryStatus.DELIVERED, datetime(2007, 3, 12, 23, 24)),
-        ("79236411579", DeliveryStatus.UNDELIVERED, datetime(2007, 3, 12, 23, 23)),
+        ("79039587454", DeliveryStatus.DELIVERED, datetime(2007, 3, 12, 23, 24, tzinfo=MSK)),
+        ("79236411579", DeliveryStatus.UNDELIVERED, datetime(2007, 3, 12, 23, 23, tzinfo=MSK)),
     ]
     assert report.is_complete
     assert report.by_phone()["79236411579"].status is DeliveryStatus.UNDELIVERED
@@ -143,7 +144,11 @@ def test_status_time_with_seconds_and_folded_whitespace() -> None:
             b"<status>8</status></dest></extended><id>5</id></response>")
     report = protocol.parse_status(body, 5)
     assert report.status is MailingStatus.FINISHED
-    assert report.recipients[0].time == datetime(2026, 1, 2, 3, 4, 5)
+    when = report.recipients[0].time
+    assert when == datetime(2026, 1, 2, 3, 4, 5, tzinfo=MSK)
+    # Aware, in the gateway's zone: the same instant in UTC is three hours earlier.
+    assert when is not None and when.utcoffset() == timedelta(hours=3)
+    assert when.astimezone(timezone.utc) == datetime(2026, 1, 2, 0, 4, 5, tzinfo=timezone.utc)
     assert report.recipients[0].status is DeliveryStatus.SENT
     assert not report.is_complete
 

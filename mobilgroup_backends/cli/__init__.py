@@ -248,7 +248,7 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
     deadline = time.monotonic() + limit
     pause = FIRST_RECHECK_SECONDS
     while not report.is_complete:
-        now = datetime.now(GATEWAY_TIMEZONE).replace(tzinfo=None)
+        now = datetime.now(GATEWAY_TIMEZONE)
         times = [r.time for r in report.recipients if not r.is_final and r.time is not None]
         # Report times are shown to the minute: a status shown at 12:00 may be from 12:00:59.
         due = report_due(max(times) + timedelta(minutes=1), hours) if times else now

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -102,7 +104,7 @@ def run_send(args: argparse.Namespace) -> int:
     except BadRows as exc:
         return _print_bad_rows(exc, args.json)
     if args.dry_run:
-        return _print_plan(plan, contacts.rows[0].cells if contacts.rows else {}, price, args)
+        return _print_plan(plan, price, args)
     return _send(args, plan, template, default_state_path(args.csv))
 
 
@@ -137,8 +139,7 @@ def _print_bad_rows(exc: BadRows, as_json: bool) -> int:
     return EXIT_USAGE
 
 
-def _print_plan(plan: Plan, first_row: dict[str, str], price: Decimal | None,
-                args: argparse.Namespace) -> int:
+def _print_plan(plan: Plan, price: Decimal | None, args: argparse.Namespace) -> int:
     from ..mailing.plan import describe
 
     numbers = describe(plan)
@@ -181,12 +182,30 @@ def _send(args: argparse.Namespace, plan: Plan, template: str, default_state: Pa
             counts = state.counts()
             progress = _progress(counts["messages"], counts["accepted_messages"],
                                  resuming=state.runs > 0)
+            stop = threading.Event()
+            previous = _on_stop_signals(stop)
             try:
                 summary = send_mailing(state, client, concurrency=args.concurrency,
-                                       on_outcome=progress.advance)
+                                       on_outcome=progress.advance, stop=stop)
             finally:
                 progress.close()
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
             return _print_summary(args, state, summary)
+
+
+def _on_stop_signals(stop: threading.Event) -> dict[int, Any]:
+    """Ctrl-C (and SIGTERM, as service managers send) asks the mailing to stop after the
+    requests on the wire; a second one stops at once (still safe: see the resend rule)."""
+
+    def ask_to_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nmobilgroup: stopping after the requests on the wire (again to stop now)",
+              file=sys.stderr, flush=True)
+
+    return {signum: signal.signal(signum, ask_to_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSummary) -> int:

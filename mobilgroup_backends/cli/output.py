@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import (
     EXIT_INTERRUPTED,
@@ -20,7 +20,9 @@ from ..errors import (
     error_to_dict,
     exit_code,
 )
-from ..protocol import StatusReport
+
+if TYPE_CHECKING:
+    from ..protocol import StatusReport
 
 __all__ = [
     "EXIT_INTERRUPTED",

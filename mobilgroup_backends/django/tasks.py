@@ -6,13 +6,16 @@ backport on 5.2 (installed with the ``django`` extra).
   ``mobilgroup.track_due``): schedule it every few minutes with whatever runs periodic jobs.
 
 Both take and return JSON values only, so any task backend can store them. They run on the
-``default`` task backend. Neither retries by itself (Django's Tasks framework has no retries):
-a send that failed for a reason another attempt may mend stays pending, and the sweeper
-(``manage.py mobilgroup outbox``) sends it later with the same request id.
+``default`` task backend. Django's Tasks framework has no retries: a send that failed for a
+reason another attempt may mend stays pending, and ``send_outboxed`` queues itself again with a
+growing delay (the core's backoff) when the backend can run a task later, up to
+:data:`TASK_ATTEMPTS` attempts; past those, and on backends that cannot defer, the sweeper
+(``manage.py mobilgroup outbox``) sends it with the same request id.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,24 +26,48 @@ else:
     except ImportError:  # Django < 6.0: the backport
         from django_tasks import task
 
-__all__ = ["send_outboxed", "track_due"]
+__all__ = ["TASK_ATTEMPTS", "TASK_BACKOFF", "send_outboxed", "track_due"]
+
+#: Attempts of one row made by tasks before it is left to the sweeper.
+TASK_ATTEMPTS = 5
+#: The first pause before a task tries a row again (doubled each time, at most 5 minutes).
+TASK_BACKOFF = 10.0
 
 
 @task
 def send_outboxed(pk: int) -> str:
     """Send the outbox row ``pk`` (if still pending and free); its state afterwards."""
+    from .models import OutboxMessage
     from .outbox import deliver
 
-    return deliver(pk)
+    state = deliver(pk)
+    if state == OutboxMessage.PENDING:
+        _try_again_later(pk)
+    return state
+
+
+def _try_again_later(pk: int) -> None:
+    from django.utils import timezone
+
+    from ..client import backoff_delay
+    from .models import OutboxMessage
+
+    if not send_outboxed.get_backend().supports_defer:
+        return
+    attempts = OutboxMessage.objects.filter(pk=pk).values_list("attempts", flat=True).first()
+    if attempts is None or attempts >= TASK_ATTEMPTS:
+        return
+    delay = backoff_delay(TASK_BACKOFF, attempts, cap=300.0)
+    send_outboxed.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(pk)
 
 
 @task
 def track_due(limit: int | None = None) -> dict[str, Any]:
     """Fetch and record the delivery reports that are due; counts of what was done."""
+    from .outbox import settings_client
     from .tracking import track
-    from .workers import worker_client
 
-    result = track(worker_client(), limit=limit)
+    result = track(settings_client(), limit=limit)
     return {"polled": len(result.polled), "complete": result.complete,
             "pending": result.pending, "expired": result.expired, "unknown": result.unknown,
             "failed": result.failed, "changed": result.changed}

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ..client import MobilgroupClient, SendResult
 from ..errors import ConfigurationError, MobilgroupError, UnknownRequestId
-from ..protocol import GATEWAY_TIMEZONE, DeliveryStatus, StatusReport
+from ..protocol import DeliveryStatus, StatusReport
 from .models import SmsRecipient, SmsRequest
 from .signals import delivery_status
 
@@ -232,14 +232,6 @@ def _release(record: SmsRequest, token: str, now: datetime, *, error: str,
     SmsRequest.objects.filter(pk=record.pk, claim_token=token).update(**values)
 
 
-def _gateway_time(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if getattr(django_settings, "USE_TZ", True):
-        return value.replace(tzinfo=GATEWAY_TIMEZONE)
-    return value
-
-
 def _apply(record: SmsRequest, report: StatusReport, token: str,
            now: datetime) -> list[_Change] | None:
     """Write the report while the claim is still ours; the changes, or None if it is not."""
@@ -264,7 +256,9 @@ def _apply(record: SmsRequest, report: StatusReport, token: str,
         rows = {row.phone: row for row in SmsRecipient.objects.filter(request=record)}
         for reported in report.recipients:
             row = rows.get(reported.phone)
-            when = _gateway_time(reported.time)
+            when = reported.time
+            if when is not None and not django_settings.USE_TZ:
+                when = timezone.make_naive(when)  # without USE_TZ, Django keeps local naive times
             if row is None:
                 row = SmsRecipient.objects.create(request=record, phone=reported.phone,
                                                   status=int(reported.status), status_time=when)

@@ -12,21 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from xml.etree.ElementTree import ParseError
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
-
 from ..protocol import repair_end_tags
 
-__all__ = ["CONTENT_TYPE", "ENCODING", "parse_request", "render"]
+__all__ = ["CONTENT_TYPE", "ENCODING", "PROLOG", "TIME_FORMAT", "parse_request", "render"]
 
 ENCODING = "windows-1251"
 CONTENT_TYPE = "application/xml; charset=windows-1251"
-_PROLOG = '<?xml version="1.0" encoding="windows-1251"?>\n'
-_TIME = "%Y-%m-%d %H:%M"
+PROLOG = '<?xml version="1.0" encoding="windows-1251"?>\n'
+TIME_FORMAT = "%Y-%m-%d %H:%M"
 _QUIRKY_TIME = "%Y-%m-%d\n%H:%M"
 
-_PARSE_ERRORS = (ParseError, DefusedXmlException, ValueError, LookupError, UnicodeError,
-                 RecursionError)
+_PARSE_ERRORS = (ParseError, ValueError, LookupError, UnicodeError, RecursionError)
 
 
 def parse_request(body: bytes) -> dict[str, str] | None:
@@ -36,10 +32,14 @@ def parse_request(body: bytes) -> dict[str, str] | None:
     occurrence of a repeated element wins; elements the gateway does not know are kept but never
     read, which is how ``<translit>`` from the gateway's example is ignored.
     """
+    # Imported on first use, so that starting the emulator does not pay for it.
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
     try:
         root = fromstring(repair_end_tags(body), forbid_dtd=True, forbid_entities=True,
                           forbid_external=True)
-    except _PARSE_ERRORS:
+    except (DefusedXmlException, *_PARSE_ERRORS):
         return None
     if root.tag != "request":
         return None
@@ -66,14 +66,14 @@ def render(
     ``</response >``, a space after the mailing status and a line break inside ``<time>``.
     ``request_id`` None leaves ``<id>`` out (nothing usable was given to echo).
     """
-    parts = [_PROLOG, "<response>\n<result>", "ERROR" if error else "OK",
+    parts = [PROLOG, "<response>\n<result>", "ERROR" if error else "OK",
              "</result>\n<error>", str(error), "</error>\n"]
     if balance is not None:
         parts += ["<balance>", balance, "</balance>\n"]
     if status is not None:
         parts += ["<status>", str(status), " </status>\n" if quirky else "</status>\n"]
     if dests is not None:
-        time_format = _QUIRKY_TIME if quirky else _TIME
+        time_format = _QUIRKY_TIME if quirky else TIME_FORMAT
         parts.append("<extended>\n")
         for phone, code, changed in dests:
             parts += ["<dest><phone>", phone, "</phone><time>", changed.strftime(time_format),

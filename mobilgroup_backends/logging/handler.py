@@ -361,13 +361,14 @@ class SmsHandler(logging.Handler):
     def _next_timer(self) -> float | None:
         return self._policy.next_timer()
 
-    def _send(self, text: Callable[[], str]) -> None:
+    def _send(self, text: Callable[[], str], *, request_id: int | None = None,
+              resend: bool = False) -> None:
         """One SMS to the alert phones. The text is made after the client, so that settings read
         late (from Django) decide its length limit."""
         if self._client is None:
             self._client = self._make_client()
         self._client.send(self._phones, text(), transliterate=self._policy.transliterate,
-                          replace_unencodable=True)
+                          replace_unencodable=True, request_id=request_id, resend=resend)
 
     def _finish(self) -> None:
         """The worker's last act: close the client and the store's connection."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from .. import protocol
+from ..errors import MobilgroupError
 from .store import Item, Pending, Store, Verdict
 
 __all__ = ["MAX_FAILURE_PAUSE", "MIN_FAILURE_PAUSE", "AlertPolicy"]
@@ -22,9 +25,13 @@ __all__ = ["MAX_FAILURE_PAUSE", "MIN_FAILURE_PAUSE", "AlertPolicy"]
 MAX_FAILURE_PAUSE = 300.0
 MIN_FAILURE_PAUSE = 0.05
 
-Send = Callable[[Callable[[], str]], None]
-"""Sends one SMS with the text the callable makes (made late: settings read late decide its
-length limit); raises when it did not go."""
+class Send(Protocol):
+    """Sends one SMS with the text the callable makes (made late: settings read late decide its
+    length limit); raises when it did not go. ``request_id`` and ``resend`` are given only to
+    resend an SMS that may have reached the gateway, under its own id."""
+
+    def __call__(self, text: Callable[[], str], *, request_id: int | None = ...,
+                 resend: bool = ...) -> None: ...
 
 
 class AlertPolicy:
@@ -40,6 +47,9 @@ class AlertPolicy:
         self._report = report
         self.failures = 0
         self.pause_until = 0.0
+        #: SMS whose send failed but may have reached the gateway, with their request ids:
+        #: resent under those ids (never counted again in a summary, which would send them twice).
+        self.unsure: deque[tuple[str, int]] = deque()
         self.sent = self.suppressed = self.deduplicated = self.failed = self.summaries = 0
 
     # --- decisions ----------------------------------------------------------------------------
@@ -74,6 +84,9 @@ class AlertPolicy:
         """Send the summary of held-back records when the budget allows (at close: anyway)."""
         if not final and self.clock() < self.pause_until:
             return
+        self._resend_unsure(send)
+        if not final and self.clock() < self.pause_until:
+            return
         claimed = self.store.claim_summary(final=final)
         if claimed is None:
             return
@@ -86,29 +99,66 @@ class AlertPolicy:
     def next_timer(self) -> float | None:
         """Seconds until a held-back summary may go out; None when nothing is waiting."""
         wait = self.store.summary_wait()
+        if self.unsure:
+            wait = 0.0 if wait is None else min(wait, 0.0)
         if wait is None:
             return None
         return max(wait, self.pause_until - self.clock())
 
     def _deliver(self, send: Send, text: Callable[[], str]) -> bool:
-        """One SMS; False (and the failure accounted) when it did not go.
+        """One SMS; False (and the failure accounted) when it surely did not go.
 
         A failure pauses sending for ``failure_backoff`` seconds, doubling with each further
-        failure in a row; the summary that follows the pause is the probe.
+        failure in a row; the summary that follows the pause is the probe. A failure after which
+        the SMS may have reached the gateway (the client says ``maybe_sent``) keeps the text and
+        its request id for a resend under that id, and counts as handed over.
         """
+        made: list[str] = []
+
+        def making() -> str:
+            made.append(text())
+            return made[-1]
+
         try:
-            send(text)
+            send(making)
         except Exception as exc:
-            self.failures += 1
-            if self.failures == 1 and self._report is not None:
-                self._report(exc)
-            pause = min(self.failure_backoff * 2 ** (self.failures - 1), MAX_FAILURE_PAUSE)
-            self.pause_until = self.clock() + max(pause, MIN_FAILURE_PAUSE)
+            self._failed(exc)
+            if isinstance(exc, MobilgroupError) and exc.maybe_sent and made \
+                    and exc.request_id is not None:
+                self.unsure.append((made[-1], exc.request_id))
+                return True
             return False
+        self._succeeded()
+        return True
+
+    def _resend_unsure(self, send: Send) -> None:
+        """Resend what may have reached the gateway, under its own id (``resend=True``): the
+        client takes the gateway's "already sent" as accepted, so it goes out exactly once."""
+        while self.unsure:
+            text, request_id = self.unsure[0]
+            try:
+                send(lambda: text, request_id=request_id, resend=True)  # noqa: B023 - called now
+            except Exception as exc:
+                self._failed(exc)
+                if isinstance(exc, MobilgroupError) and exc.maybe_sent:
+                    return  # still unknown: again after the pause, or at exit
+                self.unsure.popleft()  # the gateway refused it: it was not sent
+                self.failed += 1
+                continue
+            self.unsure.popleft()
+            self._succeeded()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.failures == 1 and self._report is not None:
+            self._report(exc)
+        pause = min(self.failure_backoff * 2 ** (self.failures - 1), MAX_FAILURE_PAUSE)
+        self.pause_until = self.clock() + max(pause, MIN_FAILURE_PAUSE)
+
+    def _succeeded(self) -> None:
         self.failures = 0
         self.pause_until = 0.0
         self.sent += 1
-        return True
 
     # --- SMS text -----------------------------------------------------------------------------
 

@@ -65,14 +65,20 @@ class RunSummary:
 
 def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: int = 8,
                  on_outcome: Callable[[Outcome], None] | None = None,
+                 stop: threading.Event | None = None,
                  commit_every: int = 32, commit_seconds: float = 0.25) -> RunSummary:
     """Send what the state file does not have as accepted; record each outcome as it comes.
 
     ``concurrency`` threads take requests in plan order; this thread writes their outcomes,
     committing every ``commit_every`` outcomes or ``commit_seconds``, so the file is never the
     bottleneck. A request whose outcome was not committed yet (the process killed) is simply sent
-    again by the next run, safely. Ctrl-C (``KeyboardInterrupt``) stops the threads from taking
-    new requests, waits for those on the wire, records them and returns with ``interrupted``.
+    again by the next run, safely.
+
+    Setting ``stop`` (from a signal handler, say: the command line sets it on Ctrl-C) or a
+    ``KeyboardInterrupt`` stops the threads from taking new requests; those on the wire finish
+    and are recorded, and the summary says ``interrupted``. ``stop`` is the precise way: an
+    interrupt raised between taking an outcome and writing it down leaves that request to be
+    resent (safely) by the next run.
     """
     requests = state.unsent()
     resend = state.runs > 0
@@ -97,7 +103,7 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
     for request in requests:
         todo.put(request)
     results: queue.SimpleQueue[Outcome | BaseException] = queue.SimpleQueue()
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
 
     def work() -> None:
         while not stop.is_set():
@@ -134,27 +140,34 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
         if on_outcome is not None:
             on_outcome(item)
 
+    def wind_down() -> None:
+        # Those already on the wire finish (each within the client's timeout) and are
+        # recorded; the rest stay unsent for the next run.
+        summary.interrupted = True
+        stop.set()
+        for worker in workers:
+            worker.join()
+        while not results.empty():
+            take(results.get_nowait())
+
     try:
         try:
-            for _ in requests:
-                while True:
-                    try:
-                        item = results.get(timeout=commit_seconds)
-                        break
-                    except queue.Empty:
-                        flush()
+            received = 0
+            while received < len(requests):
+                if stop.is_set():
+                    wind_down()
+                    break
+                try:
+                    item = results.get(timeout=commit_seconds)
+                except queue.Empty:
+                    flush()
+                    continue
+                received += 1
                 take(item)
                 if len(unwritten) >= commit_every or time.monotonic() - last_commit > commit_seconds:
                     flush()
         except KeyboardInterrupt:
-            summary.interrupted = True
-            stop.set()
-            # Those already on the wire finish (each within the client's timeout) and are
-            # recorded; the rest stay unsent for the next run.
-            for worker in workers:
-                worker.join()
-            while not results.empty():
-                take(results.get_nowait())
+            wind_down()
     finally:
         stop.set()
         flush()
