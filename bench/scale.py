@@ -75,13 +75,15 @@ def worker(broker: str, url: str, processes: int, log: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        # A warm shutdown first; then the whole process group, so that no pool child outlives
+        # the benchmark whatever the main process did.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(30)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        process.wait(10)
 
 
 def wait_done(counter: object, target: int, timeout: float = 600) -> None:
