@@ -29,7 +29,7 @@ class Running:
 def emulator(latency: float = 0.0) -> Iterator[Running]:
     command = [sys.executable, "-m", "mobilgroup_backends", "emulator", "--port", "0",
                "--account", f"{USER_ID}:{LOGIN}:{PASSWORD}:1000000000", "--latency", str(latency),
-               "--history-limit", "1000"]
+               "--history-limit", "1000", "--quiet"]  # quiet: an unread request log would block it
     with _server(command) as running:
         yield running
 

@@ -38,7 +38,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import protocol
-from ..client import MobilgroupClient, SendResult
+from ..client import MobilgroupClient, SendResult, shared_client
 from ..errors import (
     ConfigurationError,
     GatewayError,
@@ -48,7 +48,6 @@ from ..errors import (
 )
 from .models import OutboxMessage
 from .settings import load_config
-from .workers import worker_client
 
 __all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "requeue", "sweep"]
 
@@ -102,16 +101,22 @@ def enqueue(phones: str | Iterable[str], text: str, *,
 def requeue(rows: Iterable[OutboxMessage]) -> int:
     """Queue rejected or expired rows again, with their own request ids (the gateway never
     registered them), once the cause is fixed (money added, the account unblocked). Their
-    ``not_after`` is cleared. How many were queued."""
+    ``not_after`` is cleared and their attempts start again from 0. How many were queued."""
     alias = router.db_for_write(OutboxMessage)
     pks = [row.pk for row in rows if row.state in (OutboxMessage.REJECTED, OutboxMessage.EXPIRED)]
     with transaction.atomic(using=alias):
         count = int(OutboxMessage.objects.filter(
             pk__in=pks, state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
-            state=OutboxMessage.PENDING, not_after=None, updated_at=timezone.now()))
+            state=OutboxMessage.PENDING, not_after=None, attempts=0, updated_at=timezone.now()))
         for pk in pks:
             transaction.on_commit(functools.partial(_queue, pk), using=alias, robust=True)
     return count
+
+
+def settings_client() -> MobilgroupClient:
+    """The process's client for the ``MOBILGROUP`` settings (kept between tasks: one keep-alive
+    connection per worker process, remade after ``fork``). Do not close it."""
+    return shared_client(load_config().settings)
 
 
 def _queue(pk: int) -> None:
@@ -132,7 +137,7 @@ def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
     garbled answer) leaves the row pending for the next run; a refusal marks it ``rejected``.
     """
     if client is None:
-        client = worker_client()
+        client = settings_client()
     now = timezone.now()
     token = secrets.token_hex(16)
     free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
@@ -246,7 +251,7 @@ def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = N
     over the one client's pooled connections.
     """
     if client is None:
-        client = worker_client()
+        client = settings_client()
     now = timezone.now()
     free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
     pending = OutboxMessage.objects.filter(free, state=OutboxMessage.PENDING)

@@ -64,10 +64,10 @@ def _try_again_later(pk: int) -> None:
 @task
 def track_due(limit: int | None = None) -> dict[str, Any]:
     """Fetch and record the delivery reports that are due; counts of what was done."""
+    from .outbox import settings_client
     from .tracking import track
-    from .workers import worker_client
 
-    result = track(worker_client(), limit=limit)
+    result = track(settings_client(), limit=limit)
     return {"polled": len(result.polled), "complete": result.complete,
             "pending": result.pending, "expired": result.expired, "unknown": result.unknown,
             "failed": result.failed, "changed": result.changed}
