@@ -16,6 +16,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+import sendsms.api
 import sms
 from django.core.management import call_command
 from django.db import transaction
@@ -297,6 +298,15 @@ def test_send_sms_returns_the_number_queued_and_sends_on_commit(queued: Emulator
     with transaction.atomic():
         assert sms.send_sms("Your code is 4521", recipients=[PHONE]) == 1
         assert len(queued.outbox) == 0  # uncommitted: nothing sent
+    (row,) = OutboxMessage.objects.all()
+    assert row.state == OutboxMessage.ACCEPTED
+    assert sent_ids(queued) == {row.request_id: 1}
+
+
+def test_django_sendsms_goes_through_the_outbox_too(queued: Emulator) -> None:
+    with transaction.atomic():
+        assert sendsms.api.send_sms("Your code is 4521", None, [PHONE]) == 1
+        assert len(queued.outbox) == 0
     (row,) = OutboxMessage.objects.all()
     assert row.state == OutboxMessage.ACCEPTED
     assert sent_ids(queued) == {row.request_id: 1}

@@ -191,6 +191,10 @@ def test_identical_texts_go_in_batches_and_a_refusal_is_retried(
     assert done.returncode == 1
     assert "gateway error 9" in done.stderr and "run the same command again" in done.stderr
     assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100, 50]
+    report = mobilgroup("mailing", "report", "--force", "--json", url=mobilgroup_emulator.url(),
+                        cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["summary"]["not_sent"] == 100
 
     mobilgroup_emulator.account.balance = Decimal(1000)
     done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)

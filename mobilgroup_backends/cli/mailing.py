@@ -26,6 +26,7 @@ from ..errors import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     ValidationError,
+    error_to_dict,
 )
 from .output import print_json
 
@@ -129,7 +130,7 @@ def _price(text: str | None) -> Decimal | None:
 
 def _print_bad_rows(exc: BadRows, as_json: bool) -> int:
     if as_json:
-        print_json({"ok": False, "error": "invalid", "message": str(exc),
+        print_json({**error_to_dict(exc, "cli"),
                     "bad_rows": [{"line": line, "reason": reason} for line, reason in exc.rows]})
         return EXIT_USAGE
     lines = [f"  line {line}: {reason}" for line, reason in exc.rows[:SHOWN_BAD_ROWS]]
@@ -175,10 +176,10 @@ def _send(args: argparse.Namespace, plan: Plan, template: str, default_state: Pa
     with _client(args, pool_size=args.concurrency) as client:
         if path.exists():
             state = MailingState(path)
-            state.check_same(plan, args.csv)
         else:
             state = MailingState.create(path, plan, source=args.csv, template=template)
         with state:
+            state.check_same(plan, args.csv)
             counts = state.counts()
             progress = _progress(counts["messages"], counts["accepted_messages"],
                                  resuming=state.runs > 0)
