@@ -26,6 +26,7 @@ from django.conf import settings as django_settings
 from django.views.decorators.debug import sensitive_variables
 
 from ..client import MobilgroupClient, SendResult, shared_client
+from ..config import ENV_URL, OPTIONS
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
 from ..protocol import fit_text, new_request_id, normalize_phones, text_limit
 from .settings import BackendConfig, MobilgroupImproperlyConfigured, load_config, valid_alias
@@ -358,6 +359,8 @@ class SmsBackend(_Base):
 
 
 _CONFIGS: dict[str, BackendConfig] = {}
+#: Every variable the resolver reads (looking each up is cheaper than walking the environment).
+_ENV_NAMES = (ENV_URL, *sorted({option.env for option in OPTIONS if option.env}))
 _CONFIGS_LOCK = threading.Lock()
 
 
@@ -366,8 +369,7 @@ def _config(kwargs: dict[str, Any]) -> BackendConfig:
     """``load_config(kwargs)``, remembered for the same arguments, ``MOBILGROUP`` setting and
     ``MOBILGROUP_*`` variables: ``send_sms`` without a connection makes a backend per message,
     and resolving the settings each time would cost more than the send itself."""
-    environment = [(name, value) for name, value in os.environ.items()
-                   if name.startswith("MOBILGROUP")]
+    environment = [os.environ.get(name) for name in _ENV_NAMES]
     key = repr((sorted(kwargs.items()), getattr(django_settings, "MOBILGROUP", None),
                 environment))
     config = _CONFIGS.get(key)
