@@ -42,6 +42,7 @@ def handlers() -> Iterator[list[SmsHandler]]:
         handler.close()
 
 
+@pytest.mark.django_db  # Django 6 model checks consult the database
 def test_alert_phones_in_mobilgroup_pass_checks_and_serve_backend_and_handler(
         mobilgroup_emulator: Emulator, settings: Any, handlers: list[SmsHandler]) -> None:
     # Exactly what docs/logging.md shows, plus the alert options of the handler.
