@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import requests
 from _emulator import LOGIN, PASSWORD, USER_ID, Running, emulator, minimal_server
+from _ratio import measure
 
 from mobilgroup_backends import MobilgroupClient, protocol
 
@@ -83,7 +84,8 @@ def new_connection_each(server: Running, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000, help="requests per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; ratios are medians of per-round ratios")
     args = parser.parse_args()
     contenders: dict[str, Callable[[Running, int], float]] = {
         "a MobilgroupClient.send": ours,
@@ -92,18 +94,18 @@ def main() -> None:
         "d new connection per request": new_connection_each,
     }
     for title, server_of in (("the emulator", emulator), ("a minimal server", minimal_server)):
-        rate: dict[str, float] = {}
         with server_of() as server:
-            for _ in range(args.rounds):  # interleaved, so drift hits every contender alike
-                for name, run in contenders.items():
-                    rate[name] = max(rate.get(name, 0.0), args.n / run(server, args.n))
+            # Interleaved rounds, so that drift hits every contender alike; messages per second.
+            def rate(run: Callable[[Running, int], float], server: Running = server) -> Callable[[], float]:
+                return lambda: args.n / run(server, args.n)
+
+            rounds = measure({name[0]: rate(run) for name, run in contenders.items()}, args.rounds)
         print(f"against {title}:")
-        for name, value in rate.items():
-            print(f"  {name:<32} {value:>8.0f} messages/s")
-        a, b, c, d = rate.values()
-        print(f"  a/b = {a / b:.2f}  (target >= 0.4)")
-        print(f"  a/c = {a / c:.2f}  (target >= 1.5)")
-        print(f"  a/d = {a / d:.2f}")
+        for name in contenders:
+            print(f"  {name:<32} {rounds.median(name[0]):>8.0f} messages/s (median of rounds)")
+        print(f"  a/b = {rounds.describe('a', 'b')}  (target >= 0.4)")
+        print(f"  a/c = {rounds.describe('a', 'c')}  (target >= 1.5)")
+        print(f"  a/d = {rounds.describe('a', 'd')}")
 
 
 if __name__ == "__main__":

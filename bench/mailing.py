@@ -13,11 +13,14 @@ Run: ``python bench/mailing.py [-n 2000] [--latency 0.02] [--concurrency 16] [--
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from _emulator import emulator
+from _ratio import measure
 
 from mobilgroup_backends import MobilgroupClient, SendResult
 from mobilgroup_backends.mailing import (
@@ -77,7 +80,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="rows per measurement")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per answer")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3, help="turns; the best of each counts")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds; ratios are medians of per-round ratios")
     args = parser.parse_args()
     n, c = args.n, args.concurrency
     with emulator(latency=args.latency) as server, \
@@ -85,28 +89,42 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         run_send_many(client, c * 4, same=False, concurrency=c)  # open every pooled connection
-        baseline = engine = grouped = per_phone = reading = float("inf")
-        # Measured in turns, best of --repeat each: a busy machine slows whichever runs when
-        # it is busiest, not one side always.
-        for turn in range(args.repeat):
-            baseline = min(baseline, run_send_many(client, n, same=False, concurrency=c))
-            read, took, requests = run_engine(client, folder, f"personal{turn}", n,
+        turns = itertools.count()
+        readings: list[float] = []
+        requests = grouped_requests = 0
+
+        def personal() -> float:
+            nonlocal requests
+            read, took, requests = run_engine(client, folder, f"personal{next(turns)}", n,
                                               same=False, concurrency=c)
-            engine, reading = min(engine, took), min(reading, read)
-            took, _, grouped_requests = run_engine(client, folder, f"same{turn}", n, same=True,
-                                                   concurrency=c)
-            grouped = min(grouped, took)
-            per_phone = min(per_phone, run_send_many(client, n, same=True, concurrency=c))
+            readings.append(read)
+            return took
+
+        def same() -> float:
+            nonlocal grouped_requests
+            took, _, grouped_requests = run_engine(client, folder, f"same{next(turns)}", n,
+                                                   same=True, concurrency=c)
+            return took
+
+        # Interleaved rounds: a busy machine slows both sides of a ratio alike.
+        rounds = measure({
+            "baseline": lambda: run_send_many(client, n, same=False, concurrency=c),
+            "engine": personal, "grouped": same,
+            "per_phone": lambda: run_send_many(client, n, same=True, concurrency=c),
+        }, args.repeat)
+        baseline, engine = rounds.median("baseline"), rounds.median("engine")
+        grouped, per_phone = rounds.median("grouped"), rounds.median("per_phone")
+        reading = statistics.median(readings)
     print(f"{n} personalised rows, {args.latency * 1000:g} ms per answer, concurrency {c}:")
     print(f"  send_many:                {n / baseline:>8.1f} SMS/s ({n} requests)")
     print(f"  mailing engine:           {n / engine:>8.1f} SMS/s ({requests} requests, "
           f"state file included)")
-    print(f"  engine / send_many = {baseline / engine:.2f}x  (target >= 0.9x)")
+    print(f"  engine / send_many = {rounds.describe('baseline', 'engine')}  (target >= 0.9x)")
     print(f"  (before either: the CSV read and every row checked in {reading * 1000:.0f} ms)")
     print(f"{n} identical texts:")
     print(f"  one request per phone:    {n / per_phone:>8.1f} SMS/s ({n} requests)")
     print(f"  grouped by the engine:    {n / grouped:>8.1f} SMS/s ({grouped_requests} requests)")
-    print(f"  grouped / per phone = {per_phone / grouped:.1f}x")
+    print(f"  grouped / per phone = {rounds.describe('per_phone', 'grouped')}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 def mobilgroup(*args: str, url: str | None = None, stdin: str | None = None,
                timeout: float = 60, env: dict[str, str] | None = None,
                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
+    environment = dict(os.environ)  # no MOBILGROUP_*: the module's fixture cleared them
     if url is not None:
         environment["MOBILGROUP_URL"] = url
     environment.update(env or {})
@@ -42,7 +42,7 @@ def mobilgroup(*args: str, url: str | None = None, stdin: str | None = None,
 
 
 def manage(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
+    environment = dict(os.environ)  # no MOBILGROUP_*: the module's fixture cleared them
     environment.update(MOBILGROUP_URL=url, PYTHONPATH=str(ROOT),
                        DJANGO_SETTINGS_MODULE="tests.django_project.settings")
     done = subprocess.run([sys.executable, "-m", "django", "mobilgroup", *args],

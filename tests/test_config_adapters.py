@@ -42,6 +42,7 @@ def handlers() -> Iterator[list[SmsHandler]]:
         handler.close()
 
 
+@pytest.mark.django_db  # Django 6 model checks consult the database
 def test_alert_phones_in_mobilgroup_pass_checks_and_serve_backend_and_handler(
         mobilgroup_emulator: Emulator, settings: Any, handlers: list[SmsHandler]) -> None:
     # Exactly what docs/logging.md shows, plus the alert options of the handler.
@@ -132,3 +133,36 @@ def test_resolver_records_the_layer_of_every_field(mobilgroup_emulator: Emulator
     assert not resolved.given("backoff") and resolved["backoff"] == 0.25
     assert resolved.where("timeout") == "MOBILGROUP['TIMEOUT']"
     assert resolved.where("retries") == "MOBILGROUP_RETRIES"
+
+
+def test_hints_name_what_exists_where_they_are_shown(
+        mobilgroup_emulator: Emulator, settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilgroup_backends import MobilgroupClient
+    from mobilgroup_backends.cli import main
+    from mobilgroup_backends.errors import ValidationError
+
+    settings.MOBILGROUP = {"URL": mobilgroup_emulator.url(), "LONG_MESSAGES": "error"}
+    # Django: settings keys.
+    with pytest.raises(ValidationError) as caught:
+        sms.send_sms("ok 🔥", recipients=[PHONE])
+    assert "MOBILGROUP['REPLACE_UNENCODABLE']" in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        sms.send_sms("x" * 141, recipients=[PHONE])
+    assert "MOBILGROUP['LONG_MESSAGES']" in str(caught.value)
+    assert "split option" not in str(caught.value) and "fit_text" not in str(caught.value)
+    # Python: keyword arguments.
+    with MobilgroupClient.from_url(mobilgroup_emulator.url()) as client, \
+            pytest.raises(ValidationError) as caught:
+        client.send(PHONE, "ok 🔥")
+    assert "replace_unencodable=True" in str(caught.value)
+    assert "(replace=True)" not in str(caught.value)
+    # The CLI: its flags; and no send hint on a status query.
+    url = mobilgroup_emulator.url()
+    assert main(["send", PHONE, "--text", "ok 🔥", "--url", url]) == 2
+    assert main(["send", PHONE, "--text", "x" * 141, "--url", url]) == 2
+    assert main(["status", "abc", "--url", url]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "--replace-unencodable" in err[0] and "replace_unencodable=True" not in err[0]
+    assert "--split" in err[1] and "split option" not in err[1]
+    assert "leave it unset" not in err[2] and "--id" not in err[2]
+    assert not mobilgroup_emulator.outbox

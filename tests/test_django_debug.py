@@ -58,6 +58,7 @@ def test_without_the_filter_django_would_show_it(settings: Any) -> None:
     assert PASSWORD in report(True)
 
 
+@pytest.mark.django_db  # Django 6 model checks consult the database
 def test_deploy_check_suggests_the_filter(settings: Any) -> None:
     settings.MOBILGROUP = {"URL": URL}
     settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
@@ -139,6 +140,7 @@ def test_djangos_filter_shows_the_environment_url(settings: Any) -> None:
     assert PASSWORD in meta_report(URL)
 
 
+@pytest.mark.django_db  # Django 6 model checks consult the database
 def test_deploy_check_covers_the_environment(settings: Any,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     settings.MOBILGROUP = {"USER_ID": "1000", "LOGIN": "ops", "PASSWORD": PASSWORD}

