@@ -399,3 +399,36 @@ def test_a_byte_now_and_then_does_not_keep_the_connection() -> None:
                 closed_after = time.monotonic() - started
                 break
     assert closed_after is not None and closed_after < 2.0
+
+
+# --- one client per configuration per process ---------------------------------------------------
+
+
+def test_shared_client_is_one_per_configuration_and_rebuilt_after_fork(
+        mobilgroup_emulator: Emulator) -> None:
+    import os
+
+    from mobilgroup_backends.client import shared_client
+    from mobilgroup_backends.config import parse_url
+
+    settings = parse_url(mobilgroup_emulator.url())[0]
+    client = shared_client(settings)
+    assert shared_client(parse_url(mobilgroup_emulator.url())[0]) is client
+    assert shared_client(settings.with_(timeout=3.0)) is not client
+    client.send(PHONE, "parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own client, never the parent's sockets
+        try:
+            child = shared_client(settings)
+            child.send(PHONE, "child")
+            os.write(write, b"new" if child is not client else b"same")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"new"
+    os.close(read)
+    client.send(PHONE, "parent again")
+    assert sorted(m.text for m in mobilgroup_emulator.outbox) == ["child", "parent",
+                                                                  "parent again"]

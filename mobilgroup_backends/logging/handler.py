@@ -76,8 +76,9 @@ class SmsHandler(logging.Handler):
     build it with ``"class"`` (or ``"()"``). Nothing here touches the network: the client is made
     in the worker thread, on the first record.
 
-    :param url: ``mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE...``; default ``MOBILGROUP_URL`` (or
-        the ``MOBILGROUP_*`` variables), else Django's ``settings.MOBILGROUP``.
+    :param url: ``mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE...``; what it leaves out comes from
+        Django's ``settings.MOBILGROUP``, then ``MOBILGROUP_URL`` and the ``MOBILGROUP_*``
+        variables (the precedence every adapter shares, docs/configuration.md).
     :param phones: who gets the alerts (one string, comma-separated, or a list); default the
         URL's phones, else ``MOBILGROUP["ALERT_PHONES"]``.
     :param level: default CRITICAL (a ``level`` in dictConfig still wins).
