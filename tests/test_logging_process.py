@@ -185,8 +185,9 @@ def test_child_forked_while_a_record_is_queued(emulator: Emulator) -> None:
         os.waitpid(pid, 0)
     """, env={"ALERT_URL": emulator.url(PHONE, account="2000")})
     assert result.returncode == 0, result.stderr
+    # The child's stderr says why, should its alert ever be missing.
     assert sorted(texts(emulator)) == ["[CRITICAL] a: queued one", "[CRITICAL] a: slow one",
-                                       "[CRITICAL] b: child alert"]
+                                       "[CRITICAL] b: child alert"], result.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
