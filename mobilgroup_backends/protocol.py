@@ -76,6 +76,10 @@ __all__ = [
 ]
 
 ENCODING = "windows-1251"
+# Looked up once, here, at import: the first lookup imports the codec's module, and a process
+# forked while another thread is halfway through that import finds the module broken and the
+# name cached as unknown for good (a forked child's alert then fails with LookupError).
+codecs.lookup(ENCODING)
 PROLOG = '<?xml version="1.0" encoding="windows-1251"?>\n'
 
 #: Characters per message with transliteration (``rus_sms=0``) and without (``rus_sms=1``).
