@@ -426,6 +426,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("track_delivery", "bool", _bool, False,
             "record every accepted request for delivery tracking (needs the app)",
             adapters=_DJANGO, in_settings=False),
+    _option("outbox_batch", "int", _number(int), 10,
+            "outbox rows of one transaction sent by one task, one after the other (1: a task "
+            "per row)", low=1, high=1000, adapters=_DJANGO, in_settings=False),
     # The alert handler's own options.
     _option("max_sms", "int", _number(int), 5, "at most this many alert SMS ...", low=1,
             setting="ALERT_MAX_SMS", adapters=_ALERTS, in_settings=False),
@@ -902,8 +905,10 @@ class ResolveCache:
         environ = layers.get("environ")
         environ = os.environ if environ is None else environ
         # repr, not hash: the layers hold dicts and lists; a password in the key stays in this
-        # process's memory, where the settings themselves are anyway.
-        key = repr((adapter, sorted(layers.items()), [environ.get(name) for name in ENV_NAMES]))
+        # process's memory, where the settings themselves are anyway. Of the environment, only
+        # the variables the resolver reads.
+        key = repr((adapter, sorted(item for item in layers.items() if item[0] != "environ"),
+                    [environ.get(name) for name in ENV_NAMES]))
         with self._lock:
             found = self._results.get(key)
             if found is not None:

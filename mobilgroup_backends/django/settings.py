@@ -71,6 +71,8 @@ class BackendConfig:
     long_messages: LongMessages = DEFAULT_LONG_MESSAGES
     replace_unencodable: bool = False
     track_delivery: bool = False
+    #: Rows of one transaction that one task sends (``MOBILGROUP['OUTBOX_BATCH']``).
+    outbox_batch: int = 10
 
     @property
     def allow_insecure_http(self) -> bool:
@@ -138,4 +140,5 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         long_messages=cast(LongMessages, resolved["long_messages"]),
         replace_unencodable=resolved["replace_unencodable"],
         track_delivery=resolved["track_delivery"],
+        outbox_batch=resolved["outbox_batch"],
     )
