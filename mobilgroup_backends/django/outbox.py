@@ -143,7 +143,8 @@ class _CommitBatch:
         """
         if size != self.size or tuple(connection.savepoint_ids) != self.savepoint_ids:
             return False
-        return any(entry[1] is self for entry in reversed(connection.run_on_commit))
+        hooks = getattr(connection, "run_on_commit", ())  # (savepoints, hook, robust) entries
+        return any(entry[1] is self for entry in reversed(hooks))
 
     def __call__(self) -> None:  # the commit hook
         queue_now(self.pks, self.size)
