@@ -38,7 +38,7 @@ from .config import (
     Option,
     Settings,
     django_setting,
-    resolve,
+    resolve_cached,
     split_url,
     url_text,
 )
@@ -226,8 +226,8 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
                    "user_id": str(self.host or ""), "login": self.user,
                    "password": self.password}
         try:
-            self.resolved = resolve("apprise", url=options, setting=django_setting(),
-                                    defaults={"timeout": self._apprise_timeout()})
+            self.resolved = resolve_cached("apprise", url=options, setting=django_setting(),
+                                           defaults={"timeout": self._apprise_timeout()})
         except ConfigurationError as exc:  # its text never carries the password
             self._refuse(str(exc))
         self.settings: Settings = self.resolved.settings

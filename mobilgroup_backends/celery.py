@@ -37,7 +37,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from . import protocol
 from .client import MobilgroupClient, backoff_delay
-from .config import Settings, django_setting, resolve
+from .config import Settings, django_setting, resolve_cached
 from .errors import ConfigurationError, ProtocolError, TransportError
 
 __all__ = [
@@ -73,8 +73,10 @@ CELERY_URL_SETTING = "mobilgroup_url"
 # --- the worker's client -----------------------------------------------------------------------
 
 _clients_lock = threading.Lock()
-#: This process's client for each Celery app (a worker has one app; tests and tools may have more).
-_clients: weakref.WeakKeyDictionary[Celery, MobilgroupClient] = weakref.WeakKeyDictionary()
+#: This process's client for each Celery app (a worker has one app; tests and tools may have more),
+#: with the settings it was made for.
+_clients: weakref.WeakKeyDictionary[Celery, tuple[Settings, MobilgroupClient]] = \
+    weakref.WeakKeyDictionary()
 _clients_pid = os.getpid()
 
 
@@ -94,21 +96,26 @@ if hasattr(os, "register_at_fork"):
 def _settings(app: Celery) -> Settings:
     """The gateway settings through the core's resolver: the Celery setting ``mobilgroup_url``
     as this adapter's URL, over Django's ``MOBILGROUP`` (when the worker set Django up), over
-    ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables."""
+    ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. Asked on every task: the core
+    remembers the answer until one of those changes."""
     url = app.conf.get(CELERY_URL_SETTING) or None
-    return resolve("client", url=None if url is None else str(url), setting=django_setting(),
+    return resolve_cached("client", url=None if url is None else str(url), setting=django_setting(),
                    url_source=CELERY_URL_SETTING).settings
 
 
 def worker_client(app: Celery | None = None) -> MobilgroupClient:
-    """This process's client for ``app`` (default the current app), made on first use."""
+    """This process's client for ``app`` (default the current app), made on first use and made
+    again when the settings change (the one before is left to the tasks still using it)."""
     app = app or current_app
+    settings = _settings(app)
     with _clients_lock:
         if _clients_pid != os.getpid():  # forked without the hook (a platform without it)
             _forget_clients()
-        client = _clients.get(app)
-        if client is None:
-            client = _clients[app] = MobilgroupClient.from_settings(_settings(app))
+        known = _clients.get(app)
+        if known is not None and known[0] == settings:
+            return known[1]
+        client = MobilgroupClient.from_settings(settings)
+        _clients[app] = (settings, client)
         return client
 
 

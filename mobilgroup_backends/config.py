@@ -31,8 +31,11 @@ import logging
 import os
 import re
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -53,6 +56,7 @@ __all__ = [
     "OPTIONS",
     "SCHEME",
     "Option",
+    "ResolveCache",
     "Resolved",
     "Settings",
     "adapter_options",
@@ -64,6 +68,7 @@ __all__ = [
     "parse_url",
     "redact_url",
     "resolve",
+    "resolve_cached",
     "settings_from_env",
     "split_url",
     "url_text",
@@ -421,6 +426,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("track_delivery", "bool", _bool, False,
             "record every accepted request for delivery tracking (needs the app)",
             adapters=_DJANGO, in_settings=False),
+    _option("outbox_batch", "int", _number(int), 10,
+            "outbox rows of one transaction sent by one task, one after the other (1: a task "
+            "per row)", low=1, high=1000, adapters=_DJANGO, in_settings=False),
     # The alert handler's own options.
     _option("max_sms", "int", _number(int), 5, "at most this many alert SMS ...", low=1,
             setting="ALERT_MAX_SMS", adapters=_ALERTS, in_settings=False),
@@ -859,6 +867,68 @@ def resolve(
         raise _relabel(exc, failed, sources.get(failed.name, DEFAULT), url_source) from None
     return Resolved(settings=settings, values=result, sources=sources, extras=extras,
                     url_source=url_source)
+
+
+#: Every environment variable the resolver reads: the key of a memoised resolution reads these
+#: (looking each up is cheaper than walking the environment).
+ENV_NAMES: tuple[str, ...] = (ENV_URL, *sorted({option.env for option in OPTIONS if option.env}))
+
+
+class ResolveCache:
+    """:func:`resolve`, remembered for the layers' current values: the one place that knows
+    which layers to look at and when a result still holds.
+
+    Adapters that resolve on every call (a Django backend per ``send_sms``, the outbox per
+    ``enqueue``, a Celery task per message) call :data:`resolve_cached`. The key is made from
+    everything :func:`resolve` reads, read afresh on every call: the arguments, the URL, the
+    ``MOBILGROUP`` setting as it is now (``override_settings`` included) and the ``MOBILGROUP_*``
+    variables. A changed layer is a new key, so it is seen at once; nothing has to be cleared.
+    At most ``size`` results are kept, the least recently used dropped first. Thread-safe: the
+    resolution runs outside the lock (two threads may both resolve a new key; both get equal
+    results). An invalid configuration raises every time and is never remembered.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._results: OrderedDict[str, Resolved] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+
+    def __call__(self, adapter: str, **layers: Any) -> Resolved:
+        """``resolve(adapter, **layers)``, from memory when no layer changed."""
+        environ = layers.get("environ")
+        environ = os.environ if environ is None else environ
+        # repr, not hash: the layers hold dicts and lists; a password in the key stays in this
+        # process's memory, where the settings themselves are anyway. Of the environment, only
+        # the variables the resolver reads.
+        key = repr((adapter, sorted(item for item in layers.items() if item[0] != "environ"),
+                    [environ.get(name) for name in ENV_NAMES]))
+        with self._lock:
+            found = self._results.get(key)
+            if found is not None:
+                self._results.move_to_end(key)
+                return found
+        resolved = resolve(adapter, **layers)
+        # Shared between callers: read-only views, so that no caller changes another's result.
+        resolved = replace(resolved, values=MappingProxyType(dict(resolved.values)),
+                           sources=MappingProxyType(dict(resolved.sources)),
+                           extras=MappingProxyType(dict(resolved.extras)))
+        with self._lock:
+            self._results[key] = resolved
+            self._results.move_to_end(key)
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+        return resolved
+
+
+#: The process's memoised :func:`resolve` (see :class:`ResolveCache`).
+resolve_cached = ResolveCache()
 
 
 def django_setting() -> Mapping[str, Any] | None:

@@ -3,10 +3,13 @@ pytest plugin)."""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import ssl
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,68 @@ def no_mobilgroup_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MOBILGROUP_"):
             monkeypatch.delenv(name)
+
+
+def exit_status(run: Callable[[], int | None]) -> int:
+    """What a process running ``run`` would exit with: its return value, or a ``SystemExit``'s
+    code (argparse's usage errors, ``sys.exit`` in Django commands)."""
+    try:
+        return run() or 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+
+
+#: Runs a command in the test's process: ``run(*args, url=None, stdin=None, env=None, cwd=None)``.
+RunCommand = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _in_process(program: list[str], entry: Callable[[list[str]], int | None],
+                capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> RunCommand:
+    def run(*args: str, url: str | None = None, stdin: str | None = None,
+            env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patch:
+            if url is not None:
+                patch.setenv("MOBILGROUP_URL", url)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            patch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+            if cwd is not None:
+                patch.chdir(cwd)
+            capsys.readouterr()
+            code = exit_status(lambda: entry(list(args)))
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([*program, *args], code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def mobilgroup_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                       no_mobilgroup_environment: None) -> RunCommand:
+    """The ``mobilgroup`` command run in this process, as a shell would run it: its standard
+    output, standard error and exit code; ``url`` becomes ``MOBILGROUP_URL``, ``stdin`` its
+    standard input, ``env`` more variables, ``cwd`` its working folder (all restored afterwards).
+    Where the process itself is what a test is about (signals, the installed script), run it."""
+    from mobilgroup_backends.cli import main
+
+    return _in_process(["mobilgroup"], main, capsys, monkeypatch)
+
+
+@pytest.fixture
+def manage_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                   no_mobilgroup_environment: None) -> RunCommand:
+    """``manage.py mobilgroup ...`` run in this process the way ``manage.py`` runs it (Django's
+    own argument parsing, error printing and exit codes), with the tests' Django settings."""
+    from django.core.management import ManagementUtility
+
+    def manage(args: list[str]) -> None:
+        ManagementUtility(["manage.py", "mobilgroup", *args]).execute()
+
+    return _in_process(["manage.py", "mobilgroup"], manage, capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -1,14 +1,15 @@
-"""The `mobilgroup` command as a shell user types it, run as a real program against the emulator:
-comma-separated phones, long and unencodable texts, credentials off the command line,
-`status --wait`, one JSON shape and exit code shared with `manage.py mobilgroup`, completion."""
+"""The `mobilgroup` command as a shell user types it, against the emulator: comma-separated phones,
+long and unencodable texts, credentials off the command line, `status --wait`, one JSON shape and
+exit code shared with `manage.py mobilgroup`, completion.
+
+The commands run in this process (what is tested is what they print and return); test_cli.py runs
+the installed program once as a real process."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta
@@ -17,43 +18,39 @@ from typing import Any
 
 import pytest
 
+from mobilgroup_backends import cli
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.protocol import GATEWAY_TIMEZONE
+from tests.conftest import RunCommand
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo-password"
 
 pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
-def mobilgroup(*args: str, url: str | None = None, stdin: str | None = None,
-               timeout: float = 60, env: dict[str, str] | None = None,
-               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ)  # no MOBILGROUP_*: the module's fixture cleared them
-    if url is not None:
-        environment["MOBILGROUP_URL"] = url
-    environment.update(env or {})
-    done = subprocess.run([sys.executable, "-m", "mobilgroup_backends", *args], input=stdin,
-                          capture_output=True, text=True, env=environment, timeout=timeout,
-                          check=False, cwd=cwd)
-    if args[0] != "completion":  # the emulator's help names its public demo account
+@pytest.fixture
+def mobilgroup(mobilgroup_command: RunCommand) -> RunCommand:
+    def run(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+        done = mobilgroup_command(*args, **options)
+        if args[0] != "completion":  # the emulator's help names its public demo account
+            assert PASSWORD not in done.stdout + done.stderr
+        return done
+
+    return run
+
+
+@pytest.fixture
+def manage(manage_command: RunCommand) -> RunCommand:
+    def run(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+        done = manage_command(*args, url=url)
         assert PASSWORD not in done.stdout + done.stderr
-    return done
+        return done
 
-
-def manage(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ)  # no MOBILGROUP_*: the module's fixture cleared them
-    environment.update(MOBILGROUP_URL=url, PYTHONPATH=str(ROOT),
-                       DJANGO_SETTINGS_MODULE="tests.django_project.settings")
-    done = subprocess.run([sys.executable, "-m", "django", "mobilgroup", *args],
-                          capture_output=True, text=True, env=environment, cwd=ROOT, timeout=60,
-                          check=False)
-    assert PASSWORD not in done.stdout + done.stderr
-    return done
+    return run
 
 
 def test_comma_separated_phones_and_url_file(mobilgroup_emulator: Emulator,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, mobilgroup: RunCommand) -> None:
     url_file = tmp_path / "gateway.url"
     url_file.write_text(mobilgroup_emulator.url() + "\n")
     done = mobilgroup("send", "79031234567,+7 923 123-45-67", "79031234568", "--text", "hi",
@@ -63,7 +60,8 @@ def test_comma_separated_phones_and_url_file(mobilgroup_emulator: Emulator,
     assert message.phones == ("79031234567", "79231234567", "79031234568")
 
 
-def test_url_from_standard_input(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+def test_url_from_standard_input(mobilgroup_emulator: Emulator, tmp_path: Path,
+                                 mobilgroup: RunCommand) -> None:
     done = mobilgroup("balance", "--url", "-", stdin=mobilgroup_emulator.url() + "\n")
     assert (done.returncode, done.stdout.strip()) == (0, "100"), done.stderr
     done = mobilgroup("send", "79031234567", "--text", "-", "--url", "-", stdin="x\n")
@@ -76,7 +74,8 @@ def test_url_from_standard_input(mobilgroup_emulator: Emulator, tmp_path: Path) 
     assert not mobilgroup_emulator.outbox
 
 
-def test_long_and_unencodable_texts(mobilgroup_emulator: Emulator) -> None:
+def test_long_and_unencodable_texts(mobilgroup_emulator: Emulator,
+                                    mobilgroup: RunCommand) -> None:
     url = mobilgroup_emulator.url()
     long_text = " ".join(["слово"] * 50)  # 299 characters: three messages of at most 140
 
@@ -108,7 +107,10 @@ def test_long_and_unencodable_texts(mobilgroup_emulator: Emulator) -> None:
     assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
-def test_status_wait_asks_again_after_the_lifetime(tmp_path: Path) -> None:
+def test_status_wait_asks_again_after_the_lifetime(mobilgroup: RunCommand,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first pause once the lifetime has run out is 5 s; the rule, not the pause, is tested.
+    monkeypatch.setattr(cli, "FIRST_RECHECK_SECONDS", 0.5)
     # The gateway's clock stands two hours back: the lifetime (1 h) of what is sent now has run
     # out by the wall clock the command waits with, but the emulated gateway has not got there.
     past = datetime.now(GATEWAY_TIMEZONE).replace(tzinfo=None, microsecond=0) - timedelta(hours=2)
@@ -142,7 +144,8 @@ def test_status_wait_asks_again_after_the_lifetime(tmp_path: Path) -> None:
     assert took < 20
 
 
-def test_status_wait_gives_up_at_the_timeout(mobilgroup_emulator: Emulator) -> None:
+def test_status_wait_gives_up_at_the_timeout(mobilgroup_emulator: Emulator,
+                                             mobilgroup: RunCommand) -> None:
     mobilgroup_emulator.clock.freeze()
     done = mobilgroup("send", "79031234567", "--text", "hi", "--json", url=mobilgroup_emulator.url())
     [request_id] = json.loads(done.stdout)["request_ids"]
@@ -162,7 +165,9 @@ def _shape(value: Any) -> Any:
     return type(value).__name__
 
 
-def test_one_json_shape_and_exit_code_for_both_commands(mobilgroup_emulator: Emulator) -> None:
+def test_one_json_shape_and_exit_code_for_both_commands(mobilgroup_emulator: Emulator,
+                                                        mobilgroup: RunCommand,
+                                                        manage: RunCommand) -> None:
     url = mobilgroup_emulator.url(retries=0)
     ours = mobilgroup("send", "79031234567", "79031234568", "--text", "hi", "--json", url=url)
     django = manage("send", "79031234567", "79031234568", "--text", "hi", "--json", url=url)
@@ -206,13 +211,18 @@ def test_manage_track_takes_verbosity_after_the_action(mobilgroup_emulator: Emul
     out = StringIO()
     call_command("mobilgroup", "track", "-v", "2", stdout=out)
     assert "Polled 0 request(s)" in out.getvalue()
+
+
+def test_manage_takes_verbosity_before_or_after_the_action(mobilgroup_emulator: Emulator,
+                                                           manage: RunCommand) -> None:
     for args in (("balance", "-v", "2"), ("-v", "0", "balance"), ("balance", "--verbosity=3")):
         done = manage(*args, url=mobilgroup_emulator.url())
         assert (done.returncode, done.stdout.strip()) == (0, "Balance: 100"), done.stderr
     assert manage("balance", "-v", "7", url=mobilgroup_emulator.url()).returncode == 2
 
 
-def test_apprise_install_says_unchanged_and_where_apprise_looks(tmp_path: Path) -> None:
+def test_apprise_install_says_unchanged_and_where_apprise_looks(tmp_path: Path,
+                                                               mobilgroup: RunCommand) -> None:
     folder = tmp_path / "plugins"
     first = mobilgroup("apprise", "install", str(folder))
     assert first.returncode == 0, first.stderr
@@ -222,7 +232,7 @@ def test_apprise_install_says_unchanged_and_where_apprise_looks(tmp_path: Path) 
     assert again.returncode == 0 and again.stdout.startswith("unchanged ")
 
 
-def test_bash_completion_completes_commands_and_options() -> None:
+def test_bash_completion_completes_commands_and_options(mobilgroup: RunCommand) -> None:
     done = mobilgroup("completion", "bash")
     assert done.returncode == 0, done.stderr
     script = done.stdout
@@ -244,7 +254,7 @@ def test_bash_completion_completes_commands_and_options() -> None:
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed here")
-def test_zsh_completion_is_valid_zsh() -> None:
+def test_zsh_completion_is_valid_zsh(mobilgroup: RunCommand) -> None:
     done = mobilgroup("completion", "zsh")
     assert done.returncode == 0 and "#compdef mobilgroup" in done.stdout
     assert subprocess.run(["zsh", "-n"], input=done.stdout, text=True, check=False).returncode == 0

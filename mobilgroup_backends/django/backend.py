@@ -15,7 +15,6 @@ one ``send_messages`` call and closes it afterwards.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from django.conf import settings as django_settings
 from django.views.decorators.debug import sensitive_variables
 
 from ..client import MobilgroupClient, SendResult, shared_client
-from ..config import ENV_URL, OPTIONS
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
 from ..protocol import fit_text, new_request_id, normalize_phones, text_limit
 from .settings import BackendConfig, MobilgroupImproperlyConfigured, load_config, valid_alias
@@ -161,7 +159,7 @@ class SmsBackend(_Base):
         super().__init__(fail_silently=fail_silently)
         if username is not None and kwargs.get("login") is None:
             kwargs["login"] = username
-        self.config: BackendConfig = _config(kwargs)
+        self.config: BackendConfig = load_config(kwargs)
         if self.config.track_delivery:
             _require_app()
         self._client: MobilgroupClient | None = None
@@ -359,30 +357,6 @@ class SmsBackend(_Base):
                          type(exc).__name__)
             return False
         return True
-
-
-_CONFIGS: dict[str, BackendConfig] = {}
-#: Every variable the resolver reads (looking each up is cheaper than walking the environment).
-_ENV_NAMES = (ENV_URL, *sorted({option.env for option in OPTIONS if option.env}))
-_CONFIGS_LOCK = threading.Lock()
-
-
-@sensitive_variables()  # kwargs and the key may hold the password
-def _config(kwargs: dict[str, Any]) -> BackendConfig:
-    """``load_config(kwargs)``, remembered for the same arguments, ``MOBILGROUP`` setting and
-    ``MOBILGROUP_*`` variables: ``send_sms`` without a connection makes a backend per message,
-    and resolving the settings each time would cost more than the send itself."""
-    environment = [os.environ.get(name) for name in _ENV_NAMES]
-    key = repr((sorted(kwargs.items()), getattr(django_settings, "MOBILGROUP", None),
-                environment))
-    config = _CONFIGS.get(key)
-    if config is None:
-        config = load_config(kwargs)  # raises on bad settings: nothing is remembered then
-        with _CONFIGS_LOCK:
-            if len(_CONFIGS) >= 64:  # settings change rarely; tests change them often
-                _CONFIGS.clear()
-            _CONFIGS[key] = config
-    return config
 
 
 def _attach(message: Any, status: MobilgroupStatus) -> None:

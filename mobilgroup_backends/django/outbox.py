@@ -10,10 +10,11 @@
 
 :func:`enqueue` mints the gateway request id, writes an :class:`OutboxMessage` row in the
 caller's transaction and, once that transaction commits, queues the task
-``mobilgroup_backends.django.tasks.send_outboxed`` with the row's primary key. A rolled-back
-transaction leaves no row and queues nothing; a committed one is never lost, because the row is
-there even when the queueing or the worker fails: :func:`sweep` (``manage.py mobilgroup
-outbox``) sends every row left pending too long.
+``mobilgroup_backends.django.tasks.send_outboxed`` with the row's primary key (the rows of one
+transaction together: ``send_outboxed_batch``, ``MOBILGROUP['OUTBOX_BATCH']`` rows a task). A
+rolled-back transaction leaves no row and queues nothing; a committed one is never lost, because
+the row is there even when the queueing or the worker fails: :func:`sweep` (``manage.py
+mobilgroup outbox``) sends every row left pending too long.
 
 Every send of a row, by a task or by the sweeper, first claims it with a lease (one conditional
 ``UPDATE``, so two runners never send it at once) and then sends with the row's request id and
@@ -24,7 +25,6 @@ answers the copy with error 7 and the message is recorded as accepted, sent once
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import secrets
 from collections.abc import Iterable
@@ -91,10 +91,7 @@ def enqueue(phones: str | Iterable[str], text: str, *,
         track_delivery=config.track_delivery if track_delivery is None else track_delivery,
         not_after=not_after,
     )
-    # robust: the row is committed whatever happens here, and the sweeper sends it if queueing
-    # fails (a broker down, a backend refusing); the caller's request must not fail for that.
-    transaction.on_commit(lambda: _queue(row.pk), using=router.db_for_write(OutboxMessage),
-                          robust=True)
+    queue_on_commit([row.pk], router.db_for_write(OutboxMessage), config.outbox_batch)
     return row
 
 
@@ -108,8 +105,7 @@ def requeue(rows: Iterable[OutboxMessage]) -> int:
         count = int(OutboxMessage.objects.filter(
             pk__in=pks, state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
             state=OutboxMessage.PENDING, not_after=None, attempts=0, updated_at=timezone.now()))
-        for pk in pks:
-            transaction.on_commit(functools.partial(_queue, pk), using=alias, robust=True)
+        queue_on_commit(pks, alias, load_config().outbox_batch)
     return count
 
 
@@ -119,10 +115,73 @@ def settings_client() -> MobilgroupClient:
     return shared_client(load_config().settings)
 
 
-def _queue(pk: int) -> None:
-    from .tasks import send_outboxed
+# --- queueing on commit ------------------------------------------------------------------------
 
-    send_outboxed.enqueue(pk)
+_BATCH_ATTRIBUTE = "_mobilgroup_outbox_batch"
+
+
+class _CommitBatch:
+    """The rows written in one transaction (or savepoint), queued together when it commits.
+
+    One commit hook per transaction instead of one per row, and one task per ``size`` rows: the
+    task backend's own write (a row in the database for django-tasks-db) is what an enqueue costs
+    most, and a worker's per-task overhead is paid once per batch.
+    """
+
+    def __init__(self, connection: Any, size: int) -> None:
+        self.savepoint_ids = tuple(connection.savepoint_ids)
+        self.pks: list[int] = []
+        self.size = size
+
+    def accepts(self, connection: Any, size: int) -> bool:
+        """True while rows written now commit or roll back together with this batch's hook.
+
+        Django drops the hooks of a rolled-back savepoint or transaction, and runs and forgets
+        them at commit; a batch whose hook is no longer registered is over. Rows written in
+        another savepoint than the batch's start a batch of their own, so that rolling that
+        savepoint back takes their hook with them, and nothing else.
+        """
+        if size != self.size or tuple(connection.savepoint_ids) != self.savepoint_ids:
+            return False
+        return any(entry[1] is self for entry in reversed(connection.run_on_commit))
+
+    def __call__(self) -> None:  # the commit hook
+        queue_now(self.pks, self.size)
+
+
+def queue_on_commit(pks: list[int], alias: str, size: int) -> None:
+    """Queue the send of these committed-to-be rows once the transaction on ``alias`` commits.
+
+    The rows are committed whatever happens to the queueing, and the sweeper sends them if it
+    fails (a broker down, a backend refusing): the caller's request must not fail for that.
+    """
+    connection = transaction.get_connection(alias)
+    if not connection.in_atomic_block:  # autocommit: the rows are committed already
+        queue_now(pks, size)
+        return
+    batch = getattr(connection, _BATCH_ATTRIBUTE, None)
+    if not (isinstance(batch, _CommitBatch) and batch.accepts(connection, size)):
+        batch = _CommitBatch(connection, size)
+        setattr(connection, _BATCH_ATTRIBUTE, batch)
+        transaction.on_commit(batch, using=alias, robust=True)
+    batch.pks.extend(pks)
+
+
+def queue_now(pks: list[int], size: int) -> None:
+    """One ``send_outboxed`` task per row, or ``send_outboxed_batch`` per ``size`` rows. A
+    batch that cannot be queued is logged and left to the sweeper; the others are still queued."""
+    from .tasks import send_outboxed, send_outboxed_batch
+
+    for start in range(0, len(pks), max(1, size)):
+        chunk = pks[start:start + max(1, size)]
+        try:
+            if len(chunk) == 1:
+                send_outboxed.enqueue(chunk[0])
+            else:
+                send_outboxed_batch.enqueue(chunk)
+        except Exception:
+            logger.exception("SMS outbox rows %s not queued; the sweeper will send them",
+                             ",".join(map(str, chunk)))
 
 
 # --- sending one row ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
-from ..config import BY_NAME, SETTING_KEYS, SETTING_NAME, Settings, resolve
+from ..config import BY_NAME, SETTING_KEYS, SETTING_NAME, Settings, resolve_cached
 from ..errors import HIDDEN, ConfigurationError, ValidationError
 from ..protocol import check_sender
 
@@ -71,6 +71,8 @@ class BackendConfig:
     long_messages: LongMessages = DEFAULT_LONG_MESSAGES
     replace_unencodable: bool = False
     track_delivery: bool = False
+    #: Rows of one transaction that one task sends (``MOBILGROUP['OUTBOX_BATCH']``).
+    outbox_batch: int = 10
 
     @property
     def allow_insecure_http(self) -> bool:
@@ -121,12 +123,13 @@ def load_config(overrides: Mapping[str, Any] | None = None,
 
     ``overrides`` uses the constructor's keyword names (``url``, ``sender``,
     ``track_delivery``...); None values are ignored, so that callers such as django-sendsms,
-    which pass ``username=None``, do not erase settings.
+    which pass ``username=None``, do not erase settings. Cheap to call for every message: the
+    core remembers the resolution until a setting, an override or a variable changes.
     """
     arguments = dict(overrides or {})
     url = arguments.pop("url", None)
     try:
-        resolved = resolve("django", arguments=arguments, url=url,
+        resolved = resolve_cached("django", arguments=arguments, url=url,
                            setting=getattr(django_settings, SETTING_NAME, None),
                            environ=os.environ if environ is None else environ,
                            url_source="url= argument")
@@ -137,4 +140,5 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         long_messages=cast(LongMessages, resolved["long_messages"]),
         replace_unencodable=resolved["replace_unencodable"],
         track_delivery=resolved["track_delivery"],
+        outbox_batch=resolved["outbox_batch"],
     )

@@ -1,0 +1,151 @@
+"""The core's memoised resolver: every adapter that resolves per message asks it, a changed layer
+is seen at once, and it stays bounded. Real Django settings (``override_settings``), the real
+environment, the emulator for the sends."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sms
+from celery import Celery
+from django.db import transaction
+from django.test import override_settings
+
+import mobilgroup_backends.celery as mobilgroup_celery
+from mobilgroup_backends.config import ResolveCache, resolve, resolve_cached
+from mobilgroup_backends.django import SmsBackend
+from mobilgroup_backends.django.outbox import enqueue
+from mobilgroup_backends.django.settings import load_config
+from mobilgroup_backends.emulator import Emulator
+from tests.django_project.helpers import gateway_settings
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mobilgroup_backends"
+URL = "mobilgroup://login:secret@123"
+
+pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
+
+
+def test_the_same_layers_give_the_remembered_result() -> None:
+    cache = ResolveCache()
+    first = cache("client", url=URL, environ={})
+    assert cache("client", url=URL, environ={}) is first
+    assert first.settings == resolve("client", url=URL, environ={}).settings
+    assert len(cache) == 1
+
+
+def test_a_changed_environment_variable_is_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOBILGROUP_URL", URL + "?sender=First")
+    assert resolve_cached("client").settings.sender == "First"
+    monkeypatch.setenv("MOBILGROUP_URL", URL + "?sender=Second")
+    assert resolve_cached("client").settings.sender == "Second"
+    monkeypatch.setenv("MOBILGROUP_SENDER", "Third")  # a variable that is not the URL
+    monkeypatch.delenv("MOBILGROUP_URL")
+    monkeypatch.setenv("MOBILGROUP_USER_ID", "123")
+    monkeypatch.setenv("MOBILGROUP_LOGIN", "login")
+    monkeypatch.setenv("MOBILGROUP_PASSWORD", "secret")
+    assert resolve_cached("client").settings.sender == "Third"
+
+
+def test_a_changed_django_setting_is_seen_by_the_backend_and_the_outbox(
+        mobilgroup_emulator: Emulator, settings: Any) -> None:
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, SENDER="First")
+    assert SmsBackend().config.settings.sender == "First"
+    with override_settings(MOBILGROUP=gateway_settings(mobilgroup_emulator, SENDER="Second")):
+        assert SmsBackend().config.settings.sender == "Second"
+        assert sms.send_sms("hello", recipients=["79031234567"]) == 1
+    assert SmsBackend().config.settings.sender == "First"
+    # Changed in place (the same dict object): a new value, so a new key.
+    settings.MOBILGROUP["SENDER"] = "Third"
+    assert load_config().settings.sender == "Third"
+    assert [message.sender for message in mobilgroup_emulator.outbox] == ["Second"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_outbox_takes_a_changed_setting(mobilgroup_emulator: Emulator, settings: Any) -> None:
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, VALID_HOURS=2)
+    with transaction.atomic():
+        first = enqueue("79031234567", "one")
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, VALID_HOURS=5)
+    with transaction.atomic():
+        second = enqueue("79031234567", "two")
+    assert (first.options["valid_hours"], second.options["valid_hours"]) == (2, 5)
+
+
+def test_the_celery_worker_client_follows_a_changed_setting(
+        mobilgroup_emulator: Emulator) -> None:
+    app = Celery("changing", broker="memory://")
+    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="First")
+    client = mobilgroup_celery.worker_client(app)
+    assert mobilgroup_celery.worker_client(app) is client  # the same settings: the same client
+    assert client.sender == "First"
+    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="Second")
+    changed = mobilgroup_celery.worker_client(app)
+    assert changed is not client and changed.sender == "Second"
+
+
+def test_the_cache_is_bounded() -> None:
+    cache = ResolveCache(size=8)
+    for n in range(50):
+        cache("client", url=f"{URL}?sender=S{n}", environ={})
+        assert len(cache) <= 8
+    assert len(cache) == 8
+    # The least recently used went first: the newest are still there.
+    newest = cache("client", url=f"{URL}?sender=S49", environ={})
+    assert cache("client", url=f"{URL}?sender=S49", environ={}) is newest
+
+
+def test_threads_share_one_cache_safely() -> None:
+    cache = ResolveCache(size=4)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for n in range(200):
+                sender = f"S{(n + offset) % 6}"
+                assert cache("client", url=f"{URL}?sender={sender}",
+                             environ={}).settings.sender == sender
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert len(cache) <= 4
+
+
+def test_a_remembered_result_cannot_be_changed_by_one_caller() -> None:
+    resolved = resolve_cached("client", url=URL + "?sender=Shop", environ={})
+    with pytest.raises(TypeError):
+        resolved.values["sender"] = "Other"  # type: ignore[index]
+    assert resolve_cached("client", url=URL + "?sender=Shop", environ={}).settings.sender == "Shop"
+
+
+def test_a_bad_configuration_is_refused_every_time() -> None:
+    cache = ResolveCache()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="sender"):
+            cache("client", url=URL + "?sender=far-too-long-alias", environ={})
+    assert len(cache) == 0
+
+
+def test_no_adapter_builds_its_own_key() -> None:
+    """The layers and their variables are the core's business: no adapter reads the
+    ``MOBILGROUP_*`` variables to decide whether settings changed, or keeps resolutions."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "config.py" and path.parent == PACKAGE:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if re.search(r"ENV_NAMES|_CONFIGS\b|os\.environ\.get\(name\)", text):
+            offenders.append(str(path.relative_to(PACKAGE)))
+    assert offenders == []
+    for module in ("django/settings.py", "celery.py", "apprise.py"):
+        text = (PACKAGE / module).read_text(encoding="utf-8")
+        assert "resolve_cached(" in text and not re.search(r"(?<![\w.])resolve\(", text), module

@@ -1,0 +1,154 @@
+"""The outbox queues the rows of one transaction together: one commit hook, one task per
+``OUTBOX_BATCH`` rows, and still nothing for a rolled-back transaction or savepoint.
+
+Real Django (SQLite, real commits), the real dummy task backend (it stores what is queued, as a
+broker would, and runs nothing) and the immediate one (runs each task at commit), the emulator
+over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from mobilgroup_backends.django.models import OutboxMessage
+from mobilgroup_backends.django.outbox import enqueue, requeue
+from mobilgroup_backends.django.tasks import send_outboxed, send_outboxed_batch
+from mobilgroup_backends.emulator import Emulator
+from tests.django_project.helpers import gateway_settings
+
+PHONE = "79031234567"
+
+pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
+              pytest.mark.django_db(transaction=True)]
+
+
+class Rollback(Exception):
+    pass
+
+
+@pytest.fixture
+def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, RETRIES=0, OUTBOX_BATCH=10)
+    return mobilgroup_emulator
+
+
+@pytest.fixture
+def stored(settings: Any) -> Any:
+    """The dummy task backend: what was queued, not run."""
+    settings.TASKS = {"default": {"BACKEND": f"{settings.TASKS_PACKAGE}.backends.dummy.DummyBackend"}}
+    backend = send_outboxed.get_backend()
+    backend.clear()
+    return backend
+
+
+def queued(backend: Any) -> list[tuple[str, list[Any]]]:
+    return [(result.task.name, list(result.args)) for result in backend.results]
+
+
+def queued_pks(backend: Any) -> list[int]:
+    pks: list[int] = []
+    for name, args in queued(backend):
+        pks.extend(args[0] if name == "send_outboxed_batch" else args)
+    return pks
+
+
+def sent_ids(gateway: Emulator) -> Counter[int]:
+    return Counter(message.request_id for message in gateway.outbox)
+
+
+def test_the_rows_of_a_transaction_are_queued_in_batches(gateway: Emulator, stored: Any) -> None:
+    with transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(25)]
+        assert stored.results == []  # nothing before the commit
+    pks = [row.pk for row in rows]
+    assert queued(stored) == [("send_outboxed_batch", [pks[:10]]),
+                              ("send_outboxed_batch", [pks[10:20]]),
+                              ("send_outboxed_batch", [pks[20:]])]
+    # A worker runs them: each row sent once, under its own id.
+    for _, (batch,) in queued(stored):
+        assert send_outboxed_batch.call(batch) == {OutboxMessage.ACCEPTED: len(batch)}
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+    # Run again (a redelivered task): nothing is sent twice.
+    assert send_outboxed_batch.call(pks[:10]) == {OutboxMessage.ACCEPTED: 10}
+    assert len(gateway.outbox) == 25
+
+
+def test_one_row_is_one_task_and_a_batch_of_one_is_a_task_per_row(
+        gateway: Emulator, stored: Any, settings: Any) -> None:
+    with transaction.atomic():
+        row = enqueue(PHONE, "alone")
+    assert queued(stored) == [("send_outboxed", [row.pk])]
+    stored.clear()
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "OUTBOX_BATCH": 1}
+    with transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(3)]
+    assert queued(stored) == [("send_outboxed", [row.pk]) for row in rows]
+
+
+def test_rows_of_a_rolled_back_savepoint_are_not_queued(gateway: Emulator, stored: Any) -> None:
+    with transaction.atomic():
+        with pytest.raises(Rollback), transaction.atomic():  # the first rows, in a savepoint
+            lost = [enqueue(PHONE, f"lost {n}") for n in range(3)]
+            raise Rollback
+        kept = [enqueue(PHONE, f"kept {n}") for n in range(3)]
+        with transaction.atomic():  # a savepoint released into the transaction
+            kept += [enqueue(PHONE, f"inner {n}") for n in range(2)]
+        kept.append(enqueue(PHONE, "last"))
+    assert sorted(queued_pks(stored)) == sorted(row.pk for row in kept)
+    assert not OutboxMessage.objects.filter(  # SQLite reuses the pks of rolled-back rows
+        request_id__in=[row.request_id for row in lost]).exists()
+
+
+def test_after_a_rollback_the_next_transaction_is_queued(gateway: Emulator, stored: Any) -> None:
+    with pytest.raises(Rollback), transaction.atomic():
+        enqueue(PHONE, "never")
+        raise Rollback
+    with transaction.atomic():
+        rows = [enqueue(PHONE, f"then {n}") for n in range(2)]
+    assert queued_pks(stored) == [row.pk for row in rows]
+    with transaction.atomic():
+        third = enqueue(PHONE, "and again")
+    assert queued_pks(stored) == [*(row.pk for row in rows), third.pk]
+
+
+def test_outside_a_transaction_each_row_is_queued_at_once(gateway: Emulator, stored: Any) -> None:
+    first = enqueue(PHONE, "one")
+    assert queued_pks(stored) == [first.pk]
+    second = enqueue(PHONE, "two")
+    assert queued_pks(stored) == [first.pk, second.pk]
+
+
+def test_a_batch_is_sent_at_commit_once_each(gateway: Emulator) -> None:
+    """The immediate backend runs the batch task at commit: the whole path, end to end."""
+    with transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(12)]
+        assert len(gateway.outbox) == 0
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+    assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.ACCEPTED}
+
+
+def test_a_batch_leaves_a_failed_row_pending_and_sends_the_others(
+        gateway: Emulator, stored: Any) -> None:
+    with transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(3)]
+    stored.clear()
+    gateway.faults.next("close_before")  # the first send finds the gateway unreachable
+    assert send_outboxed_batch.call([row.pk for row in rows]) == {
+        OutboxMessage.PENDING: 1, OutboxMessage.ACCEPTED: 2}
+    # The pending row is queued again on its own, later (the backend can defer).
+    assert queued(stored) == [("send_outboxed", [rows[0].pk])]
+    assert sent_ids(gateway) == {rows[1].request_id: 1, rows[2].request_id: 1}
+
+
+def test_requeued_rows_are_queued_in_batches(gateway: Emulator, stored: Any) -> None:
+    with transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(4)]
+    OutboxMessage.objects.update(state=OutboxMessage.REJECTED)
+    stored.clear()
+    assert requeue(OutboxMessage.objects.all()) == 4
+    [(name, [pks])] = queued(stored)
+    assert name == "send_outboxed_batch" and sorted(pks) == [row.pk for row in rows]
