@@ -44,7 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PHONE = "79031234567"
 DATABASE_BACKEND = "django_tasks_db.DatabaseBackend"
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_mobilgroup_environment")]
+# One worker runs them all: one PostgreSQL server and one migrated copy of each database.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("django-processes"),
+              pytest.mark.usefixtures("no_mobilgroup_environment")]
 
 
 def django_env(database: dict[str, Any]) -> dict[str, str]:

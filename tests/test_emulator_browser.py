@@ -36,6 +36,10 @@ INSTALL = ("install Debian's Chromium (apt-get update && apt-get install -y chro
 LIVE = 3000
 
 
+# One worker runs them all: one Chromium start (seconds) instead of one per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chromium")]
+
+
 def _unavailable(reason: str) -> None:
     message = f"{reason}: {INSTALL}"
     if os.environ.get("CI"):
