@@ -37,6 +37,7 @@ __all__ = [
     "MessageTooLong",
     "MissingParameters",
     "MobilgroupError",
+    "PicklableError",
     "ProtocolError",
     "RequestNotParsed",
     "TransportError",
@@ -59,11 +60,43 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2,
 Context = Literal["python", "cli", "django"]
 CONTEXTS: tuple[Context, ...] = ("python", "cli", "django")
 
+class _Hidden:
+    """The type of :data:`HIDDEN`: one instance, which stays the one through pickling."""
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    def __reduce__(self) -> str:
+        return "HIDDEN"  # pickled as a reference to this module's HIDDEN
+
+
 #: The value of a field that must not be shown (a misspelt option may hold a secret).
-HIDDEN: Any = type("Hidden", (), {"__repr__": lambda self: "<hidden>"})()
+HIDDEN: Any = _Hidden()
 
 
-class MobilgroupError(Exception):
+def rebuild_error(cls: type[BaseException], args: tuple[Any, ...],
+                  state: dict[str, Any]) -> BaseException:
+    """An exception made again from its ``args`` and attributes, without calling ``__init__``
+    (whose parameters are not its ``args``): how the errors of this package are unpickled."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class PicklableError(BaseException):
+    """Pickled as its class, ``args`` and attributes, so that it comes back whole in another
+    process (a Celery result, a ``multiprocessing`` pool) whatever its ``__init__`` takes.
+
+    ``BaseException`` pickles ``cls(*args)``, which fails, or builds a different error, as soon as
+    ``__init__`` takes other arguments than the message it passes on.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_error, (type(self), self.args, dict(self.__dict__))
+
+
+class MobilgroupError(PicklableError, Exception):
     """Root of every error this package raises on purpose.
 
     ``request_id`` is the gateway request id the error belongs to (None when there is none, e.g.
@@ -72,7 +105,8 @@ class MobilgroupError(Exception):
     and ``resend=True`` is safe. False means nothing of this call was accepted.
 
     :meth:`hint_for` says what to do about it in the words of the place it is shown; a class
-    without one for that place gives an empty hint rather than a wrong one.
+    without one for that place gives an empty hint rather than a wrong one. Every error survives
+    pickling with its fields (Celery carries errors between processes).
     """
 
     request_id: int | None = None

@@ -153,6 +153,42 @@ def test_status_time_with_seconds_and_folded_whitespace() -> None:
     assert not report.is_complete
 
 
+def _status_answer(declaration: str, phone: str, when: str, encoding: str = "") -> bytes:
+    return (f'<?xml version="1.0" encoding="{declaration}"?>\n<response><result>OK</result>'
+            f"<error>0</error><status>4</status><extended><dest><phone>{phone}</phone>"
+            f"<time>{when}</time><status>1</status></dest></extended><id>7</id></response>"
+            ).encode(encoding or declaration)
+
+
+@pytest.mark.parametrize("declaration", ["windows-1251", "utf-8", "koi8-r", "latin-1"])
+def test_ascii_and_non_ascii_answers_read_alike_in_every_declared_encoding(
+        declaration: str) -> None:
+    # An all-ASCII answer takes a shorter way through the parser than one with other bytes
+    # (here a phone written with a letter the encoding has): both must read the declaration.
+    letter = "Я" if declaration != "latin-1" else "é"
+    ascii_report = protocol.parse_status(_status_answer(declaration, "79031234567",
+                                                         "2026-01-02 03:04"), 1)
+    other_report = protocol.parse_status(_status_answer(declaration, f"7903123456{letter}",
+                                                         "2026-01-02 03:04"), 1)
+    assert ascii_report.recipients[0].time == other_report.recipients[0].time == datetime(
+        2026, 1, 2, 3, 4, tzinfo=MSK)
+    assert other_report.recipients[0].phone == f"7903123456{letter}"
+
+
+def test_an_encoding_nobody_knows_is_refused_even_when_the_bytes_are_ascii() -> None:
+    with pytest.raises(errors.ProtocolError):
+        protocol.parse_status(_status_answer("x-" + "a" * 60, "79031234567", "2026-01-02 03:04",
+                                             encoding="ascii"), 1)
+
+
+@pytest.mark.parametrize("when", ["2026-01-02T03:04", "2026-01-02 03", "20260102 0304",
+                                  "٢٠٢٦-01-02 03:04", "2026-02-30 03:04", "2026-01-02 24:00",
+                                  "2026-01-02 03:04+03:00"])
+def test_status_time_in_any_other_form_is_a_protocol_error(when: str) -> None:
+    with pytest.raises(errors.ProtocolError, match="<time> is not a date and time"):
+        protocol.parse_status(_status_answer("utf-8", "79031234567", when), 1)
+
+
 # --- request documents ----------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
 from ..config import BY_NAME, SETTING_KEYS, SETTING_NAME, Settings, resolve_cached
-from ..errors import HIDDEN, ConfigurationError, ValidationError
+from ..errors import HIDDEN, ConfigurationError, PicklableError, ValidationError
 from ..protocol import check_sender
 
 __all__ = [
@@ -50,7 +50,7 @@ _CHECK_IDS = {"setting": "mobilgroup.E002", "account": "mobilgroup.E003",
               "endpoint": "mobilgroup.E007"}
 
 
-class MobilgroupImproperlyConfigured(ImproperlyConfigured):
+class MobilgroupImproperlyConfigured(PicklableError, ImproperlyConfigured):
     """A missing or malformed Mobilgroup setting.
 
     ``setting`` names it as the project wrote it (``MOBILGROUP['SENDER']``, ``sender= argument``,

@@ -206,7 +206,7 @@ class LocalStore:
 #: hosts whose clocks disagree still share one window.
 #: KEYS: sent (sorted set of reserved slots), pending (hash: the summary's content), summary (set
 #: while a summary went out in this window), fingerprint (set while an alert is deduplicated),
-#: repeats (copies deduplicated since it last went out).
+#: repeats (copies deduplicated since it last went out, from every process).
 #: ARGV: op, max_sms, window ms, dedupe ms, slot id, flag (paused / final), item JSON, created,
 #: levelno, count, since, repeats to give back.
 _SCRIPT = """
@@ -230,10 +230,10 @@ local function reserve()
   redis.call('ZADD', KEYS[1], now, slot)
   redis.call('PEXPIRE', KEYS[1], window + 1000)
 end
-local function defer()
+local function defer(count)
   local created, levelno = tonumber(ARGV[8]), tonumber(ARGV[9])
   local since = tonumber(ARGV[11])
-  redis.call('HINCRBY', KEYS[2], 'count', tonumber(ARGV[10]))
+  redis.call('HINCRBY', KEYS[2], 'count', count)
   local old = tonumber(redis.call('HGET', KEYS[2], 'since'))
   if old == nil or since < old then redis.call('HSET', KEYS[2], 'since', ARGV[11]) end
   old = tonumber(redis.call('HGET', KEYS[2], 'levelno'))
@@ -253,11 +253,11 @@ if op == 'admit' then
     return {'duplicate', 0, 0}
   end
   if flag == '1' then
-    defer()
+    defer(tonumber(ARGV[10]))
     return {'held', 0, 0}
   end
   if used() >= max_sms then
-    defer()
+    defer(tonumber(ARGV[10]))
     return {'suppressed', 0, wait_ms()}
   end
   reserve()
@@ -271,8 +271,17 @@ elseif op == 'release' then
   if tonumber(ARGV[12]) > 0 then redis.call('INCRBY', KEYS[5], tonumber(ARGV[12])) end
   return {'ok', 0, 0}
 elseif op == 'defer' then
-  defer()
+  defer(tonumber(ARGV[10]))
   return {'ok', 0, 0}
+elseif op == 'repeats' then
+  -- At a handler's exit: the copies deduplicated since this alert last went out, which no later
+  -- copy will report, go into the summary (taken once, whichever process asks first).
+  local repeats = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if repeats > 0 then
+    redis.call('DEL', KEYS[5])
+    defer(repeats)
+  end
+  return {'ok', repeats, 0}
 elseif op == 'claim' then
   if redis.call('EXISTS', KEYS[2]) == 0 then return {'empty', 0, 0} end
   if redis.call('EXISTS', KEYS[3]) == 1 then return {'wait', 0, redis.call('PTTL', KEYS[3])} end
@@ -287,7 +296,7 @@ elseif op == 'claim' then
 elseif op == 'unclaim' then
   redis.call('ZREM', KEYS[1], slot)
   redis.call('DEL', KEYS[3])
-  defer()
+  defer(tonumber(ARGV[10]))
   return {'ok', 0, 0}
 end
 return redis.error_reply('unknown operation ' .. op)
@@ -332,6 +341,10 @@ class RedisStore:
         self._down_until: float | None = None
         self._due: float | None = None  # when a summary known to be pending may be claimed
         self._slots = 0
+        #: The alerts this process saw deduplicated through Redis (the newest copy of each): at
+        #: exit their repeats go into the summary, as a local store's do.
+        self._repeated: OrderedDict[str, Item] = OrderedDict()
+        self._repeated_size = dedupe_size
         # One hash slot for every key of a budget: a Redis Cluster runs the script too.
         self._prefix = f"mobilgroup:alerts:{{{key}}}"
 
@@ -401,6 +414,13 @@ class RedisStore:
         verdict = Verdict(_text(result[0]))
         if verdict is Verdict.SUPPRESSED or verdict is Verdict.HELD:
             self._expect_summary(int(result[2]) / 1000)
+        elif verdict is Verdict.DUPLICATE:
+            self._repeated[item.fingerprint] = item
+            self._repeated.move_to_end(item.fingerprint)
+            while len(self._repeated) > self._repeated_size:
+                self._repeated.popitem(last=False)
+        elif verdict is Verdict.SEND:
+            self._repeated.pop(item.fingerprint, None)  # its repeats go out with it
         return Decision(verdict, int(result[1]), ("redis", slot, int(result[1])))
 
     def release(self, item: Item, decision: Decision) -> None:
@@ -411,6 +431,8 @@ class RedisStore:
         slot, repeats = rest
         # If Redis went away meanwhile, the slot simply expires with its window.
         self._call("release", item, slot=slot, repeats=repeats)
+        if repeats:  # given back to Redis: this process reports them at exit if no copy does
+            self._repeated[item.fingerprint] = item
 
     def defer(self, item: Item, count: int = 1, since: float | None = None) -> None:
         if self._call("defer", item, count=count, since=since) is None:
@@ -419,8 +441,21 @@ class RedisStore:
             self._expect_summary(0.0)
 
     def flush_repeats(self) -> None:
-        # Repeats counted in Redis are reported by the next copy that goes out, from any process.
+        """At exit: the repeats no later copy reported go into the summary, as in a local store.
+
+        Repeats are counted in Redis for the whole fleet and reported by the next copy that goes
+        out, from any process; one that exits moves the count of every alert it saw repeated
+        into the fleet's pending summary (each count taken once, by one process), which its
+        final summary then carries, or the fleet's next one when this window had its summary.
+        """
         self.local.flush_repeats()
+        while self._repeated:
+            _, item = self._repeated.popitem(last=False)
+            result = self._call("repeats", item)
+            if result is None:
+                return  # Redis is gone: the count stays there, for the next copy to report
+            if int(result[1]) > 0:
+                self._expect_summary(0.0)
 
     def _expect_summary(self, wait: float) -> None:
         """Records are pending in Redis: try to claim their summary in ``wait`` seconds."""
