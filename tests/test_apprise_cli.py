@@ -23,6 +23,7 @@ from mobilgroup_backends.apprise_plugin import (
     plugin_path,
 )
 from mobilgroup_backends.emulator import Emulator
+from tests.conftest import RunCommand
 
 pytestmark = pytest.mark.slow
 
@@ -125,16 +126,6 @@ def test_apprise_with_the_plugin_path_variable(home: Path, mobilgroup_emulator: 
     assert [m.text for m in mobilgroup_emulator.outbox] == ["via APPRISE_PLUGIN_PATH"]
 
 
-def test_apprise_with_the_plugin_path_option(home: Path, tmp_path: Path,
-                                             mobilgroup_emulator: Emulator) -> None:
-    folder = install_loader(tmp_path / "plugins").parent
-    done = run_apprise("--plugin-path", str(folder), "-b", "via --plugin-path",
-                       mobilgroup_emulator.url(PHONE, "79990000001"))
-    assert done.returncode == 0, done.stdout + done.stderr
-    [message] = mobilgroup_emulator.outbox
-    assert message.phones == (PHONE, "79990000001")
-
-
 def test_apprise_details_lists_the_plugin(home: Path) -> None:
     install_loader()
     done = run_apprise("--details")
@@ -192,35 +183,29 @@ def test_loader_warns_when_the_package_is_missing(home: Path, tmp_path: Path) ->
 # --- the mobilgroup command ---------------------------------------------------------------------
 
 
-def _mobilgroup(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mobilgroup_backends", *args],
-                          capture_output=True, text=True, timeout=60)
-
-
-def test_mobilgroup_apprise_install_then_apprise(home: Path, tmp_path: Path,
-                                                 mobilgroup_emulator: Emulator) -> None:
+def test_mobilgroup_apprise_install_then_apprise_with_the_plugin_path_option(
+        home: Path, tmp_path: Path, mobilgroup_emulator: Emulator,
+        mobilgroup_command: RunCommand) -> None:
     folder = tmp_path / "custom plugins"
-    done = _mobilgroup("apprise", "install", str(folder))
+    done = mobilgroup_command("apprise", "install", str(folder))
     assert done.returncode == 0, done.stderr
     assert (folder / LOADER_NAME).read_text(encoding="utf-8") == loader_source()
     assert str(folder / LOADER_NAME) in done.stdout
-    assert _mobilgroup("apprise", "install", str(folder)).returncode == 0  # again: fine
+    assert mobilgroup_command("apprise", "install", str(folder)).returncode == 0  # again: fine
 
-    done = _mobilgroup("apprise", "install")  # the default folder, in the temporary home
+    done = mobilgroup_command("apprise", "install")  # the default folder, in the temporary home
     assert done.returncode == 0, done.stderr
     assert (default_plugin_folder() / LOADER_NAME).is_file()
 
     run = run_apprise("--plugin-path", str(folder), "-b", "installed by the command",
-                      mobilgroup_emulator.url(PHONE))
+                      mobilgroup_emulator.url(PHONE, "79990000001"))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert [m.text for m in mobilgroup_emulator.outbox] == ["installed by the command"]
+    [message] = mobilgroup_emulator.outbox
+    assert (message.phones, message.text) == ((PHONE, "79990000001"), "installed by the command")
 
 
-def test_mobilgroup_apprise_path(home: Path, mobilgroup_emulator: Emulator) -> None:
-    done = _mobilgroup("apprise", "path")
+def test_mobilgroup_apprise_path(home: Path, mobilgroup_command: RunCommand) -> None:
+    done = mobilgroup_command("apprise", "path")
     assert done.returncode == 0, done.stderr
+    # The folder test_apprise_with_the_plugin_path_variable gives the apprise program.
     assert Path(done.stdout.strip()) == plugin_path()
-    run = run_apprise("-b", "via the printed path", mobilgroup_emulator.url(PHONE),
-                      env={"APPRISE_PLUGIN_PATH": done.stdout.strip()})
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert [m.text for m in mobilgroup_emulator.outbox] == ["via the printed path"]

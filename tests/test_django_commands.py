@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 
 from mobilgroup_backends.django.models import SmsRequest
 from mobilgroup_backends.emulator import Emulator
+from tests.conftest import RunCommand
 from tests.django_project.helpers import gateway_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,21 +124,24 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
                           timeout=60, check=False)
 
 
-def test_real_process_exit_codes(mobilgroup_emulator: Emulator) -> None:
+def test_exit_codes_as_manage_py_gives_them(mobilgroup_emulator: Emulator,
+                                            manage_command: RunCommand) -> None:
     url = mobilgroup_emulator.url(retries=0)
-    done = _manage("balance", env={"MOBILGROUP_URL": url})
+    done = manage_command("balance", url=url)
     assert (done.returncode, done.stdout.strip()) == (0, "Balance: 100"), done.stderr
 
-    mobilgroup_emulator.account.blocked = True
-    done = _manage("balance", env={"MOBILGROUP_URL": url})
-    assert done.returncode == 1
-    assert "refused: gateway error 5" in done.stderr
-
-    done = _manage("balance", env={})
+    done = manage_command("balance")
     assert done.returncode == 2
     assert "no gateway credentials" in done.stderr
 
-    done = _manage("frobnicate", env={"MOBILGROUP_URL": url})
+    done = manage_command("frobnicate", url=url)
     assert done.returncode == 2  # argparse's usage error
     password = mobilgroup_emulator.account.password
     assert all(password not in text for text in (done.stdout, done.stderr))
+
+
+def test_real_process_exit_code(mobilgroup_emulator: Emulator) -> None:
+    mobilgroup_emulator.account.blocked = True
+    done = _manage("balance", env={"MOBILGROUP_URL": mobilgroup_emulator.url(retries=0)})
+    assert done.returncode == 1
+    assert "refused: gateway error 5" in done.stderr

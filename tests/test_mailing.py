@@ -2,19 +2,22 @@
 after SIGKILL and Ctrl-C, exactly once under faults, and reported on.
 
 The command runs in this process where what it prints, writes and sends is tested; as a real
-program where the process is: killed, interrupted by a signal, drawing on a terminal."""
+program where the process is: killed, or interrupted by a signal."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import pty
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -314,47 +317,59 @@ def test_faults_during_the_run_still_send_exactly_once(mobilgroup_emulator: Emul
     assert len(counted) == 300 and set(counted.values()) == {1}
 
 
-def _stderr_on_a_terminal(args: tuple[str, ...], url: str, cwd: Path,
-                          **env: str) -> tuple[int, str]:
-    """Run with standard error on a pseudo-terminal, as in an interactive shell."""
-    import pty
+@pytest.fixture
+def on_a_terminal(mobilgroup: RunCommand, monkeypatch: pytest.MonkeyPatch
+                  ) -> Callable[..., tuple[int, str]]:
+    """Run the command with standard error on a pseudo-terminal, as in an interactive shell:
+    its exit code and what the terminal showed."""
 
-    leader, follower = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
-    environment.update(MOBILGROUP_URL=url, COLUMNS="120", TERM="xterm", **env)
-    with subprocess.Popen([sys.executable, "-m", "mobilgroup_backends", *args], cwd=cwd,
-                          env=environment, stdout=subprocess.DEVNULL, stderr=follower) as process:
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed with the process
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=60)
-    os.close(leader)
-    return process.returncode, b"".join(chunks).decode("utf-8", "replace")
+    def run(*args: str, url: str, cwd: Path) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        shown: list[bytes] = []
+
+        def read_the_terminal() -> None:
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed
+                    return
+                if not chunk:
+                    return
+                shown.append(chunk)
+
+        reader = threading.Thread(target=read_the_terminal, daemon=True)
+        reader.start()
+        with open(follower, "w", encoding="utf-8") as terminal, monkeypatch.context() as patch:
+            patch.setenv("COLUMNS", "120")
+            patch.setenv("TERM", "xterm")
+            patch.setattr(sys, "stderr", terminal)
+            done = mobilgroup(*args, url=url, cwd=cwd)
+        reader.join(10)
+        os.close(leader)
+        return done.returncode, b"".join(shown).decode("utf-8", "replace")
+
+    return run
 
 
-def test_progress_bar_on_a_terminal(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+def test_progress_bar_on_a_terminal(mobilgroup_emulator: Emulator, tmp_path: Path,
+                                    on_a_terminal: Callable[..., tuple[int, str]]) -> None:
     write_contacts(tmp_path / "c.csv", 40)
-    code, shown = _stderr_on_a_terminal(("mailing", "send", "c.csv", "--text", TEMPLATE),
-                                        mobilgroup_emulator.url(), tmp_path)
+    code, shown = on_a_terminal("mailing", "send", "c.csv", "--text", TEMPLATE,
+                                url=mobilgroup_emulator.url(), cwd=tmp_path)
     assert code == 0, shown
     assert "━" in shown  # rich's bar
     assert "sent 40 · failed 0 · left 0" in shown and "SMS/s" in shown
 
 
-def test_plain_progress_without_rich(mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+def test_plain_progress_without_rich(mobilgroup_emulator: Emulator, tmp_path: Path,
+                                     on_a_terminal: Callable[..., tuple[int, str]],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     write_contacts(tmp_path / "c.csv", 40)
-    blocker = tmp_path / "no_rich"
-    blocker.mkdir()
-    (blocker / "rich.py").write_text("raise ImportError('rich is not installed here')\n")
-    code, shown = _stderr_on_a_terminal(("mailing", "send", "c.csv", "--text", TEMPLATE),
-                                        mobilgroup_emulator.url(), tmp_path,
-                                        PYTHONPATH=str(blocker))
+    # As if rich were not installed: importing it, or any module of it, fails.
+    for name in {"rich", "rich.console", "rich.progress"} | {
+            name for name in sys.modules if name.startswith("rich.")}:
+        monkeypatch.setitem(sys.modules, name, None)
+    code, shown = on_a_terminal("mailing", "send", "c.csv", "--text", TEMPLATE,
+                                url=mobilgroup_emulator.url(), cwd=tmp_path)
     assert code == 0, shown
     assert "sent 40/40, failed 0, left 0" in shown and "━" not in shown

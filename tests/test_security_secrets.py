@@ -1,7 +1,7 @@
 """The password never leaks: one run through every path, at DEBUG, then a search of all output.
 
 Paths: the client (success, retries, every kind of failure), its errors and reprs, settings and
-URLs, the command line in process and as a subprocess, the Django backend and its management
+URLs, the command line in process and once as a real program, the Django backend and its management
 command, Django's error reports, and the logging handler. Everything they print, log (every
 logger at DEBUG, urllib3's included), raise or repr is collected; the password, in clear or
 percent-encoded, must be in none of it. Phone numbers in the package's logs are masked.
@@ -24,6 +24,7 @@ import pytest
 from mobilgroup_backends import MobilgroupClient, Settings, cli, errors, protocol
 from mobilgroup_backends.config import parse_url, redact_url
 from mobilgroup_backends.emulator import Emulator
+from tests.conftest import exit_status
 from tests.helpers import closed_port
 
 PASSWORD = "Canary:Pw@7/x%q"  # separators and escapes: the URL forms differ from the plain one
@@ -160,7 +161,8 @@ def settings_paths(gateway: Emulator, out: Collector) -> None:
               lambda: Settings(user_id="x", login=LOGIN, password=PASSWORD))
 
 
-def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[str]) -> None:
+def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[str],
+              monkeypatch: pytest.MonkeyPatch) -> None:
     url = gateway.url(account=USER_ID)
     runs = [
         ["send", PHONE, "--text", "from the cli", "--url", url],
@@ -178,21 +180,29 @@ def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[s
         out.add(f"cli {argv[0]} exit {code} stderr", captured.err)
     down = f"mobilgroup://{quote(LOGIN, safe='')}:{quote(PASSWORD, safe='')}@{USER_ID}" \
            f"?endpoint={quote(closed_endpoint(), safe='')}&retries=0"
-    env = dict(os.environ)  # without MOBILGROUP_*: the collector fixture cleared them
+    discrete = {"MOBILGROUP_USER_ID": USER_ID, "MOBILGROUP_LOGIN": LOGIN,
+                "MOBILGROUP_PASSWORD": PASSWORD, "MOBILGROUP_ENDPOINT": gateway.endpoint}
     for argv, extra in (
-            (["send", PHONE, "--text", "subprocess", "--url", url], {}),
             (["balance", "--json"], {"MOBILGROUP_URL": url}),
-            (["balance"], {"MOBILGROUP_USER_ID": USER_ID, "MOBILGROUP_LOGIN": LOGIN,
-                           "MOBILGROUP_PASSWORD": PASSWORD,
-                           "MOBILGROUP_ENDPOINT": gateway.endpoint}),
+            (["balance"], discrete),
             (["balance", "--url", down], {}),
             (["status", "nope", "--url", url], {}),
     ):
-        done = subprocess.run([sys.executable, "-m", "mobilgroup_backends", *argv],
-                              capture_output=True, text=True, timeout=60, check=False,
-                              env={**env, **extra})
-        out.add(f"subprocess {argv[0]} exit {done.returncode} stdout", done.stdout)
-        out.add(f"subprocess {argv[0]} exit {done.returncode} stderr", done.stderr)
+        with monkeypatch.context() as patch:
+            for name, value in extra.items():
+                patch.setenv(name, value)
+            code = exit_status(lambda argv=argv: cli.main(argv))
+        captured = capsys.readouterr()
+        out.add(f"cli {argv[0]} exit {code} stdout", captured.out)
+        out.add(f"cli {argv[0]} exit {code} stderr", captured.err)
+    # Once as a real program: what Python itself prints (warnings, errors at exit) counts too.
+    env = dict(os.environ)  # without MOBILGROUP_*: the collector fixture cleared them
+    done = subprocess.run([sys.executable, "-m", "mobilgroup_backends", "balance"],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**env, **discrete})
+    assert done.returncode == 0, done.stderr
+    out.add("subprocess balance stdout", done.stdout)
+    out.add("subprocess balance stderr", done.stderr)
 
 
 def django_paths(gateway: Emulator, out: Collector, settings: Any) -> None:
@@ -257,10 +267,11 @@ def handler_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixtu
 
 
 def test_password_appears_in_no_output(gateway: Emulator, collector: Collector, settings: Any,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     client_paths(gateway, collector)
     settings_paths(gateway, collector)
-    cli_paths(gateway, collector, capsys)
+    cli_paths(gateway, collector, capsys, monkeypatch)
     django_paths(gateway, collector, settings)
     handler_paths(gateway, collector, capsys)
     captured = capsys.readouterr()
