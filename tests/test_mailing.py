@@ -26,6 +26,7 @@ import pytest
 
 from mobilgroup_backends.emulator import Emulator
 from tests.conftest import RunCommand
+from tests.helpers import wait_until
 
 PASSWORD = "demo-password"
 ACCOUNTS = [f"1000:demo:{PASSWORD}:100000"]
@@ -50,8 +51,7 @@ def write_contacts(path: Path, count: int, *, separator: str = ";", bom: bool = 
 
 
 def start(*args: str, url: str, cwd: Path) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
-    environment["MOBILGROUP_URL"] = url
+    environment = {**os.environ, "MOBILGROUP_URL": url}  # the module's fixture cleared the rest
     return subprocess.Popen([sys.executable, "-m", "mobilgroup_backends", *args], cwd=cwd,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -77,13 +77,18 @@ def accepted_in(state: Path) -> int:
 
 
 def wait_until_accepted(state: Path, count: int, process: subprocess.Popen[str]) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
+    """Wait until ``count`` requests are accepted while the mailing runs; the number seen."""
+    seen = 0
+
+    def got_there_or_ended() -> bool:
+        nonlocal seen
         seen = accepted_in(state)
-        if seen >= count:
-            return seen
-        time.sleep(0.02)
-    raise AssertionError(f"the mailing did not get to {count} accepted requests while running")
+        return seen >= count or process.poll() is not None
+
+    wait_until(got_there_or_ended, timeout=60)
+    if seen < count:
+        raise AssertionError(f"the mailing did not get to {count} accepted requests while running")
+    return seen
 
 
 def sent_phones(gateway: Emulator) -> Counter[str]:
