@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -58,8 +59,9 @@ class Program:
                 return found
         raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.seen))
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def stop(self) -> int:
+        """Stop it with Ctrl-C, as its users do; its exit code."""
+        self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -67,6 +69,7 @@ class Program:
             self.process.wait(timeout=10)
         if self.process.stdout is not None:
             self.process.stdout.close()
+        return self.process.returncode
 
 
 @pytest.fixture
@@ -100,6 +103,7 @@ def test_the_printed_url_works_when_pasted(programs: list[Program]) -> None:
     assert html.status_code == 200 and "/static/inbox.js" in html.text
     shown = requests.get(page + "api/messages", timeout=10).json()
     assert [m["text"] for m in shown] == ["Привет от эмулятора"]
+    assert program.stop() == 0  # Ctrl-C: a clean stop
 
 
 def test_every_interface_gives_a_url_for_other_containers(programs: list[Program]) -> None:
