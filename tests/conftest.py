@@ -30,6 +30,12 @@ settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first (in their order): started last, one of them would keep the
+    whole parallel run waiting after every other worker has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 class Trap:
     """A listener on 127.0.0.1 that hostile answers and redirects point at: it must never see a
     connection, which proves the client did not follow them."""

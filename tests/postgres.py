@@ -76,13 +76,15 @@ class PostgresServer:
     def log(self) -> str:
         return (self.folder / "server.log").read_text(errors="replace")
 
-    def create_database(self, name: str) -> dict[str, Any]:
-        """A new empty database; its DATABASES entry."""
+    def create_database(self, name: str, template: str | None = None) -> dict[str, Any]:
+        """A new database, empty or a copy of ``template`` (a database no one is connected to);
+        its DATABASES entry."""
         import psycopg
 
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
                              autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.database(name)
 
     def start(self, timeout: float = 60.0) -> PostgresServer:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ import requests
 
 from mobilgroup_backends import MobilgroupClient, SendResult, errors
 from mobilgroup_backends.emulator import Account, Emulator
+from tests.conftest import RunCommand
 
 PHONE = "79039587454"
 
@@ -288,30 +287,26 @@ def test_carriage_returns_arrive_as_carriage_returns() -> None:
     assert message.text == "line one\rline two\r\nthree"
 
 
-def test_cli_shows_no_traceback_for_bad_input(mobilgroup_emulator: Emulator) -> None:
+def test_cli_shows_no_traceback_for_bad_input(mobilgroup_emulator: Emulator,
+                                             mobilgroup_command: RunCommand) -> None:
     for argv in (["send", PHONE, "--text", "x", "--id", "9" * 5000],
                  ["status", "9" * 5000],
                  ["send", PHONE, "--text", "x", "--schedule", "9999-99-99 99:99"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "mobilgroup_backends", *argv, "--url", mobilgroup_emulator.url()],
-            capture_output=True, text=True, timeout=60, check=False)
+        done = mobilgroup_command(*argv, "--url", mobilgroup_emulator.url())
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         assert len(done.stderr) < 500
 
 
-def test_cli_says_how_to_resend_after_maybe_sent(mobilgroup_emulator: Emulator) -> None:
+def test_cli_says_how_to_resend_after_maybe_sent(mobilgroup_emulator: Emulator,
+                                                 mobilgroup_command: RunCommand) -> None:
     mobilgroup_emulator.faults.next("close_after", count=10)
     url = mobilgroup_emulator.url(retries=0)
-    done = subprocess.run(
-        [sys.executable, "-m", "mobilgroup_backends", "send", PHONE, "--text", "x", "--id", "91",
-         "--url", url], capture_output=True, text=True, timeout=60, check=False)
+    done = mobilgroup_command("send", PHONE, "--text", "x", "--id", "91", "--url", url)
     assert "--id 91 --resend" in done.stderr
     mobilgroup_emulator.faults.clear()
-    done = subprocess.run(
-        [sys.executable, "-m", "mobilgroup_backends", "send", PHONE, "--text", "x", "--id", "91",
-         "--resend", "--url", mobilgroup_emulator.url(), "--json"],
-        capture_output=True, text=True, timeout=60, check=False)
+    done = mobilgroup_command("send", PHONE, "--text", "x", "--id", "91", "--resend",
+                              "--url", mobilgroup_emulator.url(), "--json")
     assert done.returncode == 0, done.stderr
     assert '"request_ids": [91]' in done.stdout
     assert len(mobilgroup_emulator.outbox) == 1

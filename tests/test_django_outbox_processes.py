@@ -5,14 +5,21 @@ a real PostgreSQL server.
 Every Django process here is a subprocess of the test project (``python -m django ...``) sharing
 one database: a SQLite file, or a database of the PostgreSQL server the ``postgres`` fixture
 runs. The task backend is django-tasks-db's ``DatabaseBackend`` with its real ``db_worker``.
-What went out is counted in the emulator's outbox, by request id.
+What went out is counted in the emulator's outbox, by request id; what the rows say afterwards is
+read with the database's own client (sqlite3, psycopg), as any other reader of the table would.
+
+A Django process costs a second or more, so each kind of database is migrated once per test
+session and copied for each test (a file copy; PostgreSQL's ``CREATE DATABASE ... TEMPLATE``),
+and processes that do not depend on each other run at the same time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -20,12 +27,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mobilgroup_backends.django.models import OutboxMessage, SmsRequest
 from mobilgroup_backends.emulator import Emulator
 from tests.django_project.helpers import gateway_settings
 from tests.django_project.settings import TASKS_PACKAGE
@@ -35,19 +44,70 @@ ROOT = Path(__file__).resolve().parent.parent
 PHONE = "79031234567"
 DATABASE_BACKEND = "django_tasks_db.DatabaseBackend"
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_mobilgroup_environment")]
+# One worker runs them all: one PostgreSQL server and one migrated copy of each database.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("django-processes"),
+              pytest.mark.usefixtures("no_mobilgroup_environment")]
+
+
+def django_env(database: dict[str, Any]) -> dict[str, str]:
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.django_project.settings",
+            "PYTHONPATH": str(ROOT), "TESTS_DATABASE": json.dumps(database)}
+
+
+def migrate(database: dict[str, Any]) -> None:
+    done = subprocess.run([sys.executable, "-m", "django", "migrate", "--verbosity", "0",
+                           "--skip-checks"],
+                          cwd=ROOT, env=django_env(database), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, f"migrate: {done.stdout}\n{done.stderr}"
+
+
+def sqlite_database(path: Path) -> dict[str, Any]:
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "OPTIONS": {"timeout": 30}}
+
+
+def select(database: dict[str, Any], query: str) -> list[tuple[Any, ...]]:
+    """Rows of ``query``, read with the database's own client."""
+    if database["ENGINE"].endswith("sqlite3"):
+        with closing(sqlite3.connect(database["NAME"], timeout=30)) as connection:
+            return connection.execute(query).fetchall()
+    import psycopg
+
+    with psycopg.connect(host=database["HOST"], port=int(database["PORT"]),
+                         user=database["USER"], dbname=database["NAME"]) as connection:
+        return connection.execute(query).fetchall()
+
+
+def aware(value: datetime | str | None) -> datetime | None:
+    """A timestamp column as an aware datetime (SQLite keeps Django's UTC times as text)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return value
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("outbox-template") / "db.sqlite3"
+    migrate(sqlite_database(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres: PostgresServer) -> str:
+    """The name of a migrated database to copy: PostgreSQL copies a template in milliseconds."""
+    name = f"migrated_{uuid.uuid4().hex[:12]}"
+    migrate(postgres.create_database(name))
+    return name
 
 
 class Project:
     """The test project, run as separate processes against one database and the emulator."""
 
     def __init__(self, database: dict[str, Any], gateway: Emulator, **mobilgroup: Any) -> None:
+        self.database = database
         self.gateway = gateway
         self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.django_project.settings",
-            "PYTHONPATH": str(ROOT),
-            "TESTS_DATABASE": json.dumps(database),
+            **django_env(database),
             "TESTS_MOBILGROUP": json.dumps(gateway_settings(gateway, **mobilgroup)),
             "TESTS_TASK_BACKEND": DATABASE_BACKEND,
         }
@@ -62,10 +122,26 @@ class Project:
         assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
         return done.stdout
 
+    def begin_shell(self, code: str, **env: str) -> subprocess.Popen[str]:
+        """Start Python in a Django process of the project; ``shell_result`` waits for it."""
+        return subprocess.Popen(self.command("shell", "-c", textwrap.dedent(code)), cwd=ROOT,
+                                env={**self.env, **env}, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    def shell_result(self, process: subprocess.Popen[str], timeout: float = 90) -> Any:
+        """What a shell started by ``begin_shell`` printed last, as JSON."""
+        try:
+            out, err = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, f"{process.args}: {out}\n{err}"
+        return json.loads(out.strip().splitlines()[-1])
+
     def shell(self, code: str, **env: str) -> Any:
         """Run Python in a Django process of the project; what it printed last, as JSON."""
-        out = self.run("shell", "-c", textwrap.dedent(code), **env)
-        return json.loads(out.strip().splitlines()[-1])
+        return self.shell_result(self.begin_shell(code, **env))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(self.command(*args), cwd=ROOT, env=self.env, text=True,
@@ -88,40 +164,42 @@ class Project:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """A migrated database of its own for the test."""
     if request.param == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3"),
-                "OPTIONS": {"timeout": 30}}
+        path = tmp_path / "db.sqlite3"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        return sqlite_database(path)
     server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database(f"outbox_{uuid.uuid4().hex[:12]}")
+    return server.create_database(f"outbox_{uuid.uuid4().hex[:12]}",
+                                  template=request.getfixturevalue("migrated_postgres"))
 
 
 @pytest.fixture
 def project(database: dict[str, Any], mobilgroup_emulator: Emulator) -> Iterator[Project]:
-    # A short timeout keeps the killed worker's lease (twice the longest send) short.
-    made = Project(database, mobilgroup_emulator, RETRIES=0, TIMEOUT=2)
-    made.run("migrate", "--verbosity", "0")
+    # A short timeout keeps the killed worker's lease (twice the longest send: 4 s) short; the
+    # test kills the worker within milliseconds of the gateway accepting its send, well inside it.
+    made = Project(database, mobilgroup_emulator, RETRIES=0, TIMEOUT=1)
     yield made
     made.stop_all()
 
 
-def outbox_rows(project: Project) -> dict[str, Any]:
-    return project.shell("""
-        import json
-        from django.utils import timezone
-        from mobilgroup_backends.django.models import OutboxMessage
-        rows = list(OutboxMessage.objects.values("request_id", "state", "text", "leased_until"))
-        held = [r["leased_until"] for r in rows if r["leased_until"]]
-        wait = max([(t - timezone.now()).total_seconds() for t in held], default=0)
-        print(json.dumps({"states": {str(r["request_id"]): r["state"] for r in rows},
-                          "texts": sorted(r["text"] for r in rows), "lease_left": wait}))
-    """)
+def outbox_rows(project: Project) -> dict[int, tuple[str, str, datetime | None]]:
+    """The outbox table: request id -> (state, text, leased until)."""
+    table = OutboxMessage._meta.db_table
+    rows = select(project.database,
+                  f'SELECT request_id, state, text, leased_until FROM "{table}"')  # noqa: S608
+    return {int(rid): (state, text, aware(until)) for rid, state, text, until in rows}
 
 
 @pytest.mark.timeout(240)
 def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
         project: Project) -> None:
     gateway = project.gateway
-    queued = project.shell(f"""
+    # The gateway accepts the worker's first send and holds its answer; the worker is killed.
+    gateway.faults.next("delay", seconds=30)
+    # The worker waits for tasks while the application makes them: no need to start it after.
+    worker = project.start("db_worker", "--no-startup-delay", "--interval", "0.1", "--no-reload")
+    application = project.begin_shell(f"""
         import json
         from django.db import transaction
         from mobilgroup_backends.django.outbox import enqueue
@@ -137,27 +215,29 @@ def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
     """)
     # This process's task backend keeps the task in memory and never runs it: the row is
     # committed, its enqueue is lost when the process ends.
-    lost = project.shell(f"""
+    lost_enqueue = project.begin_shell(f"""
         import json
         from mobilgroup_backends.django.outbox import enqueue
         print(json.dumps(enqueue("{PHONE}", "lost enqueue").request_id))
     """, TESTS_TASK_BACKEND=f"{TASKS_PACKAGE}.backends.dummy.DummyBackend")
+    try:
+        assert gateway.outbox.wait_for(1, timeout=60), "the worker sent nothing"
+        project.kill(worker)
+        killed_at = datetime.now(timezone.utc)
+    finally:
+        queued = project.shell_result(application)
+        lost = project.shell_result(lost_enqueue)
     expected = [*queued, lost]
-
-    # The gateway accepts the worker's first send and holds its answer; the worker is killed.
-    gateway.faults.next("delay", seconds=30)
-    worker = project.start("db_worker", "--no-startup-delay", "--interval", "0.1", "--no-reload")
-    assert gateway.outbox.wait_for(1, timeout=60), "the worker sent nothing"
-    project.kill(worker)
     (in_flight,) = [m.request_id for m in gateway.outbox]
     assert in_flight in queued
 
     rows = outbox_rows(project)
-    assert set(rows["states"].values()) == {"pending"}
-    assert "rolled back" not in rows["texts"]
-    # The killed run's lease must run out before anyone sends its row again.
-    assert 0 < rows["lease_left"] < 30
-    time.sleep(rows["lease_left"] + 0.5)
+    assert sorted(rows) == sorted(expected)  # the rolled-back row is not there
+    assert {state for state, _, _ in rows.values()} == {"pending"}
+    # The killed run's lease outlives it: no one may send its row again before it runs out.
+    lease = rows[in_flight][2]
+    assert lease is not None and killed_at < lease < killed_at + timedelta(seconds=30)
+    time.sleep((lease - datetime.now(timezone.utc)).total_seconds() + 0.2)
 
     out = project.run("mobilgroup", "outbox", "--stale-after", "0")
     assert "Sent 4 pending message(s): 4 accepted" in out, out
@@ -167,18 +247,19 @@ def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
     assert Counter(m.request_id for m in gateway.outbox) == dict.fromkeys(expected, 1)
     assert "rolled back" not in {m.text for m in gateway.outbox}
     rows = outbox_rows(project)
-    assert rows["states"] == {str(rid): "accepted" for rid in expected}
+    assert {rid: state for rid, (state, _, _) in rows.items()} == dict.fromkeys(expected,
+                                                                                "accepted")
 
 
 @pytest.mark.timeout(240)
 def test_four_trackers_on_postgresql_poll_each_due_request_once(
-        postgres: PostgresServer, mobilgroup_emulator: Emulator) -> None:
+        postgres: PostgresServer, migrated_postgres: str, mobilgroup_emulator: Emulator) -> None:
     gateway = mobilgroup_emulator
     gateway.account.balance = 1000
-    project = Project(postgres.create_database(f"track_{uuid.uuid4().hex[:12]}"), gateway,
-                      RETRIES=0, TRACK_DELIVERY=True)
+    database = postgres.create_database(f"track_{uuid.uuid4().hex[:12]}",
+                                        template=migrated_postgres)
+    project = Project(database, gateway, RETRIES=0, TRACK_DELIVERY=True)
     immediate = {"TESTS_TASK_BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"}
-    project.run("migrate", "--verbosity", "0")
     request_ids = project.shell(f"""
         import json
         from datetime import timedelta
@@ -209,10 +290,6 @@ def test_four_trackers_on_postgresql_poll_each_due_request_once(
     assert sum(1 for count in polled if count) >= 2, f"the trackers did not overlap: {polled}"
     assert all(gateway.status_queries(rid) == 1 for rid in request_ids)
     assert "FOR UPDATE SKIP LOCKED" in postgres.log
-    left = project.shell("""
-        import json
-        from mobilgroup_backends.django.models import SmsRequest
-        print(json.dumps([SmsRequest.objects.filter(state="complete").count(),
-                          SmsRequest.objects.exclude(claim_token="").count()]))
-    """)
-    assert left == [60, 0]
+    table = SmsRequest._meta.db_table
+    left = select(database, f'SELECT state, claim_token FROM "{table}"')  # noqa: S608
+    assert sorted(left) == [("complete", "")] * 60

@@ -36,6 +36,10 @@ INSTALL = ("install Debian's Chromium (apt-get update && apt-get install -y chro
 LIVE = 3000
 
 
+# One worker runs them all: one Chromium start (seconds) instead of one per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chromium")]
+
+
 def _unavailable(reason: str) -> None:
     message = f"{reason}: {INSTALL}"
     if os.environ.get("CI"):
@@ -220,16 +224,22 @@ def test_screenshots_wide_and_narrow(page: Page, frozen_emulator: Emulator, froz
 
 @pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("true", "error")])
 def test_without_chromium_a_skip_says_how_to_install_and_ci_fails(
-        ci: str, outcome: str, tmp_path: Path) -> None:
-    import subprocess
+        ci: str, outcome: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
     # A PATH with only this Python on it: no Chromium to be found.
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent), "CI": ci}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0",
-         f"{__file__}::test_a_sent_message_appears_without_reload"],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-    assert f"1 {outcome}" in done.stdout, done.stdout
-    assert "apt-get install -y chromium" in done.stdout
-    assert done.returncode == (0 if outcome == "skipped" else 1)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    monkeypatch.setenv("CI", ci)
+    # A pytest session of its own, in this process (a new interpreter costs seconds of imports):
+    # without the plugins that hold process-wide state (the alarm of pytest-timeout, Django's
+    # test environment, xdist's workers) or write files.
+    code = pytest.main([
+        "-q", "-rs", "-s", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:xdist",
+        "-p", "no:django", "-p", "no:timeout", "-p", "no:faulthandler",
+        "-W", "ignore::pytest.PytestConfigWarning",  # the settings of the plugins left out
+        f"{__file__}::test_a_sent_message_appears_without_reload"])
+    out = capsys.readouterr().out
+    assert f"1 {outcome}" in out, out
+    assert "apt-get install -y chromium" in out
+    assert code == (pytest.ExitCode.OK if outcome == "skipped" else pytest.ExitCode.TESTS_FAILED)

@@ -15,6 +15,7 @@ import pytest
 
 from mobilgroup_backends import MobilgroupClient, SendResult, protocol
 from mobilgroup_backends.emulator import Emulator
+from tests.request_ids import request_ids
 
 BALANCE_REQUEST = (b'<?xml version="1.0" encoding="windows-1251"?>\n<request><user_id>1000'
                    b"</user_id><user>demo</user><pwd>demo-password</pwd><command>balance"
@@ -64,19 +65,15 @@ def test_sixteen_threads_share_one_client() -> None:
     assert elapsed < 60
 
 
-def _ids(count: int) -> list[int]:
-    return [protocol.new_request_id() for _ in range(count)]
-
-
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_request_ids_from_eight_processes_never_collide(method: str) -> None:
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {method} start method here")
     # Warm the generator in the parent first: a forked child inherits whatever state it has.
-    _ids(10)
+    request_ids(10)
     context = multiprocessing.get_context(method)
     with context.Pool(8) as pool:
-        batches = pool.map(_ids, [10_000] * 8, chunksize=1)
+        batches = pool.map(request_ids, [10_000] * 8, chunksize=1)
     ids = [rid for batch in batches for rid in batch]
     assert len(ids) == 80_000
     assert len(set(ids)) == 80_000

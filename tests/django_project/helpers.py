@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import threading
+import time
 from io import StringIO
 from typing import Any
 
@@ -27,13 +28,27 @@ class Message:
         self.originator = originator
 
 
-def run_loop(*args: str, seconds: float = 3.0) -> list[str]:
-    """``manage.py mobilgroup ARGS --loop``, stopped with Ctrl-C after ``seconds``: its lines."""
+def run_loop(*args: str, passes: int = 3, timeout: float = 30.0) -> list[str]:
+    """``manage.py mobilgroup ARGS --loop --interval 0.2``, stopped with Ctrl-C once it has
+    printed ``passes`` lines (or after ``timeout`` seconds): its lines."""
     out = StringIO()
-    stop = threading.Timer(seconds, _thread.interrupt_main)
-    stop.start()
+    running = threading.Event()
+
+    def stop_after_passes() -> None:
+        deadline = time.monotonic() + timeout
+        while running.is_set() and out.getvalue().count("\n") < passes:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        if running.is_set():
+            _thread.interrupt_main()
+
+    running.set()
+    watcher = threading.Thread(target=stop_after_passes, daemon=True)
+    watcher.start()
     try:
         call_command("mobilgroup", *args, "--loop", "--interval", "0.2", stdout=out)
     finally:
-        stop.cancel()
+        running.clear()
+        watcher.join(5)
     return out.getvalue().splitlines()
