@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,17 @@ class Running:
     endpoint: str
     host: str
     port: int
+    pid: int = 0  # the server's process
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server's process has used so far (all its threads), where the system
+        says (Linux); None elsewhere."""
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @property
     def url(self) -> str:
@@ -53,7 +65,7 @@ def _server(command: list[str]) -> Iterator[Running]:
         if found is None:
             raise RuntimeError(f"the server did not start: {first!r}")
         port = int(found.group(1))
-        yield Running(f"http://127.0.0.1:{port}/extxml.php", "127.0.0.1", port)
+        yield Running(f"http://127.0.0.1:{port}/extxml.php", "127.0.0.1", port, process.pid)
     finally:
         process.terminate()
         try:

@@ -6,21 +6,29 @@
 (d) a new connection per request, as the gateway's PHP example does.
 
 Each runs against the emulator, and against a minimal server that answers every request with the
-same OK and does nothing else (the floor: the emulator's own CPU per exchange pulls every ratio
-towards 1). Both are reported. Targets: a/c >= 1.5, a/b >= 0.4. The servers run in their own
-processes. Run: ``python bench/client_throughput.py [-n 2000] [--rounds 3]``.
+same OK and does nothing else. Both are reported. Targets: a/c >= 1.5, a/b >= 0.4. The servers
+run in their own processes.
+
+A sequential client waits for every answer, so each message costs the client's CPU plus the
+server's: the emulator's own CPU per exchange is added to both sides of a ratio and pulls it
+towards 1. So the CPU each side spends per message is printed too (the client's from this
+process, the server's from its process where the system tells): it says where the time goes
+whatever the load of the machine. Ratios are medians of per-round ratios (``bench/_ratio.py``),
+over rounds short enough that a busy moment hits few of them; a and c, the targeted pair, run
+back to back in each round. Run: ``python bench/client_throughput.py [-n 500] [--rounds 7]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import statistics
 import time
 from collections.abc import Callable
 
 import requests
 from _emulator import LOGIN, PASSWORD, USER_ID, Running, emulator, minimal_server
-from _ratio import measure
+from _ratio import Rounds, measure
 
 from mobilgroup_backends import MobilgroupClient, protocol
 
@@ -81,28 +89,57 @@ def new_connection_each(server: Running, n: int) -> float:
     return time.perf_counter() - started
 
 
+# In the order they run in each round: a and c (the targeted pair) back to back.
+CONTENDERS: dict[str, Callable[[Running, int], float]] = {
+    "a MobilgroupClient.send": ours,
+    "c requests.Session().post": naive_requests,
+    "b raw http.client keep-alive": raw_keepalive,
+    "d new connection per request": new_connection_each,
+}
+
+
+def against(server: Running, n: int, rounds: int) -> tuple[Rounds, dict[str, list[float]],
+                                                           dict[str, list[float]]]:
+    """Messages per second of every contender in interleaved rounds, with the CPU each round
+    cost the client and the server per message (µs)."""
+    client_cpu: dict[str, list[float]] = {name[0]: [] for name in CONTENDERS}
+    server_cpu: dict[str, list[float]] = {name[0]: [] for name in CONTENDERS}
+
+    def rate(key: str, run: Callable[[Running, int], float]) -> Callable[[], float]:
+        def one_round() -> float:
+            served, used = server.cpu_seconds(), time.process_time()
+            took = run(server, n)
+            client_cpu[key].append((time.process_time() - used) / n * 1e6)
+            now = server.cpu_seconds()
+            if served is not None and now is not None:
+                server_cpu[key].append((now - served) / n * 1e6)
+            return n / took
+        return one_round
+
+    result = measure({name[0]: rate(name[0], run) for name, run in CONTENDERS.items()}, rounds)
+    return result, client_cpu, server_cpu
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", type=int, default=2000, help="requests per measurement")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=500, help="requests per measurement")
+    parser.add_argument("--rounds", type=int, default=7,
                         help="interleaved rounds; ratios are medians of per-round ratios")
     args = parser.parse_args()
-    contenders: dict[str, Callable[[Running, int], float]] = {
-        "a MobilgroupClient.send": ours,
-        "b raw http.client keep-alive": raw_keepalive,
-        "c requests.Session().post": naive_requests,
-        "d new connection per request": new_connection_each,
-    }
+    print(f"bench/client_throughput.py -n {args.n} --rounds {args.rounds}")
     for title, server_of in (("the emulator", emulator), ("a minimal server", minimal_server)):
         with server_of() as server:
-            # Interleaved rounds, so that drift hits every contender alike; messages per second.
-            def rate(run: Callable[[Running, int], float], server: Running = server) -> Callable[[], float]:
-                return lambda: args.n / run(server, args.n)
-
-            rounds = measure({name[0]: rate(run) for name, run in contenders.items()}, args.rounds)
+            rounds, client_cpu, server_cpu = against(server, args.n, args.rounds)
         print(f"against {title}:")
-        for name in contenders:
-            print(f"  {name:<32} {rounds.median(name[0]):>8.0f} messages/s (median of rounds)")
+        print(f"  {'':<32} {'messages/s':>10} {'client CPU':>11} {'server CPU':>11}  (medians; "
+              f"CPU in µs per message)")
+        for name in sorted(CONTENDERS):
+            key = name[0]
+            served = (f"{statistics.median(server_cpu[key]):>11.0f}" if server_cpu[key]
+                      else f"{'n/a':>11}")
+            print(f"  {name:<32} {rounds.median(key):>10.0f} "
+                  f"{statistics.median(client_cpu[key]):>11.0f} {served}")
         print(f"  a/b = {rounds.describe('a', 'b')}  (target >= 0.4)")
         print(f"  a/c = {rounds.describe('a', 'c')}  (target >= 1.5)")
         print(f"  a/d = {rounds.describe('a', 'd')}")

@@ -8,29 +8,34 @@ Both an ECDSA (P-256) and an RSA (2048-bit) server certificate are measured: the
 and so the ratio, depends on the key type. On loopback a new connection costs no round trips;
 over a real network each one adds at least two (TCP, then TLS 1.3), so the ratio only grows.
 
-Run: ``python bench/tls_keepalive.py [-n 2000] [--per-connection 500] [--repeat 3]``.
+Each key type gets one emulator; in every round both ways are measured back to back (keep-alive
+over the client's one connection, then a new connection per request), and the figure is the
+median of the per-round ratios with their range (``bench/_ratio.py``).
+
+Run: ``python bench/tls_keepalive.py [-n 300] [--per-connection 100] [--rounds 7]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import socket
 import ssl
-import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import trustme
-from _ratio import median_ratio
+from _ratio import Rounds, measure
 
 from mobilgroup_backends import MobilgroupClient, protocol
 
 USER_ID, LOGIN, PASSWORD = "1000", "bench", "bench-password"
-TIME_LIMIT = 60.0  # seconds per measurement, whatever -n says
+TIME_LIMIT = 30.0  # seconds per measurement, whatever -n says
 
 
 def _serve(cert_file: str, key_file: str, pipe: Connection) -> None:
@@ -64,8 +69,10 @@ def php_style(endpoint: str, context: ssl.SSLContext, body: bytes) -> bytes:
     return rest.partition(b"\r\n\r\n")[2]
 
 
-def measure(key_type: trustme.KeyType, sends: int, per_connection: int) -> tuple[float, float]:
-    """Sends per second over keep-alive and with a new connection per request, one emulator."""
+@contextlib.contextmanager
+def https_emulator(key_type: trustme.KeyType) -> Iterator[tuple[str, str]]:
+    """An HTTPS emulator in its own process with a certificate of ``key_type``: its endpoint and
+    the CA file that verifies it."""
     ca = trustme.CA(key_type=key_type)
     leaf = ca.issue_cert("127.0.0.1", "localhost", key_type=key_type)
     with tempfile.TemporaryDirectory() as folder:
@@ -83,19 +90,32 @@ def measure(key_type: trustme.KeyType, sends: int, per_connection: int) -> tuple
         try:
             if not parent.poll(30):
                 raise RuntimeError("the emulator did not start")
-            endpoint = parent.recv()
-            credentials = protocol.Credentials(USER_ID, LOGIN, PASSWORD)
-            context = ssl.create_default_context(cafile=ca_file)
+            yield parent.recv(), ca_file
+        finally:
+            parent.send("stop")
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join(10)
 
-            with MobilgroupClient(USER_ID, LOGIN, PASSWORD, endpoint=endpoint,
-                                  ca_bundle=ca_file) as client:
-                client.balance()  # the one handshake, outside the measurement
-                started, done = time.perf_counter(), 0
-                while done < sends and time.perf_counter() - started < TIME_LIMIT:
-                    client.send("79039587454", f"keep-alive {done}")
-                    done += 1
-                keep_alive = done / (time.perf_counter() - started)
 
+def compare(key_type: trustme.KeyType, sends: int, per_connection: int, rounds: int) -> Rounds:
+    """Sends per second over keep-alive and with a new connection per request, in rounds."""
+    with https_emulator(key_type) as (endpoint, ca_file), \
+            MobilgroupClient(USER_ID, LOGIN, PASSWORD, endpoint=endpoint,
+                             ca_bundle=ca_file) as client:
+        credentials = protocol.Credentials(USER_ID, LOGIN, PASSWORD)
+        context = ssl.create_default_context(cafile=ca_file)
+        client.balance()  # the one handshake, outside the measurement
+
+        def keep_alive() -> float:
+            started, done = time.perf_counter(), 0
+            while done < sends and time.perf_counter() - started < TIME_LIMIT:
+                client.send("79039587454", f"keep-alive {done}")
+                done += 1
+            return done / (time.perf_counter() - started)
+
+        def fresh() -> float:
             started, done = time.perf_counter(), 0
             while done < per_connection and time.perf_counter() - started < TIME_LIMIT:
                 body = protocol.build_send(credentials, phones=("79039587454",),
@@ -103,37 +123,30 @@ def measure(key_type: trustme.KeyType, sends: int, per_connection: int) -> tuple
                                            request_id=protocol.new_request_id())
                 protocol.parse_send(php_style(endpoint, context, body))
                 done += 1
-            fresh = done / (time.perf_counter() - started)
-        finally:
-            parent.send("stop")
-            process.join(10)
-            if process.is_alive():
-                process.terminate()
-                process.join(10)
-    return keep_alive, fresh
+            return done / (time.perf_counter() - started)
+
+        return measure({"keep-alive": keep_alive, "fresh": fresh}, rounds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=2000, help="sends over keep-alive")
-    parser.add_argument("--per-connection", type=int, default=500,
-                        help="sends with a new TLS connection each")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per key type; the median")
+    parser.add_argument("-n", type=int, default=300, help="sends over keep-alive per round")
+    parser.add_argument("--per-connection", type=int, default=100,
+                        help="sends with a new TLS connection each, per round")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds per key type; the median of per-round ratios")
     args = parser.parse_args()
     print(f"bench/tls_keepalive.py -n {args.n} --per-connection {args.per_connection} "
-          f"--repeat {args.repeat}")
+          f"--rounds {args.rounds}")
     for key_type in (trustme.KeyType.ECDSA, trustme.KeyType.RSA):
-        # Both ways are measured in each run; the ratio is the median of the per-run ratios.
-        runs = [measure(key_type, args.n, args.per_connection) for _ in range(max(1, args.repeat))]
-        keep_alive = [k for k, _ in runs]
-        fresh = [f for _, f in runs]
+        rounds = compare(key_type, args.n, args.per_connection, args.rounds)
         name = key_type.name
         print(f"{name:5} keep-alive over TLS (MobilgroupClient):      "
-              f"{statistics.median(keep_alive):>8.1f} sends/s")
+              f"{rounds.median('keep-alive'):>8.1f} sends/s (median of rounds)")
         print(f"{name:5} new TLS connection per request (PHP style):  "
-              f"{statistics.median(fresh):>8.1f} sends/s")
-        print(f"{name:5} ratio = {median_ratio(keep_alive, fresh):.1f}x  (target >= 3x)")
+              f"{rounds.median('fresh'):>8.1f} sends/s (median of rounds)")
+        print(f"{name:5} ratio = {rounds.describe('keep-alive', 'fresh')}  (target >= 3x)")
 
 
 if __name__ == "__main__":

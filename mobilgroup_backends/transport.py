@@ -21,6 +21,7 @@ import io
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import requests
@@ -128,7 +129,41 @@ class GatewayAdapter(HTTPAdapter):
     is read once as raw bytes and parsed as windows-1251 XML, so all of that is skipped.
     """
 
+    # The pool and path found for the last (URL, trust, certificate, proxies): a client asks
+    # with the same ones on every send, and finding them again means parsing the URL, choosing
+    # a proxy and hashing a pool key each time. The pool is only referred to weakly, and
+    # forgotten on close: once its pool manager lets it go it is gone, as without this.
+    _last_pool: tuple[tuple[Any, ...], weakref.ref[Any]] | None = None
+    _last_path: tuple[tuple[Any, ...], str] | None = None
+
+    def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
+                                        proxies: Any = None, cert: Any = None) -> Any:
+        key = (request.url, verify, cert, tuple(proxies.items()) if proxies else ())
+        last = self._last_pool
+        if last is not None and last[0] == key:
+            kept = last[1]()
+            if kept is not None:
+                return kept
+        pool = super().get_connection_with_tls_context(request, verify, proxies=proxies,
+                                                       cert=cert)
+        self._last_pool = (key, weakref.ref(pool))
+        return pool
+
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        key = (request.url, tuple(proxies.items()) if proxies else ())
+        last = self._last_path
+        if last is not None and last[0] == key:
+            return last[1]
+        path: str = super().request_url(request, proxies)
+        self._last_path = (key, path)
+        return path
+
+    def close(self) -> None:
+        self._last_pool = None
+        super().close()
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        self._last_pool = None
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _POOLS
 

@@ -87,6 +87,19 @@ def test_keep_alive_one_connection(client: MobilgroupClient, mobilgroup_emulator
     assert mobilgroup_emulator.connections == 1
 
 
+def test_a_kept_pool_is_given_up_once_closed(mobilgroup_emulator: Emulator) -> None:
+    # The transport keeps the pool it found for the gateway; once its connections are closed
+    # (here by closing the adapter's pools under the client), the next send finds a new one.
+    with MobilgroupClient.from_url(mobilgroup_emulator.url(), timeout=5) as client:
+        client.send("79039587454", "first")
+        adapter = client._adapter
+        adapter.close()
+        client.send("79039587454", "second")
+        client.send("79039587454", "third")
+    assert [m.text for m in mobilgroup_emulator.outbox] == ["first", "second", "third"]
+    assert mobilgroup_emulator.connections == 2
+
+
 # --- status and balance ---------------------------------------------------------------------
 
 
