@@ -83,6 +83,10 @@ def test_long_and_unencodable_texts(mobilgroup_emulator: Emulator,
     assert refused.returncode == 2 and "299 characters" in refused.stderr
     emoji = mobilgroup("send", "79031234567", "--text", "Готово 🎉", url=url)
     assert emoji.returncode == 2 and "U+1F389" in emoji.stderr
+    own_id = mobilgroup("send", "79031234567", "--text", long_text, "--split", "--id", "42",
+                        url=url)
+    assert own_id.returncode == 2
+    assert "3 messages, each needs its own id" in own_id.stderr and "leave --id out" in own_id.stderr
     assert not mobilgroup_emulator.outbox
 
     split = mobilgroup("send", "79031234567", "--text", long_text, "--split", "--json", url=url)

@@ -26,6 +26,7 @@ import pytest
 
 from mobilgroup_backends.emulator import Emulator
 from tests.conftest import RunCommand
+from tests.helpers import wait_until
 
 PASSWORD = "demo-password"
 ACCOUNTS = [f"1000:demo:{PASSWORD}:100000"]
@@ -50,8 +51,7 @@ def write_contacts(path: Path, count: int, *, separator: str = ";", bom: bool = 
 
 
 def start(*args: str, url: str, cwd: Path) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOBILGROUP_")}
-    environment["MOBILGROUP_URL"] = url
+    environment = {**os.environ, "MOBILGROUP_URL": url}  # the module's fixture cleared the rest
     return subprocess.Popen([sys.executable, "-m", "mobilgroup_backends", *args], cwd=cwd,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -77,13 +77,18 @@ def accepted_in(state: Path) -> int:
 
 
 def wait_until_accepted(state: Path, count: int, process: subprocess.Popen[str]) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
+    """Wait until ``count`` requests are accepted while the mailing runs; the number seen."""
+    seen = 0
+
+    def got_there_or_ended() -> bool:
+        nonlocal seen
         seen = accepted_in(state)
-        if seen >= count:
-            return seen
-        time.sleep(0.02)
-    raise AssertionError(f"the mailing did not get to {count} accepted requests while running")
+        return seen >= count or process.poll() is not None
+
+    wait_until(got_there_or_ended, timeout=60)
+    if seen < count:
+        raise AssertionError(f"the mailing did not get to {count} accepted requests while running")
+    return seen
 
 
 def sent_phones(gateway: Emulator) -> Counter[str]:
@@ -142,6 +147,9 @@ def test_a_mailing_from_csv_to_report(mobilgroup_emulator: Emulator, tmp_path: P
 
     as_json = mobilgroup("mailing", "report", "--json", url=url, cwd=tmp_path)
     assert json.loads(as_json.stdout)["summary"] == {"delivered": 2, "undelivered": 1}
+    folder = mobilgroup("mailing", "report", "--csv", str(tmp_path), url=url, cwd=tmp_path)
+    assert folder.returncode == 2
+    assert "--csv" in folder.stderr and "give a path in a folder you can write to" in folder.stderr
 
 
 def test_bad_rows_are_reported_before_anything_is_spent(mobilgroup_emulator: Emulator,
@@ -177,6 +185,49 @@ def test_bad_rows_are_reported_before_anything_is_spent(mobilgroup_emulator: Emu
     assert len(mobilgroup_emulator.outbox) == 0
 
 
+GOOD_CSV = "phone;name;order\n79031234567;Анна;A-1\n".encode()
+
+
+@pytest.mark.parametrize(("files", "args", "said"), [
+    ({}, ("send", "c.csv", "--concurrency", "0"), ["--concurrency", "out of range", "1 to 64"]),
+    ({}, ("send", "c.csv", "--dry-run", "--price", "abc"), ["--price", "not a price", "2.45"]),
+    ({}, ("send", "missing.csv"), ["CSV", "missing.csv", "give the path of a CSV file"]),
+    ({"c.csv": "phone;name\n79031234567;\xd0\n".encode("latin-1")}, ("send", "c.csv"),
+     ["CSV", "not UTF-8 text (byte 24)", "save it as UTF-8"]),
+    ({"c.csv": b"\n"}, ("send", "c.csv"), ["CSV", "the file is empty", "'phone;name'"]),
+    ({"c.csv": b"tel;name\n79031234567;A\n"}, ("send", "c.csv"),
+     ["no 'phone' column (columns: tel, name)", "name the column of phone numbers 'phone'"]),
+    ({"c.csv": b"phone;name;order;name\n79031234567;A;B;C\n"}, ("send", "c.csv"),
+     ["column(s) name appear twice", "give every column its own name"]),
+    ({"c.csv": b"phone;name;order\n"}, ("send", "c.csv"), ["no rows to send", "add rows below"]),
+    ({}, ("send", "c.csv", "--text", "Hi {name"), ["--text", "not a valid template"]),
+    ({}, ("send", "c.csv", "--text", " "), ["--text", "the template is empty", "{name}"]),
+    ({}, ("send", "c.csv", "--text", "Order {order:d}"),
+     ["1 row(s) cannot be sent", "line 2: ", "without a number format"]),
+    ({"junk.sqlite": b"not a database, not at all" * 100}, ("send", "c.csv", "--state",
+                                                            "junk.sqlite"),
+     ["--state", "not a mailing state file", "give the file a mailing send wrote"]),
+    ({}, ("report",), ["--state", "0 *.mailing.sqlite files", "name the mailing's state file"]),
+    ({}, ("report", "--state", "gone.sqlite"), ["--state", "no such file"]),
+], ids=["concurrency", "price", "no file", "not utf-8", "empty", "no phone column",
+        "column twice", "no rows", "bad template", "empty template", "number format",
+        "not a state file", "no state file", "state file missing"])
+def test_a_mistake_is_refused_naming_the_option_and_the_fix(
+        mobilgroup_emulator: Emulator, tmp_path: Path, mobilgroup: RunCommand,
+        files: dict[str, bytes], args: tuple[str, ...], said: list[str]) -> None:
+    (tmp_path / "c.csv").write_bytes(GOOD_CSV)
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    if args[0] == "send" and "--text" not in args:
+        args = (*args, "--text", TEMPLATE)
+    done = mobilgroup("mailing", *args, url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("mobilgroup: ")
+    for text in said:
+        assert text in done.stderr
+    assert not mobilgroup_emulator.requests
+
+
 def test_dry_run_counts_and_sends_nothing(mobilgroup_emulator: Emulator, tmp_path: Path,
                                           mobilgroup: RunCommand) -> None:
     write_contacts(tmp_path / "same.csv", 250, separator=",", bom=False, same_text=True)
@@ -189,6 +240,20 @@ def test_dry_run_counts_and_sends_nothing(mobilgroup_emulator: Emulator, tmp_pat
     assert (plan["requests"], plan["messages"], plan["recipients"]) == (6, 500, 250)
     assert plan["cost"] == "1250.0"
     assert plan["samples"][0]["text"].startswith("Здравствуйте, Анна!")
+
+    # The same on a terminal, with a phone repeated, with and without a price.
+    with (tmp_path / "same.csv").open("a", encoding="utf-8") as contacts:
+        contacts.write(f"{phone(7)},Анна,A-1\n")
+    args = ("mailing", "send", "same.csv", "--text", TEMPLATE, "--dry-run")
+    done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:4] == [
+        "dry run: nothing sent", "  recipients: 250 (1 repeated row(s) merged)",
+        "  requests:   3 (rows with the same text share a request)", "  SMS:        250"]
+    assert "  cost:       give --price (one SMS) for an estimate" in done.stdout
+    assert f"  {phone(1)}: Здравствуйте, Анна! Ваш заказ A-1 готов" in done.stdout
+    done = mobilgroup(*args, "--price", "0.5", url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert "  cost:       125.0 (250 x 0.5)" in done.stdout
     assert not mobilgroup_emulator.requests
     assert not (tmp_path / "same.csv.mailing.sqlite").exists()
 

@@ -77,9 +77,9 @@ class MailingState:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        try:
+        try:  # the first statement is where SQLite finds out the file is not a database
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError:
             self._db.close()
