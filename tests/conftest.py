@@ -30,6 +30,26 @@ settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+#: ``-n auto`` (the default in pyproject.toml) starts this many xdist workers per available core:
+#: the suite mostly waits (on subprocesses, servers, a browser, the emulator's deliberate delays)
+#: rather than computes, so one worker per core leaves the cores idle much of the time.
+WORKERS_PER_CORE = 2
+#: Each worker costs seconds of CPU before its first test (it imports and collects every test
+#: module and makes its own test database): past a few, more cost more than they save.
+MAX_WORKERS = 8
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent with -p no:xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own variable, for a machine that knows better, still wins
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, WORKERS_PER_CORE * cores))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The ``slow`` tests first (in their order): started last, one of them would keep the
     whole parallel run waiting after every other worker has finished."""

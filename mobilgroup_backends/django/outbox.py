@@ -25,6 +25,7 @@ answers the copy with error 7 and the message is recorded as accepted, sent once
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Iterable
@@ -91,7 +92,7 @@ def enqueue(phones: str | Iterable[str], text: str, *,
         track_delivery=config.track_delivery if track_delivery is None else track_delivery,
         not_after=not_after,
     )
-    queue_on_commit([row.pk], router.db_for_write(OutboxMessage), config.outbox_batch)
+    _queue_on_commit([row.pk], router.db_for_write(OutboxMessage), config.outbox_batch)
     return row
 
 
@@ -105,7 +106,7 @@ def requeue(rows: Iterable[OutboxMessage]) -> int:
         count = int(OutboxMessage.objects.filter(
             pk__in=pks, state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
             state=OutboxMessage.PENDING, not_after=None, attempts=0, updated_at=timezone.now()))
-        queue_on_commit(pks, alias, load_config().outbox_batch)
+        _queue_on_commit(pks, alias, load_config().outbox_batch)
     return count
 
 
@@ -143,21 +144,24 @@ class _CommitBatch:
         """
         if size != self.size or tuple(connection.savepoint_ids) != self.savepoint_ids:
             return False
-        return any(entry[1] is self for entry in reversed(connection.run_on_commit))
+        hooks = getattr(connection, "run_on_commit", ())  # (savepoints, hook, robust) entries
+        return any(entry[1] is self for entry in reversed(hooks))
 
     def __call__(self) -> None:  # the commit hook
-        queue_now(self.pks, self.size)
+        _queue_now(self.pks, self.size)
 
 
-def queue_on_commit(pks: list[int], alias: str, size: int) -> None:
+def _queue_on_commit(pks: list[int], alias: str, size: int) -> None:
     """Queue the send of these committed-to-be rows once the transaction on ``alias`` commits.
 
     The rows are committed whatever happens to the queueing, and the sweeper sends them if it
     fails (a broker down, a backend refusing): the caller's request must not fail for that.
     """
     connection = transaction.get_connection(alias)
-    if not connection.in_atomic_block:  # autocommit: the rows are committed already
-        queue_now(pks, size)
+    if not connection.in_atomic_block:
+        # Autocommit: committed already, so Django runs it now. (With autocommit turned off by
+        # hand, Django refuses on_commit, as it always did here.)
+        transaction.on_commit(functools.partial(_queue_now, pks, size), using=alias, robust=True)
         return
     batch = getattr(connection, _BATCH_ATTRIBUTE, None)
     if not (isinstance(batch, _CommitBatch) and batch.accepts(connection, size)):
@@ -167,7 +171,7 @@ def queue_on_commit(pks: list[int], alias: str, size: int) -> None:
     batch.pks.extend(pks)
 
 
-def queue_now(pks: list[int], size: int) -> None:
+def _queue_now(pks: list[int], size: int) -> None:
     """One ``send_outboxed`` task per row, or ``send_outboxed_batch`` per ``size`` rows. A
     batch that cannot be queued is logged and left to the sweeper; the others are still queued."""
     from .tasks import send_outboxed, send_outboxed_batch
