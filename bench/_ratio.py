@@ -37,12 +37,18 @@ class Rounds:
                 f"n={len(ratios)})")
 
 
-def measure(contenders: Mapping[str, Callable[[], float]], rounds: int) -> Rounds:
+def measure(contenders: Mapping[str, Callable[[], float]], rounds: int, *,
+            alternate: bool = False) -> Rounds:
     """Run every contender once per round, in turn; each returns its own figure for the round
-    (a time or a rate: the caller knows which way its ratio reads)."""
+    (a time or a rate: the caller knows which way its ratio reads). ``alternate`` runs every
+    other round in reverse order, so that going first (a cold machine, a warm cache, or what the
+    one before left behind) favours no contender."""
     result = Rounds({name: [] for name in contenders})
-    for _ in range(max(1, rounds)):
-        for name, run in contenders.items():
+    for number in range(max(1, rounds)):
+        order = list(contenders.items())
+        if alternate and number % 2:
+            order.reverse()
+        for name, run in order:
             result.values[name].append(run())
     return result
 

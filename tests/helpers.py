@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -36,3 +37,12 @@ def closed_port() -> int:
 def texts(emulator: Emulator) -> list[str]:
     """The texts of the emulator's outbox, in the order they arrived."""
     return [message.text for message in emulator.outbox]
+
+
+class Rollback(Exception):
+    """Raised inside ``transaction.atomic()`` to roll it back on purpose."""
+
+
+def sent_ids(gateway: Emulator) -> Counter[int]:
+    """How often each request id reached the emulator's outbox."""
+    return Counter(message.request_id for message in gateway.outbox)

@@ -8,7 +8,6 @@ test_django_outbox_processes.py.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -26,16 +25,13 @@ from mobilgroup_backends.django.tasks import TASK_ATTEMPTS, send_outboxed, track
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ValidationError
 from tests.django_project.helpers import gateway_settings, run_loop
+from tests.helpers import Rollback, sent_ids
 
 PHONE, OTHER = "79031234567", "79037654321"
 QUEUED = "mobilgroup_backends.django.QueuedSmsBackend"
 
 pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
               pytest.mark.django_db(transaction=True)]
-
-
-class Rollback(Exception):
-    pass
 
 
 @pytest.fixture
@@ -48,10 +44,6 @@ def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
 def lost_enqueues(settings: Any) -> None:
     """A task backend that stores tasks and never runs them: every enqueue is as good as lost."""
     settings.TASKS = {"default": {"BACKEND": f"{settings.TASKS_PACKAGE}.backends.dummy.DummyBackend"}}
-
-
-def sent_ids(gateway: Emulator) -> Counter[int]:
-    return Counter(message.request_id for message in gateway.outbox)
 
 
 def test_enqueue_sends_once_the_transaction_commits(gateway: Emulator) -> None:

@@ -8,26 +8,24 @@ over HTTP.
 
 from __future__ import annotations
 
-from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from mobilgroup_backends.django.models import OutboxMessage
 from mobilgroup_backends.django.outbox import enqueue, requeue
 from mobilgroup_backends.django.tasks import send_outboxed, send_outboxed_batch
 from mobilgroup_backends.emulator import Emulator
 from tests.django_project.helpers import gateway_settings
+from tests.helpers import Rollback, sent_ids
 
 PHONE = "79031234567"
 
 pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
               pytest.mark.django_db(transaction=True)]
-
-
-class Rollback(Exception):
-    pass
 
 
 @pytest.fixture
@@ -56,10 +54,6 @@ def queued_pks(backend: Any) -> list[int]:
     return pks
 
 
-def sent_ids(gateway: Emulator) -> Counter[int]:
-    return Counter(message.request_id for message in gateway.outbox)
-
-
 def test_the_rows_of_a_transaction_are_queued_in_batches(gateway: Emulator, stored: Any) -> None:
     with transaction.atomic():
         rows = [enqueue(PHONE, f"order {n}") for n in range(25)]
@@ -72,9 +66,19 @@ def test_the_rows_of_a_transaction_are_queued_in_batches(gateway: Emulator, stor
     for _, (batch,) in queued(stored):
         assert send_outboxed_batch.call(batch) == {OutboxMessage.ACCEPTED: len(batch)}
     assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
-    # Run again (a redelivered task): nothing is sent twice.
+    # A real redelivery: the worker sent the first batch and died before recording it, so its
+    # rows are pending under a lease that ran out, and the broker runs the task again.
+    first = rows[:10]
+    OutboxMessage.objects.filter(pk__in=pks[:10]).update(
+        state=OutboxMessage.PENDING, accepted_at=None, lease_token="dead-worker",
+        leased_until=timezone.now() - timedelta(seconds=1))
     assert send_outboxed_batch.call(pks[:10]) == {OutboxMessage.ACCEPTED: 10}
-    assert len(gateway.outbox) == 25
+    ids = {row.request_id for row in first}
+    sends = [ex for ex in gateway.requests if ex.command == "send" and ex.request_id in ids]
+    assert len(sends) == 20
+    assert [ex.error for ex in sends[10:]] == [7] * 10  # each resend: "accepted earlier"
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}  # nothing sent twice
+    assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.ACCEPTED}
 
 
 def test_one_row_is_one_task_and_a_batch_of_one_is_a_task_per_row(
