@@ -15,7 +15,7 @@ towards 1. So the CPU each side spends per message is printed too (the client's 
 process, the server's from its process where the system tells): it says where the time goes
 whatever the load of the machine. Ratios are medians of per-round ratios (``bench/_ratio.py``),
 over rounds short enough that a busy moment hits few of them; a and c, the targeted pair, run
-back to back in each round. Run: ``python bench/client_throughput.py [-n 500] [--rounds 7]``.
+back to back in each round. Run: ``python bench/client_throughput.py [-n 300] [--rounds 11]``.
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def against(server: Running, n: int, rounds: int) -> tuple[Rounds, dict[str, lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=500, help="requests per measurement")
-    parser.add_argument("--rounds", type=int, default=7,
+    parser.add_argument("-n", type=int, default=300, help="requests per measurement")
+    parser.add_argument("--rounds", type=int, default=11,
                         help="interleaved rounds; ratios are medians of per-round ratios")
     args = parser.parse_args()
     print(f"bench/client_throughput.py -n {args.n} --rounds {args.rounds}")

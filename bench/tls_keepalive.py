@@ -12,7 +12,7 @@ Each key type gets one emulator; in every round both ways are measured back to b
 over the client's one connection, then a new connection per request), and the figure is the
 median of the per-round ratios with their range (``bench/_ratio.py``).
 
-Run: ``python bench/tls_keepalive.py [-n 300] [--per-connection 100] [--rounds 7]``.
+Run: ``python bench/tls_keepalive.py [-n 150] [--per-connection 50] [--rounds 15]``.
 """
 
 from __future__ import annotations
@@ -131,10 +131,10 @@ def compare(key_type: trustme.KeyType, sends: int, per_connection: int, rounds: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=300, help="sends over keep-alive per round")
-    parser.add_argument("--per-connection", type=int, default=100,
+    parser.add_argument("-n", type=int, default=150, help="sends over keep-alive per round")
+    parser.add_argument("--per-connection", type=int, default=50,
                         help="sends with a new TLS connection each, per round")
-    parser.add_argument("--rounds", type=int, default=7,
+    parser.add_argument("--rounds", type=int, default=15,
                         help="interleaved rounds per key type; the median of per-round ratios")
     args = parser.parse_args()
     print(f"bench/tls_keepalive.py -n {args.n} --per-connection {args.per_connection} "

@@ -29,7 +29,9 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -76,10 +78,21 @@ logger = logging.getLogger("mobilgroup_backends.celery")
 # --- the worker's client -----------------------------------------------------------------------
 
 _clients_lock = threading.Lock()
-#: This process's client for each Celery app (a worker has one app; tests and tools may have more),
-#: with the settings it was made for.
-_clients: weakref.WeakKeyDictionary[Celery, tuple[Settings, MobilgroupClient]] = \
-    weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _WorkerClient:
+    """A client, the settings it was made for, and how many running tasks use it (a thread or
+    gevent pool runs several at once in one process)."""
+
+    settings: Settings
+    client: MobilgroupClient
+    users: int = 0
+    replaced: bool = False
+
+
+#: This process's client for each Celery app (a worker has one app; tests and tools may have more).
+_clients: weakref.WeakKeyDictionary[Celery, _WorkerClient] = weakref.WeakKeyDictionary()
 _clients_pid = os.getpid()
 
 
@@ -112,18 +125,48 @@ def _settings(app: Celery) -> Settings:
 
 def worker_client(app: Celery | None = None) -> MobilgroupClient:
     """This process's client for ``app`` (default the current app), made on first use and made
-    again when the settings change (the one before is left to the tasks still using it)."""
-    app = app or current_app
+    again when the settings change. The one it replaces is closed (its pooled connections) as
+    soon as no task of this module is running with it: at once in a prefork child, which runs
+    one task at a time; after the last running task in a thread or gevent pool. Code of your own
+    that keeps a client from here across a settings change keeps a working client (it reconnects
+    when asked), just not the current settings."""
+    return _current(app or current_app).client
+
+
+def _current(app: Celery, *, use: bool = False) -> _WorkerClient:
+    """The entry for ``app``'s current settings; ``use`` counts a task using it (under the lock,
+    so that no other thread closes it in between)."""
     settings = _settings(app)
+    retired: _WorkerClient | None = None
     with _clients_lock:
         if _clients_pid != os.getpid():  # forked without the hook (a platform without it)
             _forget_clients()
-        known = _clients.get(app)
-        if known is not None and known[0] == settings:
-            return known[1]
-        client = MobilgroupClient.from_settings(settings)
-        _clients[app] = (settings, client)
-        return client
+        current = _clients.get(app)
+        if current is None or current.settings != settings:
+            if current is not None:
+                current.replaced = True
+                retired = current if current.users == 0 else None
+            current = _clients[app] = _WorkerClient(settings,
+                                                    MobilgroupClient.from_settings(settings))
+        current.users += use
+    if retired is not None:
+        retired.client.close()
+    return current
+
+
+@contextmanager
+def _task_client(app: Celery) -> Iterator[MobilgroupClient]:
+    """The worker's client for the length of one task: a client replaced meanwhile is closed
+    when its last task ends, not under a running one."""
+    entry = _current(app, use=True)
+    try:
+        yield entry.client
+    finally:
+        with _clients_lock:
+            entry.users -= 1
+            close = entry.replaced and entry.users == 0
+        if close:
+            entry.client.close()
 
 
 # --- sending -----------------------------------------------------------------------------------
@@ -162,26 +205,47 @@ def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: 
     ``track_delivery`` setting is on, the accepted request is recorded for delivery tracking
     (``mobilgroup.track_due`` then polls its report), once however often the task runs.
     """
-    client = worker_client(self.app)
     try:
-        result = client.send(phones, text, request_id=request_id, resend=True, **send_options)
+        with _task_client(self.app) as client:
+            result = client.send(phones, text, request_id=request_id, resend=True,
+                                 **send_options)
     except (TransportError, ProtocolError, SoftTimeLimitExceeded) as exc:
         raise self.retry(exc=exc, countdown=retry_countdown(self.app, self.request.retries)) from None
-    tracked = _record_for_tracking(self.app, result, send_options.get("valid_hours"))
+    try:
+        tracked = _record_for_tracking(self.app, result, send_options.get("valid_hours"))
+    except _NotRecorded as failure:
+        # Run again: the resend is answered "accepted earlier" and the record is written then.
+        if self.request.retries < (self.max_retries or 0):
+            raise self.retry(exc=failure.error,
+                             countdown=retry_countdown(self.app, self.request.retries)) from None
+        logger.error("SMS request %s sent but not recorded for delivery tracking after %d runs: %s",
+                     result.request_id, self.request.retries + 1, type(failure.error).__name__)
+        tracked = False
     return {"request_id": result.request_id, "phones": list(result.phones),
             "attempts": result.attempts, "accepted_earlier": result.accepted_earlier,
             "tracked": tracked}
+
+
+class _NotRecorded(Exception):
+    """The database refused the tracking record for a reason that may pass (a lost connection,
+    a lock timeout): worth running the task again."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
 
 
 def _record_for_tracking(app: Celery, result: SendResult, valid_hours: int | None) -> bool:
     """Record an accepted request for the Django app's delivery tracking, when it is there and
     ``track_delivery`` is on; True when it is recorded (now or by an earlier run of the task).
 
-    Never raises: the SMS went out, and a failed task would only be run again for nothing.
+    A database error raises :class:`_NotRecorded` (the task runs again: its resend is answered
+    "accepted earlier" and records then); any other failure is logged and not retried, since
+    running again would fail the same way.
     """
     if not _django_ready() or not _resolved(app)["track_delivery"]:
         return False
-    from django.db import IntegrityError
+    from django.db import DatabaseError, IntegrityError
 
     from .django.models import SmsRequest
     from .django.tracking import record_sent
@@ -192,6 +256,8 @@ def _record_for_tracking(app: Celery, result: SendResult, valid_hours: int | Non
         record_sent([result], valid_hours=valid_hours)
     except IntegrityError:
         return True  # a run of the same task at the same moment recorded it
+    except DatabaseError as exc:
+        raise _NotRecorded(exc) from exc
     except Exception as exc:
         logger.error("SMS request %s sent but not recorded for delivery tracking: %s",
                      result.request_id, type(exc).__name__)
@@ -246,7 +312,8 @@ def track_due(self: Task[Any, Any], /, limit: int | None = None) -> dict[str, An
             "app (django.setup()), or run manage.py mobilgroup track instead")
     from .django.tracking import track
 
-    result = track(worker_client(self.app), limit=limit)
+    with _task_client(self.app) as client:
+        result = track(client, limit=limit)
     return _summary(vars(result))
 
 

@@ -26,6 +26,7 @@ either, and :func:`redact_url` masks everything between ``//`` and the last ``@`
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -33,9 +34,8 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -869,6 +869,27 @@ def resolve(
                     url_source=url_source)
 
 
+class ReadOnlyMapping(Mapping[str, Any]):
+    """A read-only copy of a dict, shared between callers of :data:`resolve_cached`. Unlike a
+    ``MappingProxyType`` it pickles and deep-copies (an Apprise plugin holding a cached result is
+    copied by Apprise and pickled by task queues)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._data!r})"
+
+
 #: Every environment variable the resolver reads: the key of a memoised resolution reads these
 #: (looking each up is cheaper than walking the environment).
 ENV_NAMES: tuple[str, ...] = (ENV_URL, *sorted({option.env for option in OPTIONS if option.env}))
@@ -904,11 +925,12 @@ class ResolveCache:
         """``resolve(adapter, **layers)``, from memory when no layer changed."""
         environ = layers.get("environ")
         environ = os.environ if environ is None else environ
-        # repr, not hash: the layers hold dicts and lists; a password in the key stays in this
-        # process's memory, where the settings themselves are anyway. Of the environment, only
-        # the variables the resolver reads.
-        key = repr((adapter, sorted(item for item in layers.items() if item[0] != "environ"),
-                    [environ.get(name) for name in ENV_NAMES]))
+        # A digest of the repr (the layers hold dicts and lists, so no hash()): the key keeps no
+        # password. Of the environment, only the variables the resolver reads.
+        key = hashlib.blake2b(repr((
+            adapter, sorted(item for item in layers.items() if item[0] != "environ"),
+            [environ.get(name) for name in ENV_NAMES])).encode("utf-8", "surrogatepass"),
+            digest_size=20).hexdigest()
         with self._lock:
             found = self._results.get(key)
             if found is not None:
@@ -916,9 +938,9 @@ class ResolveCache:
                 return found
         resolved = resolve(adapter, **layers)
         # Shared between callers: read-only views, so that no caller changes another's result.
-        resolved = replace(resolved, values=MappingProxyType(dict(resolved.values)),
-                           sources=MappingProxyType(dict(resolved.sources)),
-                           extras=MappingProxyType(dict(resolved.extras)))
+        resolved = replace(resolved, values=ReadOnlyMapping(resolved.values),
+                           sources=ReadOnlyMapping(resolved.sources),
+                           extras=ReadOnlyMapping(resolved.extras))
         with self._lock:
             self._results[key] = resolved
             self._results.move_to_end(key)

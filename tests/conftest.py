@@ -153,7 +153,10 @@ def manage_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
     from django.core.management import ManagementUtility
 
     def manage(args: list[str]) -> None:
-        ManagementUtility(["manage.py", "mobilgroup", *args]).execute()
+        argv = ["manage.py", "mobilgroup", *args]
+        # What ManagementUtility.execute() does once django.setup() has run: the test session
+        # has set Django up already, and setting it up again would reconfigure logging.
+        ManagementUtility(argv).fetch_command("mobilgroup").run_from_argv(argv)
 
     return _in_process(["manage.py", "mobilgroup"], manage, capsys, monkeypatch)
 

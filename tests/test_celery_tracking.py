@@ -5,11 +5,15 @@ over HTTP."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from celery import Celery
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from mobilgroup_backends import celery as mobilgroup_celery
@@ -72,3 +76,46 @@ def test_track_delivery_in_the_celery_url_is_honoured(
     app.conf.mobilgroup_url = mobilgroup_emulator.url(retries=0, track_delivery="yes")
     assert send(app)["tracked"] is True
     assert SmsRequest.objects.filter(request_id=REQUEST_ID).exists()
+
+
+@contextmanager
+def refused_inserts(table: str, times: int) -> Iterator[list[str]]:
+    """The database refuses the first ``times`` inserts into ``table`` (as a dropped connection
+    or a lock timeout would), through Django's own hook on every query."""
+    refused: list[str] = []
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool,
+                context: Any) -> Any:
+        if sql.lstrip().upper().startswith("INSERT") and table in sql and len(refused) < times:
+            refused.append(sql)
+            raise OperationalError("database is locked")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield refused
+
+
+@pytest.mark.parametrize("refusals", [2, 100], ids=["passing", "lasting"])
+def test_a_database_error_runs_the_task_again(
+        app: Celery, settings: Any, mobilgroup_emulator: Emulator,
+        caplog: pytest.LogCaptureFixture, refusals: int) -> None:
+    """Each run resends under the same id (answered "accepted earlier") and tries to record
+    again; only when the last allowed run fails too is one error logged."""
+    settings.MOBILGROUP = {"TRACK_DELIVERY": True}
+    caplog.set_level(logging.ERROR, logger="mobilgroup_backends.celery")
+    with refused_inserts(SmsRequest._meta.db_table, times=refusals) as refused:
+        result = send(app)
+    runs = min(refusals + 1, mobilgroup_celery.MAX_RETRIES + 1)
+    assert len([ex for ex in mobilgroup_emulator.requests if ex.command == "send"]) == runs
+    assert [message.request_id for message in mobilgroup_emulator.outbox] == [REQUEST_ID]
+    recorded = refusals < runs
+    assert len(refused) == (refusals if recorded else runs)
+    assert result["tracked"] is recorded
+    assert SmsRequest.objects.filter(request_id=REQUEST_ID).count() == int(recorded)
+    if recorded:
+        assert result["accepted_earlier"] is True
+        assert not caplog.records
+    else:
+        [record] = caplog.records
+        assert str(REQUEST_ID) in record.getMessage()
+        assert "OperationalError" in record.getMessage()

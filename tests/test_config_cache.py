@@ -4,11 +4,14 @@ environment, the emulator for the sends."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
 import threading
 from pathlib import Path
 from typing import Any
 
+import apprise
 import pytest
 import sms
 from celery import Celery
@@ -25,6 +28,7 @@ from tests.django_project.helpers import gateway_settings
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mobilgroup_backends"
 URL = "mobilgroup://login:secret@123"
+PHONE = "79031234567"
 
 pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
@@ -87,6 +91,37 @@ def test_the_celery_worker_client_follows_a_changed_setting(
     assert changed is not client and changed.sender == "Second"
 
 
+def open_pools(client: Any) -> int:
+    """Connection pools the client's transport holds (none once closed)."""
+    return len(client._session.get_adapter(client.endpoint).poolmanager.pools)
+
+
+def test_a_replaced_celery_worker_client_is_closed(mobilgroup_emulator: Emulator) -> None:
+    app = Celery("closing", broker="memory://")
+    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="First")
+    old = mobilgroup_celery.worker_client(app)
+    old.send(PHONE, "warm")
+    assert open_pools(old) == 1
+    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="Second")
+    mobilgroup_celery.worker_client(app)
+    assert open_pools(old) == 0  # no task ran with it (a prefork child between tasks)
+
+
+def test_a_replaced_client_is_closed_after_the_last_task_using_it(
+        mobilgroup_emulator: Emulator) -> None:
+    """A thread pool: a task still running with the old client keeps it open until it ends."""
+    app = Celery("threads", broker="memory://")
+    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="First")
+    with mobilgroup_celery._task_client(app) as old:
+        old.send(PHONE, "before")
+        app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="Second")
+        assert mobilgroup_celery.worker_client(app).sender == "Second"
+        old.send(PHONE, "still running")
+        assert open_pools(old) == 1
+    assert open_pools(old) == 0
+    assert [m.text for m in mobilgroup_emulator.outbox] == ["before", "still running"]
+
+
 def test_the_cache_is_bounded() -> None:
     cache = ResolveCache(size=8)
     for n in range(50):
@@ -125,6 +160,37 @@ def test_a_remembered_result_cannot_be_changed_by_one_caller() -> None:
     with pytest.raises(TypeError):
         resolved.values["sender"] = "Other"  # type: ignore[index]
     assert resolve_cached("client", url=URL + "?sender=Shop", environ={}).settings.sender == "Shop"
+
+
+def test_a_remembered_result_pickles_and_deep_copies() -> None:
+    resolved = resolve_cached("client", url=URL + "?sender=Shop", environ={})
+    for twin in (pickle.loads(pickle.dumps(resolved)),  # noqa: S301 (our own bytes)
+                 copy.deepcopy(resolved), copy.copy(resolved)):
+        assert twin.settings == resolved.settings
+        assert dict(twin.values) == dict(resolved.values)
+        assert dict(twin.sources) == dict(resolved.sources)
+        assert twin.where("sender") == resolved.where("sender")
+        with pytest.raises(TypeError):
+            twin.values["sender"] = "Other"  # type: ignore[index]
+
+
+def test_an_apprise_plugin_pickles_and_deep_copies(mobilgroup_emulator: Emulator) -> None:
+    import mobilgroup_backends.apprise  # noqa: F401  (registers the schema)
+
+    notifier = apprise.Apprise()
+    assert notifier.add(mobilgroup_emulator.url(PHONE, sender="Shop"))
+    plugin = notifier[0]
+    for twin in (pickle.loads(pickle.dumps(plugin)), copy.deepcopy(plugin)):  # noqa: S301
+        assert type(twin) is type(plugin)
+        assert twin.resolved.settings == plugin.resolved.settings
+        assert twin.url(privacy=True) == plugin.url(privacy=True)
+
+
+def test_the_key_keeps_no_password() -> None:
+    cache = ResolveCache()
+    cache("client", url="mobilgroup://login:Pa55-w0rd@123", environ={})
+    assert len(cache) == 1
+    assert not any("Pa55-w0rd" in key for key in cache._results)
 
 
 def test_a_bad_configuration_is_refused_every_time() -> None:
