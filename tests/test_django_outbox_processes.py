@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django_tasks_db.models import DBTaskResult
 
 from mobilgroup_backends.django.models import OutboxMessage, SmsRequest
 from mobilgroup_backends.emulator import Emulator
@@ -106,6 +107,7 @@ class Project:
     def __init__(self, database: dict[str, Any], gateway: Emulator, **mobilgroup: Any) -> None:
         self.database = database
         self.gateway = gateway
+        self.options = mobilgroup
         self.env = {
             **django_env(database),
             "TESTS_MOBILGROUP": json.dumps(gateway_settings(gateway, **mobilgroup)),
@@ -175,10 +177,14 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def project(database: dict[str, Any], mobilgroup_emulator: Emulator) -> Iterator[Project]:
-    # A short timeout keeps the killed worker's lease (twice the longest send: 4 s) short; the
-    # test kills the worker within milliseconds of the gateway accepting its send, well inside it.
-    made = Project(database, mobilgroup_emulator, RETRIES=0, TIMEOUT=1)
+def project(database: dict[str, Any], mobilgroup_emulator: Emulator,
+            request: pytest.FixtureRequest) -> Iterator[Project]:
+    """``request.param`` (indirect parametrization): ``OUTBOX_BATCH``, rows per task."""
+    # A short timeout keeps the killed worker's lease (twice the longest send: 8 s) short, yet
+    # leaves a loaded machine 2 s to kill the worker after the gateway accepted its send and
+    # before the client gives up on the answer.
+    made = Project(database, mobilgroup_emulator, RETRIES=0, TIMEOUT=2,
+                   OUTBOX_BATCH=getattr(request, "param", 10))
     yield made
     made.stop_all()
 
@@ -192,6 +198,7 @@ def outbox_rows(project: Project) -> dict[int, tuple[str, str, datetime | None]]
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("project", [1, 10], indirect=True, ids=["batch-1", "batch-10"])
 def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
         project: Project) -> None:
     gateway = project.gateway
@@ -246,6 +253,10 @@ def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
 
     assert Counter(m.request_id for m in gateway.outbox) == dict.fromkeys(expected, 1)
     assert "rolled back" not in {m.text for m in gateway.outbox}
+    # The three committed rows went out as one task each, or as one task for all three.
+    table = DBTaskResult._meta.db_table
+    tasks = select(project.database, f'SELECT COUNT(*) FROM "{table}"')  # noqa: S608
+    assert tasks == [(3 if project.options["OUTBOX_BATCH"] == 1 else 1,)]
     rows = outbox_rows(project)
     assert {rid: state for rid, (state, _, _) in rows.items()} == dict.fromkeys(expected,
                                                                                 "accepted")

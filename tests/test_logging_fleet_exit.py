@@ -96,6 +96,41 @@ def test_the_fleet_s_repeats_are_counted_once_by_whichever_process_exits_first(
     assert first.claim_summary(final=True) is None  # taken already: not counted twice
 
 
+def script_calls(server: RedisServer) -> int:
+    stats = server.client().info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+               for name in ("eval", "evalsha", "evalsha_ro", "eval_ro"))
+
+
+def test_every_remembered_repeat_goes_in_one_script_call(redis_server: RedisServer) -> None:
+    """At exit each round trip counts against flush_timeout: one call, however many alerts."""
+    store = store_for(f"{redis_server.url(0)}?key={next(_keys)}", max_sms=100, dedupe_size=64)
+    for n in range(40):
+        assert store.admit(item(f"alert {n}"), paused=False).verdict is Verdict.SEND
+        for _ in range(2):
+            assert store.admit(item(f"alert {n}"), paused=False).verdict is Verdict.DUPLICATE
+    before = script_calls(redis_server)
+    store.flush_repeats()
+    assert script_calls(redis_server) - before == 1
+    claimed = store.claim_summary(final=True)
+    assert claimed is not None and claimed[0].count == 80
+
+
+def test_the_alerts_remembered_for_exit_stay_bounded(redis_server: RedisServer) -> None:
+    """Remembered on a duplicate and on a send given back: both keep to dedupe_size."""
+    store = store_for(f"{redis_server.url(0)}?key={next(_keys)}", max_sms=100, dedupe_size=4,
+                      dedupe_seconds=0.3)
+    for n in range(10):
+        assert store.admit(item(f"alert {n}"), paused=False).verdict is Verdict.SEND
+        assert store.admit(item(f"alert {n}"), paused=False).verdict is Verdict.DUPLICATE
+    time.sleep(0.4)  # the dedupe window is over: the next copies go out, carrying a repeat
+    for n in range(10):
+        decision = store.admit(item(f"alert {n}"), paused=False)
+        assert decision.verdict is Verdict.SEND and decision.repeats == 1
+        store.release(item(f"alert {n}"), decision)  # the SMS failed: the repeat is given back
+    assert len(store._repeated) == 4  # type: ignore[attr-defined]
+
+
 def test_the_handler_s_exit_summary_is_the_same_with_either_budget(
         budget: Budget, mobilgroup_emulator: Emulator) -> None:
     handler = SmsHandler(url=mobilgroup_emulator.url(PHONE), budget=budget(), max_sms=5,

@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -209,6 +209,8 @@ class LocalStore:
 #: repeats (copies deduplicated since it last went out, from every process).
 #: ARGV: op, max_sms, window ms, dedupe ms, slot id, flag (paused / final), item JSON, created,
 #: levelno, count, since, repeats to give back.
+#: The ``repeats`` op (at exit) takes every remembered alert at once: KEYS[6...] their repeat
+#: counters, ARGV[13...] for each its item JSON, created and levelno.
 _SCRIPT = """
 pcall(redis.replicate_commands)
 local t = redis.call('TIME')
@@ -230,20 +232,21 @@ local function reserve()
   redis.call('ZADD', KEYS[1], now, slot)
   redis.call('PEXPIRE', KEYS[1], window + 1000)
 end
-local function defer(count)
-  local created, levelno = tonumber(ARGV[8]), tonumber(ARGV[9])
-  local since = tonumber(ARGV[11])
+local function defer_item(count, last, created, levelno, since)
   redis.call('HINCRBY', KEYS[2], 'count', count)
   local old = tonumber(redis.call('HGET', KEYS[2], 'since'))
-  if old == nil or since < old then redis.call('HSET', KEYS[2], 'since', ARGV[11]) end
+  if old == nil or tonumber(since) < old then redis.call('HSET', KEYS[2], 'since', since) end
   old = tonumber(redis.call('HGET', KEYS[2], 'levelno'))
-  if old == nil or levelno > old then redis.call('HSET', KEYS[2], 'levelno', ARGV[9]) end
+  if old == nil or tonumber(levelno) > old then redis.call('HSET', KEYS[2], 'levelno', levelno) end
   old = tonumber(redis.call('HGET', KEYS[2], 'created'))
-  if old == nil or created >= old then
-    redis.call('HSET', KEYS[2], 'created', ARGV[8], 'last', ARGV[7])
+  if old == nil or tonumber(created) >= old then
+    redis.call('HSET', KEYS[2], 'created', created, 'last', last)
   end
   -- Kept a day past its window: a summary nobody could claim is not kept for ever.
   redis.call('PEXPIRE', KEYS[2], window + 86400000)
+end
+local function defer(count)
+  defer_item(count, ARGV[7], ARGV[8], ARGV[9], ARGV[11])
 end
 
 if op == 'admit' then
@@ -274,14 +277,19 @@ elseif op == 'defer' then
   defer(tonumber(ARGV[10]))
   return {'ok', 0, 0}
 elseif op == 'repeats' then
-  -- At a handler's exit: the copies deduplicated since this alert last went out, which no later
-  -- copy will report, go into the summary (taken once, whichever process asks first).
-  local repeats = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if repeats > 0 then
-    redis.call('DEL', KEYS[5])
-    defer(repeats)
+  -- At a handler's exit: the copies deduplicated since each alert last went out, which no later
+  -- copy will report, go into the summary (each taken once, whichever process asks first).
+  local total = 0
+  for i = 6, #KEYS do
+    local repeats = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if repeats > 0 then
+      redis.call('DEL', KEYS[i])
+      local at = 13 + (i - 6) * 3
+      defer_item(repeats, ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 1])
+      total = total + repeats
+    end
   end
-  return {'ok', repeats, 0}
+  return {'ok', total, 0}
 elseif op == 'claim' then
   if redis.call('EXISTS', KEYS[2]) == 0 then return {'empty', 0, 0} end
   if redis.call('EXISTS', KEYS[3]) == 1 then return {'wait', 0, redis.call('PTTL', KEYS[3])} end
@@ -365,8 +373,10 @@ class RedisStore:
         return self._script
 
     def _call(self, op: str, item: Item | None = None, *, flag: bool = False, slot: str = "",
-              count: int = 1, since: float | None = None, repeats: int = 0) -> list[Any] | None:
-        """One script call; None when Redis is down (the caller then uses the local store)."""
+              count: int = 1, since: float | None = None, repeats: int = 0,
+              remembered: Sequence[Item] = ()) -> list[Any] | None:
+        """One script call; None when Redis is down (the caller then uses the local store).
+        ``remembered``: the alerts whose repeats the ``repeats`` op takes, all in this call."""
         if self._down_until is not None and self.clock() < self._down_until:
             return None
         fingerprint = item.fingerprint if item is not None else "-"
@@ -377,6 +387,9 @@ class RedisStore:
                 _item_json(item) if item is not None else "", repr(created),
                 item.levelno if item is not None else 0, count,
                 repr(created if since is None else since), repeats]
+        for other in remembered:
+            keys.append(f"{self._prefix}:rep:{other.fingerprint}")
+            args += [_item_json(other), repr(other.created), other.levelno]
         try:
             result: list[Any] = self._connect()(keys=keys, args=args)
         except Exception as exc:  # any failure of Redis or its client: never into the app
@@ -415,10 +428,7 @@ class RedisStore:
         if verdict is Verdict.SUPPRESSED or verdict is Verdict.HELD:
             self._expect_summary(int(result[2]) / 1000)
         elif verdict is Verdict.DUPLICATE:
-            self._repeated[item.fingerprint] = item
-            self._repeated.move_to_end(item.fingerprint)
-            while len(self._repeated) > self._repeated_size:
-                self._repeated.popitem(last=False)
+            self._remember_repeated(item)
         elif verdict is Verdict.SEND:
             self._repeated.pop(item.fingerprint, None)  # its repeats go out with it
         return Decision(verdict, int(result[1]), ("redis", slot, int(result[1])))
@@ -432,7 +442,14 @@ class RedisStore:
         # If Redis went away meanwhile, the slot simply expires with its window.
         self._call("release", item, slot=slot, repeats=repeats)
         if repeats:  # given back to Redis: this process reports them at exit if no copy does
-            self._repeated[item.fingerprint] = item
+            self._remember_repeated(item)
+
+    def _remember_repeated(self, item: Item) -> None:
+        """Keep ``item`` to report its repeats at exit: the newest ``dedupe_size`` alerts."""
+        self._repeated[item.fingerprint] = item
+        self._repeated.move_to_end(item.fingerprint)
+        while len(self._repeated) > self._repeated_size:
+            self._repeated.popitem(last=False)
 
     def defer(self, item: Item, count: int = 1, since: float | None = None) -> None:
         if self._call("defer", item, count=count, since=since) is None:
@@ -449,13 +466,15 @@ class RedisStore:
         final summary then carries, or the fleet's next one when this window had its summary.
         """
         self.local.flush_repeats()
-        while self._repeated:
-            _, item = self._repeated.popitem(last=False)
-            result = self._call("repeats", item)
-            if result is None:
-                return  # Redis is gone: the count stays there, for the next copy to report
-            if int(result[1]) > 0:
-                self._expect_summary(0.0)
+        if not self._repeated:
+            return
+        # One call for all of them: at exit every round trip counts against flush_timeout.
+        result = self._call("repeats", remembered=tuple(self._repeated.values()))
+        if result is None:
+            return  # Redis is gone: the counts stay there, for the next copies to report
+        self._repeated.clear()
+        if int(result[1]) > 0:
+            self._expect_summary(0.0)
 
     def _expect_summary(self, wait: float) -> None:
         """Records are pending in Redis: try to claim their summary in ``wait`` seconds."""
