@@ -892,7 +892,9 @@ def _recipient(dest: Element) -> RecipientStatus:
         elif tag == "status":
             code = text.strip()
         elif tag == "time":
-            when = text  # folded by _time, once per distinct text
+            # Folded by _time, once per distinct text; a long one is folded first, so that a
+            # gateway padding <time> with whitespace cannot fill the cache with its answers.
+            when = text if len(text) <= _TIME_KEY_MAX else " ".join(text.split())
     if not phone:
         raise ProtocolError("a <dest> of the report has no <phone>")
     status = _DELIVERY_STATUSES.get(code)
@@ -909,6 +911,9 @@ _DELIVERY_STATUSES = {str(int(member)): member for member in DeliveryStatus}
 _MAILING_STATUSES = {int(member): member for member in MailingStatus}
 
 
+#: The longest <time> text remembered as it came (a valid one is 16 or 19 characters, plus
+#: the line break and indent of the gateway's own example).
+_TIME_KEY_MAX = 40
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}(?::[0-9]{2})?")
 
 

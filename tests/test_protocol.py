@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -151,6 +152,25 @@ def test_status_time_with_seconds_and_folded_whitespace() -> None:
     assert when.astimezone(timezone.utc) == datetime(2026, 1, 2, 0, 4, 5, tzinfo=timezone.utc)
     assert report.recipients[0].status is DeliveryStatus.SENT
     assert not report.is_complete
+
+
+def test_padded_times_do_not_stay_in_memory() -> None:
+    # The parser remembers the <time> texts it has read; a gateway padding each one with
+    # 100 KB of whitespace must not make it keep hundreds of answers' worth of them.
+    padding = " " * 100_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for minute in range(600):
+            when = f"2026-01-02 {minute // 60:02d}:{minute % 60:02d}"
+            body = _status_answer("utf-8", "79031234567", when.replace(" ", padding))
+            report = protocol.parse_status(body, 1)
+            assert report.recipients[0].time == datetime.fromisoformat(when).replace(tzinfo=MSK)
+        del body, report
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 2_000_000, f"{kept} bytes kept after parsing 600 padded answers"
 
 
 def _status_answer(declaration: str, phone: str, when: str, encoding: str = "") -> bytes:
