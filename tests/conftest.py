@@ -30,24 +30,30 @@ settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-#: ``-n auto`` (the default in pyproject.toml) starts this many xdist workers per available core:
-#: the suite mostly waits (on subprocesses, servers, a browser, the emulator's deliberate delays)
-#: rather than computes, so one worker per core leaves the cores idle much of the time.
-WORKERS_PER_CORE = 2
-#: Each worker costs seconds of CPU before its first test (it imports and collects every test
-#: module and makes its own test database): past a few, more cost more than they save.
+#: Each xdist worker costs seconds of CPU before its first test (it imports and collects every
+#: test module and makes its own test database): past a few, more cost more than they save.
 MAX_WORKERS = 8
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (the default in pyproject.toml): a worker per core, and one more per core that
+    is idle (by the load average). The suite mostly waits (on subprocesses, servers, a browser,
+    the emulator's deliberate delays), so on an idle machine twice as many workers as cores fill
+    those waits; on a busy one the others' work fills them, and extra workers only add their
+    start-up cost and slow the timing-sensitive tests down."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own variable, for a machine that knows better, still wins
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, WORKERS_PER_CORE * cores))
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available here: assume an idle machine
+        busy = 0.0
+    idle = max(0, min(cores, round(cores - busy)))
+    return max(1, min(MAX_WORKERS, cores + idle))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
