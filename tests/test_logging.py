@@ -213,8 +213,10 @@ def test_emit_never_blocks_on_a_stalled_gateway(make: Callable[..., Any],
         started = time.perf_counter()
         logger.critical("stalled %d", i)
         durations.append(time.perf_counter() - started)
-    assert max(durations) < 0.05, max(durations)
-    assert sum(durations) < 0.5
+    # Waiting on the gateway would cost at least the client's 1 s timeout in one emit; the
+    # bound leaves room for a busy machine descheduling the thread (speed is bench/'s job).
+    assert max(durations) < 0.5, max(durations)
+    assert sum(durations) < 1.0
     stats = handler.stats
     assert stats.dropped >= 200 - 50 - 1  # the worker holds one, the queue 50
     assert stats.sent == 0
