@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -21,6 +22,13 @@ from mobilgroup_backends.emulator import Emulator
 from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 from tests.postgres import PostgresServer
 from tests.redis_server import RedisServer
+
+# Many tests stop a command with Ctrl-C (SIGINT), in this process or in a child. A shell that
+# starts a job in the background without job control starts it with SIGINT ignored, and that
+# is inherited: Python then never raises KeyboardInterrupt and those tests would hang. Give the
+# suite (and, through exec, every child it starts) the default Ctrl-C back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Property tests: a quick sample while developing, a thorough one in CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci). Tests name only what differs from the profile, never max_examples.
