@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,3 +47,22 @@ class Rollback(Exception):
 def sent_ids(gateway: Emulator) -> Counter[int]:
     """How often each request id reached the emulator's outbox."""
     return Counter(message.request_id for message in gateway.outbox)
+
+
+def in_threads(work: Callable[[int], object], count: int, timeout: float = 60.0) -> list[BaseException]:
+    """Run ``work(0)`` to ``work(count - 1)`` at once, each on its own thread, and wait for them
+    (``timeout`` seconds each at most); what they raised, assertions included."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:  # reported to the test, which asserts there were none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return errors

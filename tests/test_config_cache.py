@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import pickle
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from mobilgroup_backends.django.outbox import enqueue
 from mobilgroup_backends.django.settings import load_config
 from mobilgroup_backends.emulator import Emulator
 from tests.django_project.helpers import gateway_settings
+from tests.helpers import in_threads
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mobilgroup_backends"
 URL = "mobilgroup://login:secret@123"
@@ -135,22 +135,13 @@ def test_the_cache_is_bounded() -> None:
 
 def test_threads_share_one_cache_safely() -> None:
     cache = ResolveCache(size=4)
-    errors: list[BaseException] = []
-
     def work(offset: int) -> None:
-        try:
-            for n in range(200):
-                sender = f"S{(n + offset) % 6}"
-                assert cache("client", url=f"{URL}?sender={sender}",
-                             environ={}).settings.sender == sender
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for n in range(200):
+            sender = f"S{(n + offset) % 6}"
+            assert cache("client", url=f"{URL}?sender={sender}",
+                         environ={}).settings.sender == sender
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    errors = in_threads(work, 4)
     assert not errors
     assert len(cache) <= 4
 

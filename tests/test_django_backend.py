@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from mobilgroup_backends.errors import (
     ValidationError,
 )
 from tests.django_project.helpers import Message, gateway_settings
+from tests.helpers import in_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 PHONE, PHONE2, PHONE3 = "79031234567", "79031234568", "79031234569"
@@ -136,21 +136,12 @@ def test_sendsms_connection_reuse_with_open_and_close(gateway: Emulator) -> None
 
 def test_one_open_backend_is_safe_to_share_between_threads(gateway: Emulator) -> None:
     backend = SmsBackend()
-    errors: list[BaseException] = []
-
     def worker(n: int) -> None:
-        try:
-            for k in range(5):
-                assert backend.send_messages([Message(f"t{n}-{k}", [PHONE])]) == 1
-        except BaseException as exc:
-            errors.append(exc)
+        for k in range(5):
+            assert backend.send_messages([Message(f"t{n}-{k}", [PHONE])]) == 1
 
     with backend:
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        errors = in_threads(worker, 6, timeout=30)
     assert not errors
     assert gateway.outbox.wait_for(30, timeout=5)
     assert len({m.request_id for m in gateway.outbox}) == 30
