@@ -59,6 +59,7 @@ __all__ = [
     "AuthenticationFailed",
     "ClientBlocked",
     "ConfigurationError",
+    "DeadlineExceeded",
     "DuplicateRequestId",
     "GatewayError",
     "InsufficientFunds",
@@ -374,6 +375,19 @@ class TransportError(MobilgroupError):
         if not self.retryable:
             return Verdict.REFUSED
         return Verdict.UNKNOWN if self.maybe_sent else Verdict.RETRY
+
+
+class DeadlineExceeded(TransportError):
+    """A call ran out of its ``deadline`` (seconds, all attempts and pauses included) before an
+    answer came. ``elapsed`` is the real time spent, ``attempts`` the attempts made; the text
+    says both, and what the last attempt met. ``maybe_sent`` as for any failure of the call."""
+
+    def __init__(self, message: str, *, elapsed: float, attempts: int, deadline: float,
+                 maybe_sent: bool = True, request_id: int | None = None) -> None:
+        self.elapsed = elapsed
+        self.attempts = attempts
+        self.deadline = deadline
+        super().__init__(message, maybe_sent=maybe_sent, timed_out=True, request_id=request_id)
 
 
 class ProtocolError(MobilgroupError):
