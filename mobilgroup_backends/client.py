@@ -49,8 +49,8 @@ from .outgoing import LongMessages, Outgoing, Part, prepare
 from .protocol import DEFAULT_REGION, StatusReport, mask_phone
 from .transport import GatewayAdapter, attempt
 
-__all__ = ["AttemptHook", "MobilgroupClient", "SendResult", "backoff_delay", "sent_to_dict",
-           "shared_client"]
+__all__ = ["AttemptHook", "MobilgroupClient", "SendResult", "Sent", "backoff_delay",
+           "sent_to_dict", "shared_client"]
 
 logger = logging.getLogger("mobilgroup_backends.client")
 
@@ -89,6 +89,22 @@ class SendResult:
         return {"request_id": self.request_id, "phones": list(self.phones), "text": self.text,
                 "sender": self.sender, "attempts": self.attempts,
                 "accepted_earlier": self.accepted_earlier}
+
+
+class Sent(tuple[SendResult, ...]):
+    """What :meth:`MobilgroupClient.send_prepared` returns: one :class:`SendResult` per part, in
+    order (a tuple), with the JSON shape of "one message was sent"."""
+
+    __slots__ = ()
+
+    @property
+    def request_ids(self) -> tuple[int, ...]:
+        return tuple(result.request_id for result in self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``mobilgroup send --json`` prints (see :func:`sent_to_dict`)."""
+        first = self[0]
+        return sent_to_dict(self.request_ids, first.phones, first.sender)
 
 
 def sent_to_dict(request_ids: Iterable[int], phones: Iterable[str],
@@ -310,7 +326,7 @@ class MobilgroupClient:
                                  else replace_unencodable),
             request_id=request_id)
 
-    def send_prepared(self, outgoing: Outgoing, *, resend: bool = False) -> tuple[SendResult, ...]:
+    def send_prepared(self, outgoing: Outgoing, *, resend: bool = False) -> Sent:
         """Send a prepared message as it is, part after part; one :class:`SendResult` per part.
 
         The first failure ends the call (the parts after it are not sent). Sending the same
@@ -327,7 +343,7 @@ class MobilgroupClient:
                 "outgoing.account", outgoing.account,
                 f"prepared for another account than this client's ({self.credentials.user_id})",
                 "send it with a client of the account it was prepared for")
-        return tuple(self._send_part(outgoing, part, resend) for part in outgoing.parts)
+        return Sent(self._send_part(outgoing, part, resend) for part in outgoing.parts)
 
     def send(
         self,

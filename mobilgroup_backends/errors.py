@@ -86,6 +86,9 @@ __all__ = [
 #: gateway refused; bad usage, input or settings (nothing was sent); the gateway could not be
 #: reached or did not answer with its XML; interrupted (Ctrl-C).
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: A batch (a mailing) stopped because the account must be fixed first (verdict ``account``):
+#: the rest was not spent on the same refusal; fix the account and run it again.
+EXIT_ACCOUNT = 5
 
 
 #: Where an error is shown, which decides how its hint names the fix: a keyword argument of

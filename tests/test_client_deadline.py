@@ -6,14 +6,19 @@ another request's id. Both end in errors that say what happened and how to resen
 
 from __future__ import annotations
 
+import re
 import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from mobilgroup_backends import MobilgroupClient, errors
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import Verdict
+from tests.conftest import RunCommand
 from tests.helpers import ScriptedServer, sent_ids
 
 PHONE = "+7 900 000-00-02"
@@ -110,3 +115,28 @@ def test_a_retry_settles_an_answer_naming_another_request(frozen_emulator: Emula
         result = client.send(PHONE, "whose answer?")
     assert result.attempts == 2 and not result.accepted_earlier
     assert sent_ids(frozen_emulator) == {result.request_id: 1}
+
+
+def test_the_command_line_waits_no_longer_than_its_deadline_and_shows_it_on_a_terminal(
+        on_a_terminal: Callable[..., tuple[int, str]], tmp_path: Path) -> None:
+    with ScriptedServer(silent) as server:
+        url = (f"mobilgroup://demo:pw@1000?endpoint={quote(server.endpoint, safe='')}"
+               f"&deadline=1.5&timeout=0.6&retries=10&backoff=0.05")
+        started = time.monotonic()
+        code, shown = on_a_terminal("send", PHONE, "--text", "hello?", url=url, cwd=tmp_path)
+        spent = time.monotonic() - started
+    assert code == 3 and spent < 3.0
+    assert "waiting for the gateway..." in shown
+    assert "waiting for the gateway (attempt 2 of 11)..." in shown
+    assert "deadline is 1.5 s" in shown and "--resend" in shown
+    said = re.search(r"gave up after ([0-9.]+) s and ([0-9]+) attempt", shown)
+    assert said is not None and abs(float(said[1]) - spent) < 0.6
+
+
+def test_the_command_line_adds_nothing_to_a_log(mobilgroup_command: RunCommand) -> None:
+    with ScriptedServer(silent) as server:
+        url = (f"mobilgroup://demo:pw@1000?endpoint={quote(server.endpoint, safe='')}"
+               f"&deadline=0.5&timeout=0.2&backoff=0.05")
+        done = mobilgroup_command("send", PHONE, "--text", "hello?", url=url)
+    assert done.returncode == 3 and "waiting" not in done.stderr
+    assert done.stderr.startswith("mobilgroup: send gave up after ")
