@@ -44,6 +44,25 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
+# The one-time code frameworks (the otp extra). Their views are reached only through the
+# urlconfs of tests/django_project/otp_urls.py, selected per test; the gateway settings
+# (TWO_FACTOR_SMS_GATEWAY, ACCOUNT_ADAPTER) are set per test too.
+if find_spec("two_factor") and find_spec("allauth"):
+    INSTALLED_APPS += [
+        "django_otp",
+        "django_otp.plugins.otp_static",
+        "django_otp.plugins.otp_totp",
+        "two_factor",
+        "two_factor.plugins.phonenumber",
+        "mobilgroup_backends.django.otp",
+        "allauth",
+        "allauth.account",
+    ]
+    MIDDLEWARE += ["django_otp.middleware.OTPMiddleware",
+                   "allauth.account.middleware.AccountMiddleware"]
+    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend",
+                               "allauth.account.auth_backends.AuthenticationBackend"]
+
 TEMPLATES = [{
     "BACKEND": "django.template.backends.django.DjangoTemplates",
     "APP_DIRS": True,
