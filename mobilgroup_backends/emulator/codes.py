@@ -10,9 +10,20 @@ from .records import OutboxMessage
 
 __all__ = ["find_code", "last_code_message", "phone_digits"]
 
-# A run of 4 to 8 digits on its own: not part of a longer number, not a phone ("+7..."), not a
-# decimal or a time. Codes are what texts hold such runs for; the first one is taken.
-_CODE = re.compile(r"(?<![\d+.,:])\d{4,8}(?![\d.,:]\d)(?!\d)")
+# A code stands on its own (not inside a longer number, not a phone "+7...", a decimal or a
+# date) and is one of the shapes code generators make: digits (123456), digits in dashed groups
+# (123-456-789), letters and digits in dashed groups (BCDF-GHJK, allauth's default), or one word
+# mixing capitals and digits (A7K2Q9). The first one in the text is taken.
+_CODE = re.compile(r"""
+    (?<![\w+.,:-])
+    (?:
+        \d{4,9}
+      | \d{3,4}(?:-\d{3,4}){1,2}
+      | [A-Z0-9]{3,5}(?:-[A-Z0-9]{3,5}){1,2}
+      | (?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{4,10}
+    )
+    (?![\w-]|[.,:]\d)
+""", re.VERBOSE)
 
 
 def find_code(text: str) -> str | None:

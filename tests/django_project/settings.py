@@ -49,6 +49,7 @@ MIDDLEWARE = [
 # (TWO_FACTOR_SMS_GATEWAY, ACCOUNT_ADAPTER) are set per test too.
 if find_spec("two_factor") and find_spec("allauth"):
     INSTALLED_APPS += [
+        "formtools",
         "django_otp",
         "django_otp.plugins.otp_static",
         "django_otp.plugins.otp_totp",
@@ -60,6 +61,8 @@ if find_spec("two_factor") and find_spec("allauth"):
     ]
     MIDDLEWARE += ["django_otp.middleware.OTPMiddleware",
                    "allauth.account.middleware.AccountMiddleware"]
+    # django-two-factor-auth would otherwise replace every admin site's login, other tests' too.
+    TWO_FACTOR_PATCH_ADMIN = False
     AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend",
                                "allauth.account.auth_backends.AuthenticationBackend"]
 
