@@ -105,7 +105,8 @@ def send_code(phone: Any, text: str, *, purpose: str) -> SendResult:
         client = shared_client(core)
     except ConfigurationError as exc:
         raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
-    result = client.send(number, text, sender=core.sender, transliterate=core.transliterate,
+    # With its "+": a number of a range newer than the phone rules passes only written so.
+    result = client.send("+" + number, text, sender=core.sender, transliterate=core.transliterate,
                          valid_hours=CODE_VALID_HOURS,
                          replace_unencodable=config.replace_unencodable)
     logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),

@@ -5,8 +5,8 @@ emulator's URL), so that nothing in this file can reach a real gateway.
 
 Subprocesses the tests start (task workers, the sweeper, trackers) get what they need through
 ``TESTS_*`` variables: the database to share with the test (``TESTS_DATABASE``, JSON of Django's
-database settings), the ``MOBILGROUP`` setting (``TESTS_MOBILGROUP``) and the task backend
-(``TESTS_TASK_BACKEND``).
+database settings), the ``MOBILGROUP`` setting (``TESTS_MOBILGROUP``), the task backend
+(``TESTS_TASK_BACKEND``) and the caches (``TESTS_CACHES``, JSON of Django's ``CACHES``).
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ TASKS = {"default": {"BACKEND": os.environ.get(
 
 if "TESTS_MOBILGROUP" in os.environ:
     MOBILGROUP = json.loads(os.environ["TESTS_MOBILGROUP"])
+if "TESTS_CACHES" in os.environ:
+    CACHES = json.loads(os.environ["TESTS_CACHES"])
 
 SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
 SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
