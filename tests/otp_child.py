@@ -18,7 +18,7 @@ def main(folder: str, index: str, *phones: str) -> int:
     import django
 
     django.setup()
-    from mobilgroup_backends.django.codes import code_text, send_code
+    from mobilgroup_backends.django.codes import send_code
     from mobilgroup_backends.django.guard import CodeRefused
 
     base = Path(folder)
@@ -32,7 +32,7 @@ def main(folder: str, index: str, *phones: str) -> int:
     unexpected: list[str] = []
     for phone in phones:
         try:
-            send_code(phone, code_text("123456", minutes=5, site="fleet"), purpose="fleet")
+            send_code(phone, "123456", minutes=5, purpose="fleet")
             sent += 1
         except CodeRefused:
             refused += 1

@@ -20,7 +20,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from mobilgroup_backends.django.codes import code_text, send_code
+from mobilgroup_backends.django.codes import send_code
 from mobilgroup_backends.django.guard import CodeRefused, GuardLimits, admit, would_admit
 from mobilgroup_backends.django.signals import code_refused
 from mobilgroup_backends.emulator import Emulator
@@ -34,7 +34,7 @@ PHONE = "+79000000011"
 def _ask(phone: str) -> str:
     """Ask for one code: "sent", or the reason of the refusal."""
     try:
-        send_code(phone, code_text("424242", minutes=5, site="guard"), purpose="test")
+        send_code(phone, "424242", minutes=5, purpose="test")
     except CodeRefused as exc:
         return exc.reason
     return "sent"

@@ -25,7 +25,7 @@ from django.utils.translation import gettext
 
 from ..errors import ValidationError
 from ..protocol import normalize_phones
-from .codes import code_text, notice_text, send_code
+from .codes import send_code, send_notice
 from .guard import CodeRefused, would_admit
 from .settings import load_config
 
@@ -63,20 +63,20 @@ class PhoneSmsMixin:
                 "or codes cannot go to it."), code="mobilgroup_refused")
         return phone
 
+    # A refusal is logged, signalled and counted by the guard; see the module's docstring.
+
     def send_verification_code_sms(self, user: AbstractBaseUser, phone: str, code: str,
                                    **kwargs: Any) -> None:
-        self._send(phone, code_text(code, minutes=_minutes(kwargs)), "allauth_code")
+        with contextlib.suppress(CodeRefused):
+            send_code(phone, code, minutes=_minutes(kwargs), purpose="allauth_code")
 
     def send_unknown_account_sms(self, phone: str, **kwargs: Any) -> None:
-        self._send(phone, notice_text("unknown_account"), "allauth_unknown_account")
+        with contextlib.suppress(CodeRefused):
+            send_notice(phone, "unknown_account", purpose="allauth_unknown_account")
 
     def send_account_already_exists_sms(self, phone: str) -> None:
-        self._send(phone, notice_text("account_exists"), "allauth_account_exists")
-
-    def _send(self, phone: str, text: str, purpose: str) -> None:
-        # A refusal is logged, signalled and counted by the guard; see the module's docstring.
         with contextlib.suppress(CodeRefused):
-            send_code(phone, text, purpose=purpose)
+            send_notice(phone, "account_exists", purpose="allauth_account_exists")
 
 
 class AccountAdapter(PhoneSmsMixin, DefaultAccountAdapter):  # type: ignore[misc]

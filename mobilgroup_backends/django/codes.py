@@ -14,6 +14,7 @@ code itself is never logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.utils.translation import gettext
@@ -21,10 +22,10 @@ from django.utils.translation import gettext
 from ..client import SendResult, shared_client
 from ..errors import ConfigurationError, ValidationError
 from ..protocol import MAX_TEXT_UNICODE, mask_phone, normalize_phones
-from .guard import admit
-from .settings import MobilgroupImproperlyConfigured, load_config
+from .guard import GuardLimits, admit
+from .settings import MobilgroupImproperlyConfigured, load_resolved
 
-__all__ = ["CODE_VALID_HOURS", "code_text", "notice_text", "send_code", "site_name"]
+__all__ = ["CODE_VALID_HOURS", "code_text", "notice_text", "send_code", "send_notice", "site_name"]
 
 logger = logging.getLogger("mobilgroup_backends.django.codes")
 
@@ -47,9 +48,9 @@ def _templates(kind: str) -> tuple[str, str]:
             gettext("An account with this number exists."))
 
 
-def site_name(request: Any = None) -> str:
+def site_name(request: Any = None, *, sender: str | None = None) -> str:
     """The name of the site for the texts: the Sites framework's current site when it is
-    installed, else the ``SENDER`` alias, else nothing."""
+    installed, else the ``SENDER`` alias (``sender``, or the setting's), else nothing."""
     from django.apps import apps
 
     if apps.is_installed("django.contrib.sites"):
@@ -58,7 +59,9 @@ def site_name(request: Any = None) -> str:
         name = getattr(get_current_site(request), "name", "")
         if name:
             return str(name)
-    return load_config().settings.sender or ""
+    if sender is None:
+        sender = load_resolved().settings.sender
+    return sender or ""
 
 
 def _render(kind: str, template: str | None, site: str, limit: int, **values: Any) -> str:
@@ -90,26 +93,39 @@ def notice_text(kind: str, *, site: str | None = None, limit: int = ONE_SMS) -> 
     return _render(kind, None, site_name() if site is None else site, limit)
 
 
-def send_code(phone: Any, text: str, *, purpose: str) -> SendResult:
-    """Send ``text`` to ``phone`` now, once the guard admits it.
+def send_code(phone: Any, code: str, *, minutes: int, purpose: str,
+              template: str | None = None) -> SendResult:
+    """Send ``code`` to ``phone`` now, in :func:`code_text`, once the guard admits it.
 
     Raises :class:`~.guard.CodeRefused` (nothing sent), ``ValidationError`` (a malformed
-    number: nothing sent) or another ``MobilgroupError`` from the client (``maybe_sent`` says
-    whether it may have gone out). ``purpose`` names the plug point in logs and the signal.
+    number or template: nothing sent) or another ``MobilgroupError`` from the client
+    (``maybe_sent`` says whether it may have gone out). ``purpose`` names the plug point in logs
+    and the signal.
     """
-    config = load_config()
-    core = config.settings
+    return _send(phone, lambda site: code_text(code, minutes=minutes, site=site,
+                                               template=template), purpose)
+
+
+def send_notice(phone: Any, kind: str, *, purpose: str) -> SendResult:
+    """Send one of allauth's texts without a code (see :func:`notice_text`), like a code."""
+    return _send(phone, lambda site: notice_text(kind, site=site), purpose)
+
+
+def _send(phone: Any, text_for: Callable[[str], str], purpose: str) -> SendResult:
+    # Resolved once for the text, the guard and the client: a person is waiting.
+    resolved = load_resolved()
+    core = resolved.settings
     number = normalize_phones([phone], region=core.region)[0]
-    admit(number, purpose=purpose)
+    text = text_for(site_name(sender=core.sender or ""))
+    admit(number, purpose=purpose, limits=GuardLimits.from_resolved(resolved))
     try:
         client = shared_client(core)
     except ConfigurationError as exc:
         raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
     # With its "+": a number of a range newer than the phone rules passes only written so.
-    result = client.send("+" + number, text, sender=core.sender, transliterate=core.transliterate,
-                         valid_hours=CODE_VALID_HOURS,
-                         replace_unencodable=config.replace_unencodable)
+    result = client.send("+" + number, text, sender=core.sender,
+                         transliterate=core.transliterate, valid_hours=CODE_VALID_HOURS,
+                         replace_unencodable=resolved["replace_unencodable"])
     logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
                 result.request_id)
     return result
-

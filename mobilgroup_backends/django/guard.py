@@ -25,6 +25,7 @@ showing a failure), logs one line with the phone masked, fires
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from .signals import code_refused
 
 if TYPE_CHECKING:
     from django.core.cache.backends.base import BaseCache
+
+    from ..config import Resolved
 
 __all__ = ["REASONS", "CodeRefused", "GuardLimits", "admit", "allowed_destination", "counters",
            "would_admit"]
@@ -82,7 +85,10 @@ class GuardLimits:
 
     @classmethod
     def from_settings(cls) -> GuardLimits:
-        resolved = load_resolved()
+        return cls.from_resolved(load_resolved())
+
+    @classmethod
+    def from_resolved(cls, resolved: Resolved) -> GuardLimits:
         return cls(per_phone_hour=resolved["otp_per_phone_hour"],
                    per_phone_day=resolved["otp_per_phone_day"],
                    per_hour=resolved["otp_per_hour"],
@@ -90,6 +96,7 @@ class GuardLimits:
                    cache=resolved["otp_cache"])
 
 
+@functools.lru_cache(maxsize=4096)  # phonenumbers is slow, and the same numbers come back
 def allowed_destination(phone: str, regions: tuple[str, ...]) -> tuple[str, str] | None:
     """None when a code may go to ``phone`` (international digits), else (reason, detail)."""
     import phonenumbers
@@ -145,13 +152,15 @@ _DETAILS = {PHONE_HOUR: "{limit} codes to this number this hour already "
 
 
 def _take(cache: BaseCache, key: str, ttl: int) -> int:
-    """Add one to a counter; its new value. ``add`` then ``incr`` is atomic on shared caches."""
-    cache.add(key, 0, ttl)
-    try:
-        return int(cache.incr(key))
-    except ValueError:  # expired between add and incr
-        cache.add(key, 0, ttl)
-        return int(cache.incr(key))
+    """Add one to a counter; its new value. ``incr`` and ``add`` are atomic on shared caches:
+    the first of an hour makes the counter, and a process that loses that race increments."""
+    for _ in range(3):
+        try:
+            return int(cache.incr(key))
+        except ValueError:  # no counter yet (or it just expired)
+            if cache.add(key, 1, ttl):
+                return 1
+    raise RuntimeError(f"the cache would neither create nor increment {key!r}")
 
 
 def _give_back(cache: BaseCache, key: str) -> None:

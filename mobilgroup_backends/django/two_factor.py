@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codes import code_text, send_code
+from .codes import send_code
 from .guard import CodeRefused
 from .settings import MobilgroupImproperlyConfigured
 
@@ -38,8 +38,7 @@ class Gateway:
 
     def send_sms(self, device: Any, token: str) -> None:
         try:
-            send_code(_number(device), code_text(token, minutes=TOKEN_MINUTES),
-                      purpose="two_factor")
+            send_code(_number(device), token, minutes=TOKEN_MINUTES, purpose="two_factor")
         except CodeRefused:
             if not getattr(device, "confirmed", True):
                 raise  # the setup wizard catches it and says the code was not sent

@@ -11,7 +11,7 @@ from django_otp.models import SideChannelDevice, ThrottlingMixin
 
 from ...errors import ValidationError
 from ...protocol import mask_phone
-from ..codes import code_text, send_code
+from ..codes import send_code
 from ..guard import CodeRefused
 from .conf import setting
 
@@ -43,20 +43,23 @@ class SmsDevice(ThrottlingMixin, SideChannelDevice):  # type: ignore[misc]  # dj
         """Send a new token; the text for the page (a refusal's text when the guard refused)."""
         validity = int(setting("OTP_MOBILGROUP_TOKEN_VALIDITY"))
         self.generate_token(length=int(setting("OTP_MOBILGROUP_TOKEN_LENGTH")),
-                            valid_secs=validity, commit=True)
+                            valid_secs=validity, commit=False)
+        # Stored before it is sent (a code that works only once saved must not arrive first),
+        # by one UPDATE of the two columns: a person waits for this call.
+        type(self).objects.filter(pk=self.pk).update(token=self.token,  # type: ignore[has-type]
+                                                     valid_until=self.valid_until)
         if setting("OTP_MOBILGROUP_NO_DELIVERY"):
             logger.info("one-time code for SMS device %s made, not sent "
                         "(OTP_MOBILGROUP_NO_DELIVERY)", self.pk)
             return self._challenge_message()
         token = str(self.token)  # type: ignore[has-type]  # declared by django-otp (untyped)
-        text = code_text(token, minutes=max(1, validity // 60),
-                         template=setting("OTP_MOBILGROUP_TOKEN_TEMPLATE"))
         try:
-            send_code(self.number, text, purpose="django_otp")
+            send_code(self.number, token, minutes=max(1, validity // 60), purpose="django_otp",
+                      template=setting("OTP_MOBILGROUP_TOKEN_TEMPLATE"))
         except (CodeRefused, ValidationError) as exc:
             # A code that never left must not stay valid.
             self.token = None
-            self.save(update_fields=["token"])
+            type(self).objects.filter(pk=self.pk).update(token=None)
             if isinstance(exc, CodeRefused):
                 return gettext("The code was not sent: too many codes were asked for this "
                                "number, or codes cannot go to it. Try again later.")
