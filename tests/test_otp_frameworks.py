@@ -12,6 +12,7 @@ from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from two_factor.plugins.phonenumber.models import PhoneDevice
 
+from mobilgroup_backends.django.guard import counters
 from mobilgroup_backends.django.otp.models import SmsDevice
 from mobilgroup_backends.emulator import Emulator
 
@@ -88,6 +89,40 @@ def test_two_factor_login_refused_by_the_guard_renders_the_token_step(
     assert second.status_code == 200 and b"token-otp_token" in second.content
     assert len(two_factor_site.outbox) == 1  # the second code was refused, not sent
 
+
+
+def _setup(client: Client, number: str) -> Any:
+    assert client.get("/account/two_factor/setup/").status_code == 200
+    for step, data in (("welcome", {}), ("method", {"method-method": "sms"})):
+        assert client.post("/account/two_factor/setup/",
+                           {"setup_view-current_step": step, **data}).status_code == 200
+    return client.post("/account/two_factor/setup/", {"setup_view-current_step": "sms",
+                                                      "sms-number": number})
+
+
+def test_two_factor_setup_wizard_texts_the_code_and_shows_a_refusal(
+        two_factor_site: Emulator, django_user_model: Any) -> None:
+    _user(django_user_model, "hanna")
+    client = Client()
+    client.login(username="hanna", password="pw-hanna-1")
+
+    validation = _setup(client, "+79000000012")
+    assert b"We sent you a text message" in validation.content
+    code = two_factor_site.last_code("+79000000012", timeout=5)
+    assert code is not None
+    done = client.post("/account/two_factor/setup/", {"setup_view-current_step": "validation",
+                                                      "validation-token": code})
+    assert done.status_code == 302
+    assert PhoneDevice.objects.get().number.as_e164 == "+79000000012"
+
+    refused_client = Client()
+    _user(django_user_model, "ivan")
+    refused_client.login(username="ivan", password="pw-ivan-1")
+    refused = _setup(refused_client, "+380501234567")  # not the configured region
+    assert refused.status_code == 200
+    assert b"encountered an issue with the selected authentication method" in refused.content
+    assert len(two_factor_site.outbox) == 1
+    assert counters()["refused_region"] == 1  # the guard said no, nothing else failed
 
 def test_two_factor_make_call_is_refused_with_the_setting_named(settings: Any) -> None:
     from django.core.checks import run_checks

@@ -7,7 +7,7 @@ messages only: ``make_call`` is refused, and the system check ``mobilgroup.W020`
 ``TWO_FACTOR_CALL_GATEWAY`` names this class.
 
 A refusal of the guard shows the way django-two-factor-auth shows a failed challenge: the setup
-wizard (an unconfirmed device) catches the exception and tells the person the code could not be
+wizard (a device not saved yet) catches the exception and tells the person the code could not be
 sent; at login (a confirmed device) the token step renders as usual, without a code, so the
 person can still use a backup token, and the refusal is logged, signalled and counted.
 """
@@ -33,6 +33,11 @@ def _number(device: Any) -> str:
     return str(getattr(number, "as_e164", number))
 
 
+def _being_set_up(device: Any) -> bool:
+    """The setup wizard's device is not saved yet (nor confirmed); a login's is both."""
+    return getattr(device, "pk", None) is None or not getattr(device, "confirmed", True)
+
+
 class Gateway:
     """Sends django-two-factor-auth's tokens as SMS through Mobilgroup."""
 
@@ -40,7 +45,7 @@ class Gateway:
         try:
             send_code(_number(device), token, minutes=TOKEN_MINUTES, purpose="two_factor")
         except CodeRefused:
-            if not getattr(device, "confirmed", True):
+            if _being_set_up(device):
                 raise  # the setup wizard catches it and says the code was not sent
             # The login view does not catch: the person falls back to a backup token.
 
