@@ -143,6 +143,22 @@ def test_a_bad_limit_names_the_setting_and_the_fix(otp_gateway: Emulator, settin
     assert len(otp_gateway.outbox) == 0
 
 
+def test_a_cache_that_cannot_count_refuses_every_code(otp_gateway: Emulator, settings: Any,
+                                                      refusals: list[dict[str, Any]]) -> None:
+    from tests.redis_server import _free_port
+
+    # A Redis cache on a port where nothing listens: an outage of the guard's counts.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{_free_port()}/0",
+                                   "OPTIONS": {"socket_connect_timeout": 1}}}
+
+    assert _ask(PHONE) == "uncounted"
+    assert would_admit("79000000011") is not None
+    assert len(otp_gateway.outbox) == 0
+    assert [r["reason"] for r in refusals] == ["uncounted"]
+    assert "OTP_CACHE" in str(refusals[0]["error"])
+
+
 def _hour() -> int:
     return int(time.time()) // 3600
 

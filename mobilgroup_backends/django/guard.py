@@ -10,6 +10,9 @@ guard checks, in this order:
    a day (UTC);
 3. the fleet: at most ``OTP_PER_HOUR`` codes in a clock hour to all numbers together.
 
+A cache that cannot count (Redis down) refuses every code (``uncounted``): the guard fails
+closed, as a code that is not counted is one a bot could repeat without end.
+
 Counts live in Django's cache (``OTP_CACHE``, the ``default`` alias unless said otherwise), so
 every process and host sharing that cache (Redis, Memcached, the database) counts together; a
 per-process cache (``LocMemCache``) counts per process. A slot is taken by an atomic increment
@@ -30,7 +33,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ..protocol import mask_phone
 from .settings import load_resolved
@@ -47,9 +50,9 @@ __all__ = ["REASONS", "CodeRefused", "GuardLimits", "admit", "allowed_destinatio
 logger = logging.getLogger("mobilgroup_backends.django.guard")
 
 #: Why a code was refused, as :attr:`CodeRefused.reason` and the counters name it.
-REGION, PREMIUM, PHONE_HOUR, PHONE_DAY, FLEET_HOUR = (
-    "region", "premium", "phone_hour", "phone_day", "fleet_hour")
-REASONS = (REGION, PREMIUM, PHONE_HOUR, PHONE_DAY, FLEET_HOUR)
+REGION, PREMIUM, PHONE_HOUR, PHONE_DAY, FLEET_HOUR, UNCOUNTED = (
+    "region", "premium", "phone_hour", "phone_day", "fleet_hour", "uncounted")
+REASONS = (REGION, PREMIUM, PHONE_HOUR, PHONE_DAY, FLEET_HOUR, UNCOUNTED)
 #: The country code phonenumbers gives the non-geographic networks (+800, +882, +883...).
 NON_GEOGRAPHIC = "001"
 _PREFIX = "mobilgroup:otp"
@@ -179,7 +182,15 @@ def admit(phone: str, *, purpose: str = "code", limits: GuardLimits | None = Non
     cache = _cache(limits)
     taken: list[str] = []
     for reason, key, ttl in _windows(phone, now or datetime.now(timezone.utc)):
-        if _take(cache, key, ttl) > _limit(limits, reason):
+        try:
+            count = _take(cache, key, ttl)
+        except Exception as exc:  # the cache is down: uncounted codes could be pumped
+            for earlier in taken:
+                with contextlib.suppress(Exception):
+                    _give_back(cache, earlier)
+            _refuse(phone, UNCOUNTED, f"the cache {limits.cache!r} (MOBILGROUP['OTP_CACHE']) "
+                    f"cannot count: {type(exc).__name__}", purpose=purpose, limits=limits)
+        if count > _limit(limits, reason):
             for earlier in (*taken, key):
                 _give_back(cache, earlier)
             _refuse(phone, reason, _DETAILS[reason].format(limit=_limit(limits, reason)),
@@ -197,12 +208,16 @@ def would_admit(phone: str, *, limits: GuardLimits | None = None,
         return refused
     cache = _cache(limits)
     for reason, key, _ in _windows(phone, now or datetime.now(timezone.utc)):
-        if int(cache.get(key, 0)) >= _limit(limits, reason):
+        try:
+            count = int(cache.get(key, 0))
+        except Exception as exc:
+            return UNCOUNTED, f"the cache {limits.cache!r} cannot count: {type(exc).__name__}"
+        if count >= _limit(limits, reason):
             return reason, _DETAILS[reason].format(limit=_limit(limits, reason))
     return None
 
 
-def _refuse(phone: str, reason: str, detail: str, *, purpose: str, limits: GuardLimits) -> None:
+def _refuse(phone: str, reason: str, detail: str, *, purpose: str, limits: GuardLimits) -> NoReturn:
     error = CodeRefused(phone, reason, detail)
     logger.warning("%s", error)
     day = int(datetime.now(timezone.utc).timestamp()) // _DAY

@@ -138,7 +138,7 @@ class Command(BaseCommand):
         from ...guard import REASONS, GuardLimits, counters
 
         limits = GuardLimits.from_settings()
-        counts = counters(limits)
+        counts = counters(limits)  # a cache that is down raises here: the command says so
         if options["json"]:
             self.stdout.write(json.dumps({"ok": True, **counts, "limits": {
                 "per_phone_hour": limits.per_phone_hour, "per_phone_day": limits.per_phone_day,
