@@ -248,6 +248,20 @@ def test_allauth_unknown_number_gets_the_no_account_text(allauth_site: Emulator)
     assert allauth_site.last_code("+79000000007") is None
 
 
+
+def test_allauth_signup_with_a_taken_number_texts_its_owner(allauth_site: Emulator,
+                                                             django_user_model: Any) -> None:
+    from allauth.account.adapter import get_adapter
+
+    get_adapter().set_phone(_user(django_user_model, "kira"), "+79000000013", True)
+    signup = Client().post("/accounts/signup/", {
+        "username": "kira2", "phone": "+79000000013",
+        "password1": "a-long-pass-phrase-13", "password2": "a-long-pass-phrase-13"})
+
+    assert signup.status_code == 302  # enumeration prevention: it looks like any signup
+    assert allauth_site.outbox.wait_for(1)
+    assert allauth_site.outbox[-1].text == "An account with this number exists."
+
 def test_allauth_number_the_guard_refuses_is_a_form_error(allauth_site: Emulator) -> None:
     page = Client().post("/accounts/login/code/", {"phone": "+88312345678"})
 
