@@ -140,6 +140,10 @@ def test_a_bad_limit_names_the_setting_and_the_fix(otp_gateway: Emulator, settin
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_PER_PHONE_HOUR": 3, "OTP_REGIONS": ["XX"]}
     with pytest.raises(ImproperlyConfigured, match="OTP_REGIONS"):
         _ask(PHONE)
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_REGIONS": None, "OTP_CACHE": "shared"}
+    with pytest.raises(ImproperlyConfigured,
+                       match=r"OTP_CACHE'\]: 'shared' is not a cache of CACHES \('default'\)"):
+        _ask(PHONE)
     assert len(otp_gateway.outbox) == 0
 
 

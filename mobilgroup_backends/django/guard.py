@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NoReturn
 
 from ..protocol import mask_phone
-from .settings import load_resolved
+from .settings import MobilgroupImproperlyConfigured, load_resolved
 from .signals import code_refused
 
 if TYPE_CHECKING:
@@ -121,8 +121,15 @@ def allowed_destination(phone: str, regions: tuple[str, ...]) -> tuple[str, str]
 
 
 def _cache(limits: GuardLimits) -> BaseCache:
+    from django.conf import settings
     from django.core.cache import caches
 
+    if limits.cache not in settings.CACHES:
+        raise MobilgroupImproperlyConfigured(
+            "MOBILGROUP['OTP_CACHE']",
+            f"{limits.cache!r} is not a cache of CACHES ({', '.join(map(repr, settings.CACHES))}); "
+            "name one, shared by every process (Redis, Memcached, the database)",
+            check_id="mobilgroup.E004")
     return caches[limits.cache]
 
 
