@@ -305,6 +305,25 @@ def _phones_raw(label: str, value: Any) -> Any:
     return tuple(value)
 
 
+def _regions(label: str, value: Any) -> tuple[str, ...]:
+    """Country codes (``RU``, ``KZ``; ``001`` for the international networks +882/+883), as a
+    list or one comma-separated text; empty: only the configured ``REGION``."""
+    if value is None or value == "" or value == []:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Iterable):
+        raise ConfigurationError(label, value, "not a list of country codes",
+                                 "give country codes such as ['RU', 'KZ']")
+    regions: list[str] = []
+    for item in items:
+        text = item.strip().upper() if isinstance(item, str) else item
+        if text == "001":
+            regions.append(text)
+            continue
+        regions.append(_region(label, text))
+    return tuple(dict.fromkeys(regions))
+
+
 def _choice(*choices: str) -> Converter:
     def convert(label: str, value: Any) -> str:
         if isinstance(value, str) and value.strip().lower() in choices:
@@ -458,6 +477,22 @@ OPTIONS: tuple[Option, ...] = (
             "one alert budget for every process using it: redis://HOST:PORT/DB?key=NAME; "
             "unset: each process has its own", url=False, setting="ALERT_BUDGET",
             adapters=_ALERTS, in_settings=False),
+    # The toll-fraud guard of one-time codes (two-factor, django-otp, allauth): docs/otp.md.
+    _option("otp_per_phone_hour", "int", _number(int), 3,
+            "one-time codes to one phone in a clock hour", low=1, high=100, url=False,
+            adapters=_DJANGO, in_settings=False),
+    _option("otp_per_phone_day", "int", _number(int), 10,
+            "one-time codes to one phone in a day (UTC)", low=1, high=1000, url=False,
+            adapters=_DJANGO, in_settings=False),
+    _option("otp_per_hour", "int", _number(int), 1000,
+            "one-time codes to all phones together in a clock hour, every process and host "
+            "counted", low=1, high=100_000, url=False, adapters=_DJANGO, in_settings=False),
+    _option("otp_regions", "regions", _regions, (),
+            "countries one-time codes may go to (001: the +882/+883 networks); unset: the "
+            "region only", url=False, adapters=_DJANGO, in_settings=False),
+    _option("otp_cache", "text", _text, "default",
+            "the Django cache (CACHES alias) the guard counts in; shared by every process",
+            url=False, adapters=_DJANGO, in_settings=False),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

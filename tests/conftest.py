@@ -12,8 +12,10 @@ import ssl
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -263,3 +265,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def otp_gateway(mobilgroup_emulator: Emulator, settings: Any,
+                no_mobilgroup_environment: None) -> Emulator:
+    """The one-time code tests' gateway: MOBILGROUP pointing at a fresh emulator, and a cache of
+    this test's own (the guard counts there), so no test sees another's counts."""
+    from tests.django_project.helpers import gateway_settings
+
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator)
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": f"otp-{uuid.uuid4().hex}"}}
+    return mobilgroup_emulator

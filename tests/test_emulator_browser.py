@@ -110,6 +110,21 @@ def test_a_sent_message_appears_without_reload(page: Page, frozen_client: Mobilg
     assert page.text_content("#accounts .balance") == "98"
 
 
+
+def test_a_one_time_code_stands_out_above_its_text(page: Page,
+                                                    frozen_client: MobilgroupClient) -> None:
+    with_code = frozen_client.send("+7 900 000-00-51", "BCDF-GHJK is your Shop code. Valid 3 min.")
+    without = frozen_client.send("+7 900 000-00-52", "Your order 12 has shipped")
+    item = page.wait_for_selector(message_selector(with_code.request_id), timeout=LIVE)
+    plain = page.wait_for_selector(message_selector(without.request_id), timeout=LIVE)
+    assert item is not None and plain is not None
+    code = item.query_selector(".otp-code")
+    assert code is not None and code.text_content() == "BCDF-GHJK"
+    sizes = page.evaluate("""(item) => [item.querySelector('.otp-code'), item.querySelector('.text')]
+        .map((node) => parseFloat(getComputedStyle(node).fontSize))""", item)
+    assert sizes[0] >= 1.4 * sizes[1]  # prominent: far larger than the message text
+    assert plain.query_selector(".otp-code") is None
+
 def test_moving_the_clock_from_the_page(page: Page, frozen_emulator: Emulator,
                                         frozen_client: MobilgroupClient) -> None:
     sent = frozen_client.send(["79039587454", "79130000000"], "Ваш заказ отправлен")

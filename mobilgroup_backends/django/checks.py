@@ -10,6 +10,7 @@ mobilgroup.E006    ``LONG_MESSAGES`` is not ``error``, ``split`` or ``truncate``
 mobilgroup.E007    ``ENDPOINT`` is not an http(s) URL, or plain http outside loopback
 mobilgroup.W001    the app is installed but no credentials are set and no backend uses them
 mobilgroup.W002    ``DEFAULT_FROM_SMS``/``SENDSMS_DEFAULT_FROM_PHONE`` is not a valid alias
+mobilgroup.W020    ``TWO_FACTOR_CALL_GATEWAY`` names the SMS gateway, which cannot make calls
 mobilgroup.W010    (deploy) ``ENDPOINT`` is not the real gateway
 mobilgroup.W011    (deploy) ``ALLOW_INSECURE_HTTP`` is on, or the endpoint is plain http
 mobilgroup.W012    (deploy) ``MOBILGROUP['URL']`` carries the password, and Django's error
@@ -38,7 +39,7 @@ from .settings import (
     valid_alias,
 )
 
-__all__ = ["check_deploy", "check_settings"]
+__all__ = ["check_call_gateway", "check_deploy", "check_settings"]
 
 BACKEND_PATHS = {"mobilgroup_backends.django.SmsBackend",
                  "mobilgroup_backends.django.backend.SmsBackend",
@@ -112,6 +113,21 @@ def _default_sender_warnings(config: BackendConfig | None) -> list[CheckMessage]
                      "letters, digits, space, hyphen, at most 9 characters).",
                 id="mobilgroup.W002"))
     return messages
+
+
+@register(Tags.compatibility)
+def check_call_gateway(app_configs: Sequence[AppConfig] | None = None,
+                       **kwargs: Any) -> list[CheckMessage]:
+    from .two_factor import GATEWAY_PATH
+
+    if getattr(django_settings, "TWO_FACTOR_CALL_GATEWAY", None) != GATEWAY_PATH:
+        return []
+    return [Warning(
+        f"TWO_FACTOR_CALL_GATEWAY is {GATEWAY_PATH!r}: Mobilgroup sends text messages and "
+        f"cannot make voice calls, so every call would fail.",
+        hint="Leave TWO_FACTOR_CALL_GATEWAY unset (django-two-factor-auth then offers SMS only) "
+             "or name a gateway that makes calls; TWO_FACTOR_SMS_GATEWAY is the setting for "
+             "this one.", id="mobilgroup.W020")]
 
 
 @register(Tags.security, deploy=True)

@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
-from ..config import BY_NAME, SETTING_KEYS, SETTING_NAME, Settings, resolve_cached
+from ..config import BY_NAME, SETTING_KEYS, SETTING_NAME, Resolved, Settings, resolve_cached
 from ..errors import HIDDEN, ConfigurationError, PicklableError, ValidationError
 from ..protocol import check_sender
 
@@ -32,6 +32,7 @@ __all__ = [
     "BackendConfig",
     "MobilgroupImproperlyConfigured",
     "load_config",
+    "load_resolved",
     "valid_alias",
 ]
 
@@ -117,6 +118,22 @@ def improperly_configured(exc: ConfigurationError) -> MobilgroupImproperlyConfig
 
 
 @sensitive_variables()  # its locals hold the password
+def load_resolved(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Resolved:
+    """Every option of the Django adapter, resolved (and remembered) by the core; the one-time
+    code guard reads its limits here. Errors are :class:`MobilgroupImproperlyConfigured`."""
+    arguments = dict(overrides or {})
+    url = arguments.pop("url", None)
+    try:
+        return resolve_cached("django", arguments=arguments, url=url,
+                              setting=getattr(django_settings, SETTING_NAME, None),
+                              environ=os.environ if environ is None else environ,
+                              url_source="url= argument")
+    except ConfigurationError as exc:
+        raise improperly_configured(exc) from None
+
+
+@sensitive_variables()  # its locals hold the password
 def load_config(overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> BackendConfig:
     """The adapter's configuration from ``overrides``, the setting and the environment.
@@ -126,15 +143,7 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     which pass ``username=None``, do not erase settings. Cheap to call for every message: the
     core remembers the resolution until a setting, an override or a variable changes.
     """
-    arguments = dict(overrides or {})
-    url = arguments.pop("url", None)
-    try:
-        resolved = resolve_cached("django", arguments=arguments, url=url,
-                           setting=getattr(django_settings, SETTING_NAME, None),
-                           environ=os.environ if environ is None else environ,
-                           url_source="url= argument")
-    except ConfigurationError as exc:
-        raise improperly_configured(exc) from None
+    resolved = load_resolved(overrides, environ)
     return BackendConfig(
         settings=resolved.settings,
         long_messages=cast(LongMessages, resolved["long_messages"]),

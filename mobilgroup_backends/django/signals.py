@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-__all__ = ["CancelSend", "delivery_status", "post_send", "pre_send"]
+__all__ = ["CancelSend", "code_refused", "delivery_status", "post_send", "pre_send"]
 
 pre_send = Signal()
 post_send = Signal()
@@ -30,3 +30,7 @@ delivery_status = Signal()
 
 class CancelSend(Exception):
     """Raise from a ``pre_send`` receiver to drop the message without an error."""
+
+#: ``code_refused(sender=CodeRefused, phone, reason, purpose, error)``: the toll-fraud guard
+#: refused a one-time code (see :mod:`mobilgroup_backends.django.guard`); nothing was sent.
+code_refused = Signal()

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from .accounts import DEFAULT_ACCOUNT, Account, to_decimal
 from .clock import Clock
+from .codes import last_code_message
 from .faults import PROCESSED, Fault, Faults
 from .gateway import Gateway, PhoneRule, Reply
 from .records import Exchange, Journal, OutboxMessage
@@ -230,6 +231,16 @@ class Emulator:
         self.gateway.failing = rule
 
     # --- observation ---------------------------------------------------------------------------
+
+    def last_code(self, phone: str, timeout: float = 0.0) -> str | None:
+        """The one-time code of the newest accepted message to ``phone`` (written any way:
+        ``+7 900 000-00-00``), or None; waits up to ``timeout`` seconds for one to arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = last_code_message(self.outbox, phone)
+            if found is not None or time.monotonic() >= deadline:
+                return found[1] if found else None
+            time.sleep(0.02)
 
     def status_queries(self, request_id: int, user_id: str | None = None) -> int:
         """How many ``status`` requests for ``request_id`` the gateway processed (any answer)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ERROR_MEANINGS
 from ..protocol import DeliveryStatus, MailingStatus
+from .codes import find_code
 from .gateway import TEXT_LIMIT_TRANSLIT, TEXT_LIMIT_UNICODE
 from .lifecycle import Mailing
 from .records import Exchange, OutboxMessage
@@ -129,6 +130,7 @@ def _message(emulator: Emulator, message: OutboxMessage, now: datetime,
         "user_id": message.user_id,
         "phones": list(message.phones),
         "text": message.text,
+        "code": find_code(message.text),
         "length": len(message.text),
         "limit": _limit(message),
         "part": part[0],

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import inbox
+from .codes import last_code_message, phone_digits
 from .faults import KINDS
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Web:
             ("POST", "/api/faults"): self._set_faults,
             ("DELETE", "/api/faults"): self._clear_faults,
             ("GET", "/api/requests"): self._requests,
+            ("GET", "/api/last-code"): self._last_code,
             ("POST", "/api/reset"): self._reset,
         }
 
@@ -136,7 +138,7 @@ class Web:
         if any(route_path == path for _, route_path in self._routes):
             raise ApiError(405, f"{path} does not take {method}")
         raise ApiError(404, f"no API at {path}; see /api/state, /api/messages, /api/accounts, "
-                            "/api/clock, /api/faults, /api/requests, /api/reset")
+                            "/api/clock, /api/faults, /api/requests, /api/last-code, /api/reset")
 
     @staticmethod
     def _json(conn: Connection, status: int, payload: Any) -> None:
@@ -173,6 +175,17 @@ class Web:
         if found is None:
             raise ApiError(404, f"no accepted message with request id {request_id}")
         return found
+
+    def _last_code(self, request: HttpRequest) -> Any:
+        phone = _query(request).get("phone", "")
+        if not phone_digits(phone):
+            raise ApiError(400, "give the phone: /api/last-code?phone=79000000000")
+        found = last_code_message(self.emulator.outbox, phone)
+        if found is None:
+            raise ApiError(404, f"no message with a code to {phone_digits(phone)}")
+        message, code = found
+        return {"phone": phone_digits(phone), "code": code, "request_id": str(message.request_id),
+                "text": message.text, "received_at": message.received_at.isoformat(timespec="seconds")}
 
     def _requests(self, request: HttpRequest) -> Any:
         query = _query(request)

@@ -5,8 +5,8 @@ emulator's URL), so that nothing in this file can reach a real gateway.
 
 Subprocesses the tests start (task workers, the sweeper, trackers) get what they need through
 ``TESTS_*`` variables: the database to share with the test (``TESTS_DATABASE``, JSON of Django's
-database settings), the ``MOBILGROUP`` setting (``TESTS_MOBILGROUP``) and the task backend
-(``TESTS_TASK_BACKEND``).
+database settings), the ``MOBILGROUP`` setting (``TESTS_MOBILGROUP``), the task backend
+(``TESTS_TASK_BACKEND``) and the caches (``TESTS_CACHES``, JSON of Django's ``CACHES``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,28 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
+# The one-time code frameworks (the otp extra). Their views are reached only through the
+# urlconfs of tests/django_project/otp_urls.py, selected per test; the gateway settings
+# (TWO_FACTOR_SMS_GATEWAY, ACCOUNT_ADAPTER) are set per test too.
+if find_spec("two_factor") and find_spec("allauth"):
+    INSTALLED_APPS += [
+        "formtools",
+        "django_otp",
+        "django_otp.plugins.otp_static",
+        "django_otp.plugins.otp_totp",
+        "two_factor",
+        "two_factor.plugins.phonenumber",
+        "mobilgroup_backends.django.otp",
+        "allauth",
+        "allauth.account",
+    ]
+    MIDDLEWARE += ["django_otp.middleware.OTPMiddleware",
+                   "allauth.account.middleware.AccountMiddleware"]
+    # django-two-factor-auth would otherwise replace every admin site's login, other tests' too.
+    TWO_FACTOR_PATCH_ADMIN = False
+    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend",
+                               "allauth.account.auth_backends.AuthenticationBackend"]
+
 TEMPLATES = [{
     "BACKEND": "django.template.backends.django.DjangoTemplates",
     "APP_DIRS": True,
@@ -78,6 +100,8 @@ TASKS = {"default": {"BACKEND": os.environ.get(
 
 if "TESTS_MOBILGROUP" in os.environ:
     MOBILGROUP = json.loads(os.environ["TESTS_MOBILGROUP"])
+if "TESTS_CACHES" in os.environ:
+    CACHES = json.loads(os.environ["TESTS_CACHES"])
 
 SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
 SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"

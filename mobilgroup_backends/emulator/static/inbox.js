@@ -121,6 +121,7 @@ function drawMessage(message, today) {
       el("span", { className: "from" }, "To ", to),
       el("time", { datetime: message.received_at }, shortTime(message.received_at, today))),
     el("div", { className: "bubble" },
+      message.code ? el("p", { className: "otp-code", title: "one-time code" }, message.code) : null,
       el("p", { className: "text", lang: "" }, message.text),
       message.parts > 1 ? el("span", { className: "part" }, `part ${message.part} of ${message.parts}`) : null),
     el("ul", { className: "meta" }, ...meta),

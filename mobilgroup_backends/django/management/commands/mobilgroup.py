@@ -1,4 +1,4 @@
-"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track | outbox``.
+"""``manage.py mobilgroup balance | status ID | send PHONE... --text TEXT | track | outbox | codes``.
 
 Exit codes and ``--json`` shapes are the stand-alone ``mobilgroup`` command's (both come from the
 core: :func:`~mobilgroup_backends.errors.exit_code`, ``to_dict()`` on the results): 0 done; 1 the
@@ -112,6 +112,10 @@ class Command(BaseCommand):
         outbox.add_argument("--interval", type=float, default=30.0,
                             help="seconds between runs with --loop (default 30)")
 
+        codes = action("codes", "Print the one-time code guard's counts: codes sent this hour, "
+                                "refusals today by reason, and the limits.")
+        codes.add_argument("--json", action="store_true", help="print JSON")
+
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, f"_{options['action']}")
         try:
@@ -129,6 +133,25 @@ class Command(BaseCommand):
         if getattr(self, "_called_from_command_line", False):
             sys.exit(code)
         raise CommandError(payload["message"], returncode=code)
+
+    def _codes(self, options: dict[str, Any]) -> None:
+        from ...guard import REASONS, GuardLimits, counters
+
+        limits = GuardLimits.from_settings()
+        counts = counters(limits)  # a cache that is down raises here: the command says so
+        if options["json"]:
+            self.stdout.write(json.dumps({"ok": True, **counts, "limits": {
+                "per_phone_hour": limits.per_phone_hour, "per_phone_day": limits.per_phone_day,
+                "per_hour": limits.per_hour, "regions": list(limits.regions)}}))
+            return
+        self.stdout.write(f"One-time codes sent this hour: {counts['sent_this_hour']} of "
+                          f"{limits.per_hour} (cache {limits.cache!r})")
+        refused = ", ".join(f"{reason} {counts['refused_' + reason]}" for reason in REASONS)
+        self.stdout.write(f"Refused today: {sum(counts['refused_' + r] for r in REASONS)} "
+                          f"({refused})")
+        self.stdout.write(f"Limits: {limits.per_phone_hour} per phone per hour, "
+                          f"{limits.per_phone_day} per phone per day, regions "
+                          f"{', '.join(limits.regions)}")
 
     def _client(self) -> MobilgroupClient:
         return SmsBackend().make_client()

@@ -1,0 +1,131 @@
+"""One-time codes: their texts, and sending them at once through the core, behind the guard.
+
+Every plug point (``two_factor.Gateway``, the django-otp ``SmsDevice``, the allauth
+``AccountAdapter``) sends through :func:`send_code`: the ``MOBILGROUP`` settings as the Django
+backend resolves them, the toll-fraud guard (:mod:`.guard`), then the process's shared client
+(one keep-alive connection), never the outbox: a person is waiting at a form. Request ids,
+retries, ``maybe_sent`` and the deadline are the client's.
+
+The texts are translatable (Russian and English ship with the app ``mobilgroup_backends.django``)
+and short enough for one SMS in either alphabet; a site name too long for that is shortened. The
+code itself is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.utils.translation import gettext
+
+from ..client import SendResult, shared_client
+from ..errors import ConfigurationError, ValidationError
+from ..protocol import MAX_TEXT_UNICODE, mask_phone, normalize_phones
+from .guard import GuardLimits, admit
+from .settings import MobilgroupImproperlyConfigured, load_resolved
+
+__all__ = ["CODE_VALID_HOURS", "code_text", "notice_text", "send_code", "send_notice", "site_name"]
+
+logger = logging.getLogger("mobilgroup_backends.django.codes")
+
+#: A code is worthless after minutes: it lives the gateway's shortest lifetime, so a phone that
+#: was off for a day does not get yesterday's code.
+CODE_VALID_HOURS = 1
+#: What the texts are measured against: one SMS even without transliteration.
+ONE_SMS = MAX_TEXT_UNICODE
+
+
+def _templates(kind: str) -> tuple[str, str]:
+    """(with a site name, without one) for ``kind``, in the active language."""
+    if kind == "code":
+        return (gettext("{code} is your {site} code. Valid {minutes} min."),
+                gettext("{code} is your code. Valid {minutes} min."))
+    if kind == "unknown_account":
+        return (gettext("{site}: no account uses this number."),
+                gettext("No account uses this number."))
+    return (gettext("{site}: an account with this number exists."),
+            gettext("An account with this number exists."))
+
+
+def site_name(request: Any = None, *, sender: str | None = None) -> str:
+    """The name of the site for the texts: the Sites framework's current site when it is
+    installed, else the ``SENDER`` alias (``sender``, or the setting's), else nothing."""
+    from django.apps import apps
+
+    if apps.is_installed("django.contrib.sites"):
+        from django.contrib.sites.shortcuts import get_current_site
+
+        name = getattr(get_current_site(request), "name", "")
+        if name:
+            return str(name)
+    if sender is None:
+        sender = load_resolved().settings.sender
+    return sender or ""
+
+
+def _render(kind: str, template: str | None, site: str, limit: int, **values: Any) -> str:
+    """The text, with the site name shortened until it fits ``limit``."""
+    with_site, without_site = _templates(kind)
+    if template is not None:
+        with_site = without_site = template
+    text = ""
+    for size in range(len(site), -1, -1):
+        name = site[:size].rstrip()
+        chosen = with_site if name else without_site
+        text = chosen.format(site=name, **values).strip()
+        if len(text) <= limit:
+            return text
+    raise ValidationError("text", text, f"{len(text)} characters, more than one SMS ({limit})",
+                          "shorten the text template")
+
+
+def code_text(code: str, *, minutes: int, site: str | None = None, template: str | None = None,
+              limit: int = ONE_SMS) -> str:
+    """The SMS carrying ``code``: ``template`` (``{code}``/``{token}``, ``{site}``,
+    ``{minutes}``) or the translated default."""
+    return _render("code", template, site_name() if site is None else site, limit, code=code,
+                   token=code, minutes=minutes)
+
+
+def notice_text(kind: str, *, site: str | None = None, limit: int = ONE_SMS) -> str:
+    """allauth's texts without a code: ``"unknown_account"`` or ``"account_exists"``."""
+    return _render(kind, None, site_name() if site is None else site, limit)
+
+
+def send_code(phone: Any, code: str, *, minutes: int, purpose: str,
+              template: str | None = None) -> SendResult:
+    """Send ``code`` to ``phone`` now, in :func:`code_text`, once the guard admits it.
+
+    Raises :class:`~.guard.CodeRefused` (nothing sent), ``ValidationError`` (a malformed
+    number or template: nothing sent) or another ``MobilgroupError`` from the client
+    (``maybe_sent`` says whether it may have gone out). ``purpose`` names the plug point in logs
+    and the signal.
+    """
+    return _send(phone, lambda site: code_text(code, minutes=minutes, site=site,
+                                               template=template), purpose)
+
+
+def send_notice(phone: Any, kind: str, *, purpose: str) -> SendResult:
+    """Send one of allauth's texts without a code (see :func:`notice_text`), like a code."""
+    return _send(phone, lambda site: notice_text(kind, site=site), purpose)
+
+
+def _send(phone: Any, text_for: Callable[[str], str], purpose: str) -> SendResult:
+    # Resolved once for the text, the guard and the client: a person is waiting.
+    resolved = load_resolved()
+    core = resolved.settings
+    number = normalize_phones([phone], region=core.region)[0]
+    text = text_for(site_name(sender=core.sender or ""))
+    admit(number, purpose=purpose, limits=GuardLimits.from_resolved(resolved))
+    try:
+        client = shared_client(core)
+    except ConfigurationError as exc:
+        raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
+    # With its "+": a number of a range newer than the phone rules passes only written so.
+    result = client.send("+" + number, text, sender=core.sender,
+                         transliterate=core.transliterate, valid_hours=CODE_VALID_HOURS,
+                         replace_unencodable=resolved["replace_unencodable"])
+    logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
+                result.request_id)
+    return result
