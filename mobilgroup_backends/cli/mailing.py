@@ -174,10 +174,8 @@ def _send(args: argparse.Namespace, plan: Plan, template: str, default_state: Pa
     # The credentials are checked before the state file is written: a mistake there costs
     # nothing, not even a file to delete.
     with _client(args, pool_size=args.concurrency) as client:
-        if path.exists():
-            state = MailingState(path)
-        else:
-            state = MailingState.create(path, plan, source=args.csv, template=template)
+        # Owned by this run from before it is read or built: another run is refused at once.
+        state = MailingState.open_or_create(path, plan, source=args.csv, template=template)
         with state:
             state.check_same(plan, args.csv)
             counts = state.counts()
