@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from mobilgroup_backends import MobilgroupClient, protocol
+from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.emulator.guard import Guard, host_name
 from tests.conftest import RunCommand
 from tests.test_cli_emulator import URL_LINE, Program
@@ -240,3 +241,17 @@ def test_allow_host_takes_only_host_names(mobilgroup_command: RunCommand) -> Non
     done = mobilgroup_command("emulator", "--allow-host", "http://emulator/")
     assert done.returncode == 2
     assert "--allow-host" in done.stderr and "host name or address" in done.stderr
+
+
+def test_over_https_its_own_origin_is_the_https_one(tls_gateway: Emulator, ca_file: str) -> None:
+    base = f"https://127.0.0.1:{tls_gateway.port}"
+    tls_gateway.faults.next("http_500")
+
+    def clear(origin: str) -> int:
+        return requests.delete(base + "/api/faults", headers={"Origin": origin}, timeout=10,
+                               verify=ca_file).status_code
+
+    assert clear(f"http://127.0.0.1:{tls_gateway.port}") == 403  # the scheme differs
+    assert tls_gateway.faults.pending == 1
+    assert clear(base) == 200
+    assert tls_gateway.faults.pending == 0

@@ -291,3 +291,23 @@ def test_padding_that_fits_a_message_still_works(tmp_path: Path, mobilgroup: Run
                       url=mobilgroup_emulator.url(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert [m.text for m in mobilgroup_emulator.outbox] == ["[     N-1] Клиент"]
+
+
+def test_report_and_send_are_refused_while_another_run_holds_the_state(
+        mobilgroup_emulator: Emulator, tmp_path: Path, mobilgroup: RunCommand) -> None:
+    write_contacts(tmp_path / "c.csv", 3)
+    state = tmp_path / "c.csv.mailing.sqlite"
+    url = mobilgroup_emulator.url()
+    assert mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, url=url,
+                      cwd=tmp_path).returncode == 0
+    with held("from mobilgroup_backends.mailing.lock import RunLock\n"
+              "RunLock.take(sys.argv[1])", state) as holder:
+        for command in (("send", "c.csv", "--text", TEMPLATE),
+                        ("report", "--state", state.name, "--force")):
+            started = time.monotonic()
+            done = mobilgroup("mailing", *command, url=url, cwd=tmp_path)
+            assert time.monotonic() - started < 2.0
+            assert done.returncode == 2, done.stderr
+            said = BUSY.search(done.stderr)
+            assert said is not None and int(said.group(1)) == holder.pid, done.stderr
+    assert len(mobilgroup_emulator.requests) == 3  # the first run's sends, nothing since
