@@ -255,3 +255,18 @@ def test_over_https_its_own_origin_is_the_https_one(tls_gateway: Emulator, ca_fi
     assert tls_gateway.faults.pending == 1
     assert clear(base) == 200
     assert tls_gateway.faults.pending == 0
+
+
+def test_an_absolute_target_is_checked_as_its_host(running: Running, sent: str) -> None:
+    import socket
+
+    for target, status in ((b"http://attacker.example/api/messages", b"421"),
+                           (f"http://127.0.0.1:{running.port}/api/messages".encode(), b"200")):
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Connection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+        assert (TEXT.encode() in answer) == (status == b"200")

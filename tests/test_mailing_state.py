@@ -311,3 +311,16 @@ def test_report_and_send_are_refused_while_another_run_holds_the_state(
             said = BUSY.search(done.stderr)
             assert said is not None and int(said.group(1)) == holder.pid, done.stderr
     assert len(mobilgroup_emulator.requests) == 3  # the first run's sends, nothing since
+
+
+def test_what_a_killed_build_left_is_cleared_by_the_next_owner(tmp_path: Path) -> None:
+    write_contacts(tmp_path / "c.csv", 3)
+    plan = make_plan(read_contacts(tmp_path / "c.csv"), TEMPLATE, MailingOptions())
+    state = tmp_path / "m[1].sqlite"  # a name glob would misread
+    leftover = tmp_path / "m[1].sqlite.k3j2_x.new"
+    leftover.write_bytes(b"half a database")
+    unrelated = tmp_path / "m1.sqlite.k3j2_x.new"
+    unrelated.write_bytes(b"not ours")
+    with MailingState.open_or_create(state, plan, source="c.csv", template=TEMPLATE) as opened:
+        assert len(opened.unsent()) == 3
+    assert not leftover.exists() and unrelated.exists()

@@ -112,6 +112,8 @@ class Guard:
         """None when the request may be answered; ``endpoint`` when it is for the gateway's
         endpoint rather than the page or its API."""
         host = request.headers.get("host")
+        if "://" in request.target:  # the absolute form names the host too, and wins over Host
+            host = urlsplit(request.target).netloc
         # HTTP/1.0 clients (the gateway's PHP example) may send no Host; a browser always does.
         if host is not None and host_name(host) not in self.names:
             return Refusal(421, "this emulator answers only for its own host names; start it "

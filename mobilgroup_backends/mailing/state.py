@@ -16,6 +16,7 @@ and what to do; a file locked by another program is told at once, not waited for
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import os
 import sqlite3
@@ -168,6 +169,7 @@ class MailingState:
         path = Path(path)
         lock = RunLock.take(path)
         try:
+            _forget_unfinished_builds(path)
             if not path.exists():
                 _build(path, plan, source=source, template=template)
             return cls(path, run_lock=lock)
@@ -384,6 +386,13 @@ def _build(path: Path, plan: Plan, *, source: str, template: str) -> bool:
         raise state_error(path, exc) from None
     finally:
         building.unlink(missing_ok=True)
+
+
+def _forget_unfinished_builds(path: Path) -> None:
+    """Delete what a run killed while building ``path`` left (only the run holding the lock
+    builds, so under the lock every such file is a dead run's)."""
+    for leftover in path.parent.glob(glob.escape(path.name) + ".*.new"):
+        leftover.unlink(missing_ok=True)
 
 
 def _fill(db: sqlite3.Connection, plan: Plan, *, source: str, template: str) -> None:
