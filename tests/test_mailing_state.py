@@ -259,6 +259,10 @@ def test_create_never_replaces_a_state_file(tmp_path: Path) -> None:
     with MailingState.open_or_create(state, plan, source="c.csv", template=TEMPLATE) as again:
         assert [request.request_id for request in again.unsent()] == ids
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "m.sqlite", "m.sqlite.lock"]
+    assert state.stat().st_mode & 0o077 == 0  # phones and texts: for its owner's eyes
+    with pytest.raises(ValidationError, match="no such file"):
+        MailingState(tmp_path / "gone.sqlite")
+    assert not (tmp_path / "gone.sqlite.lock").exists()
 
 
 @pytest.mark.parametrize(("template", "said"), [

@@ -137,6 +137,9 @@ class MailingState:
         """Open an existing state file, owning it until :meth:`close`. ``run_lock`` is the lock
         already taken for it (by :meth:`create` or :meth:`open_or_create`)."""
         self.path = Path(path)
+        if run_lock is None and not self.path.is_file():  # no lock file beside a wrong path
+            raise ValidationError("--state", str(self.path), "no such file",
+                                  "give the state file mailing send wrote")
         self._lock = run_lock or RunLock.take(self.path)
         try:
             self._db, self._meta = _open(self.path)
