@@ -137,9 +137,8 @@ class MailingState:
         """Open an existing state file, owning it until :meth:`close`. ``run_lock`` is the lock
         already taken for it (by :meth:`create` or :meth:`open_or_create`)."""
         self.path = Path(path)
-        if run_lock is None and not self.path.is_file():  # no lock file beside a wrong path
-            raise ValidationError("--state", str(self.path), "no such file",
-                                  "give the state file mailing send wrote")
+        if run_lock is None:  # no lock file beside a wrong path
+            _must_be_a_file(self.path)
         self._lock = run_lock or RunLock.take(self.path)
         try:
             self._db, self._meta = _open(self.path)
@@ -318,9 +317,7 @@ class MailingState:
 
 def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     """A connection to the state file at ``path`` and its ``meta``, the file checked whole."""
-    if not path.is_file():
-        raise ValidationError("--state", str(path), "no such file",
-                              "give the state file mailing send wrote")
+    _must_be_a_file(path)
     try:
         # mode=rw: never create an empty database where a state file was expected.
         db = sqlite3.connect(f"file:{quote(str(path.absolute()))}?mode=rw", uri=True,
@@ -353,6 +350,12 @@ def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
         db.close()
         raise state_error(path, exc) from None
     return db, meta
+
+
+def _must_be_a_file(path: Path) -> None:
+    if not path.is_file():
+        raise ValidationError("--state", str(path), "not a file" if path.exists() else
+                              "no such file", "give the state file mailing send wrote")
 
 
 def _build(path: Path, plan: Plan, *, source: str, template: str) -> bool:
