@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -66,3 +67,15 @@ def in_threads(work: Callable[[int], object], count: int, timeout: float = 60.0)
     for thread in threads:
         thread.join(timeout)
     return errors
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Terminate ``process`` if it still runs, and kill it if it has not ended in ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
