@@ -8,6 +8,7 @@ it reads from a client on its own (request body size, header size, channel timeo
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from types import FrameType
@@ -71,6 +72,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from . import _url
 
     host, port = parse_listen(args.listen)
+    # One line per notification on standard error (phones masked, never a secret), for the
+    # journal or the container's log.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.no_auth and not is_loopback(host):
         raise ValidationError("--no-auth", args.listen, "refused on an address other machines "
                               "reach: anyone there could send SMS at your expense",
