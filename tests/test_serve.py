@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import requests
 
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ConfigurationError
-from mobilgroup_backends.serve import make_app
+from mobilgroup_backends.serve import make_app, zabbix_media_type
+from tests.conftest import RunCommand
 from tests.helpers import sent_ids, texts, wait_until
 from tests.receiver import (
     TOKEN,
@@ -349,3 +351,94 @@ def test_a_bad_routing_file_is_refused_naming_the_rule(mobilgroup_emulator: Emul
         make_app(mobilgroup_emulator.url(PHONE), receiver_token=TOKEN, routes=routes)
     assert "receiver:db" in str(caught.value)
 
+
+
+# --- Zabbix: the media type shipped in the package --------------------------------------------
+
+def _zabbix_media_type() -> dict[str, Any]:
+    import yaml
+
+    export = yaml.safe_load(zabbix_media_type())["zabbix_export"]
+    assert export["version"] == "6.0"  # the oldest format Zabbix 6 and 7 both import
+    (media_type,) = export["media_types"]
+    return dict(media_type)
+
+
+def test_the_zabbix_media_type_is_a_webhook_whose_script_uses_only_its_parameters() -> None:
+    media_type = _zabbix_media_type()
+    assert media_type["type"] == "WEBHOOK"
+    names = {parameter["name"] for parameter in media_type["parameters"]}
+    used = set(re.findall(r"params\.(\w+)", media_type["script"]))
+    assert used - names == {"HTTPProxy"}  # the one optional parameter, as Zabbix's own
+    assert {"To", "Message", "Subject", "Key", "Token", "URL"} <= names
+    modes = {template["operation_mode"] for template in media_type["message_templates"]}
+    assert modes == {"PROBLEM", "RECOVERY", "UPDATE"}
+
+
+def _as_zabbix_posts(media_type: dict[str, Any], macros: dict[str, str], base: str) -> tuple[
+        str, dict[str, str], bytes]:
+    """The HTTP request the media type's script makes (Zabbix runs it in its JavaScript engine;
+    the script is short enough to replay line by line): its parameters with the macros
+    resolved, the bearer header, and the JSON body it builds."""
+    params = {p["name"]: re.sub(r"\{[A-Z.]+\}", lambda m: macros.get(m.group(), m.group()),
+                                p["value"]) for p in media_type["parameters"]}
+    params["URL"], params["Token"] = base + "/send", TOKEN
+    script = media_type["script"]
+    assert "request.addHeader('Authorization: Bearer ' + params.Token);" in script
+    assert "var text = params.Subject ? params.Subject + ': ' + params.Message : params.Message;" \
+        in script
+    assert "JSON.stringify({to: params.To, text: text, key: 'zabbix:' + params.Key})" in script
+    assert "request.post(params.URL, body)" in script
+    text = f"{params['Subject']}: {params['Message']}" if params["Subject"] else params["Message"]
+    body = json.dumps({"to": params["To"], "text": text, "key": "zabbix:" + params["Key"]})
+    return params["URL"], {"Content-Type": "application/json",
+                           "Authorization": "Bearer " + params["Token"]}, body.encode()
+
+
+def test_the_zabbix_media_types_request_is_texted_once_however_often_zabbix_tries(
+        receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
+    media_type = _zabbix_media_type()
+    problem = {"{ALERT.SENDTO}": "+79000000002", "{ALERT.SUBJECT}": "PROBLEM High",
+               "{ALERT.MESSAGE}": "db1: Disk full since 12:00", "{EVENT.ID}": "4711",
+               "{EVENT.VALUE}": "1"}
+    recovery = {**problem, "{ALERT.SUBJECT}": "RESOLVED",
+                "{ALERT.MESSAGE}": "db1: Disk full after 5m", "{EVENT.VALUE}": "0"}
+    with receiver() as base:
+        answers = []
+        for macros in (problem, problem, recovery):  # Zabbix tries a failed alert again
+            url, headers, body = _as_zabbix_posts(media_type, macros, base)
+            answers.append(requests.post(url, data=body, headers=headers, timeout=30))
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [a.json()["accepted_earlier"] for a in answers] == [False, True, False]
+    assert [(m.phones, m.text) for m in mobilgroup_emulator.outbox] == [
+        ((OTHER,), "PROBLEM High: db1: Disk full since 12:00"),
+        ((OTHER,), "RESOLVED: db1: Disk full after 5m")]
+
+
+def test_the_command_prints_the_media_type_to_import(mobilgroup_command: RunCommand) -> None:
+    result = mobilgroup_command("serve", "--zabbix-media-type")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == zabbix_media_type()
+
+
+def test_the_command_refuses_to_serve_without_a_token(mobilgroup_command: RunCommand,
+                                                      mobilgroup_emulator: Emulator) -> None:
+    result = mobilgroup_command("serve", "--listen", "127.0.0.1:0",
+                                url=mobilgroup_emulator.url(PHONE))
+    assert result.returncode == 2
+    assert "MOBILGROUP_RECEIVER_TOKEN" in result.stderr and "--no-auth" in result.stderr
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8787", "[::]:8787", "192.0.2.1:8787"])
+def test_no_auth_is_refused_on_an_address_other_machines_reach(
+        mobilgroup_command: RunCommand, mobilgroup_emulator: Emulator, listen: str) -> None:
+    result = mobilgroup_command("serve", "--listen", listen, "--no-auth",
+                                url=mobilgroup_emulator.url(PHONE))
+    assert result.returncode == 2
+    assert "--no-auth" in result.stderr and "127.0.0.1" in result.stderr
+
+
+@pytest.mark.parametrize("listen", ["8787", "host:", ":8787", "host:99999"])
+def test_a_wrong_listen_address_is_refused(mobilgroup_command: RunCommand, listen: str) -> None:
+    result = mobilgroup_command("serve", "--listen", listen, "--no-auth")
+    assert result.returncode == 2 and "--listen" in result.stderr and "HOST:PORT" in result.stderr

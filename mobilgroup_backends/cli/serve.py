@@ -49,6 +49,8 @@ def add_commands(commands: Any) -> None:
                        help="the largest body accepted (default 1 MiB)")
     serve.add_argument("--threads", type=int, default=4,
                        help="requests handled at once (default 4)")
+    serve.add_argument("--zabbix-media-type", action="store_true",
+                       help="print the Zabbix webhook media type to import, and exit")
     serve.set_defaults(handler=run_serve)
 
 
@@ -65,11 +67,17 @@ def parse_listen(text: str) -> tuple[str, int]:
 def run_serve(args: argparse.Namespace) -> int:
     try:
         import waitress
-    except ImportError:
-        raise ConfigurationError("mobilgroup serve", "waitress", "the server is not installed",
+
+        from ..serve import MAX_BODY, make_app, zabbix_media_type
+    except ImportError as exc:
+        raise ConfigurationError("mobilgroup serve", exc.name or "waitress",
+                                 "the receiver's packages are not installed",
                                  "pip install 'mobilgroup-backends[serve]'") from None
-    from ..serve import MAX_BODY, make_app
     from . import _url
+
+    if args.zabbix_media_type:
+        print(zabbix_media_type(), end="")
+        return EXIT_OK
 
     host, port = parse_listen(args.listen)
     # One line per notification on standard error (phones masked, never a secret), for the

@@ -26,6 +26,14 @@ waitress (the ``serve`` extra).
 
 from __future__ import annotations
 
+from importlib import resources
+
 from .app import MAX_BODY, ReceiverApp, make_app
 
-__all__ = ["MAX_BODY", "ReceiverApp", "make_app"]
+__all__ = ["MAX_BODY", "ReceiverApp", "make_app", "zabbix_media_type"]
+
+
+def zabbix_media_type() -> str:
+    """The Zabbix webhook media type (YAML, importable into Zabbix 6.0 and later) that posts
+    alerts to the receiver's ``/send`` route (``mobilgroup serve --zabbix-media-type``)."""
+    return (resources.files(__name__) / "zabbix" / "mobilgroup_sms.yaml").read_text("utf-8")
