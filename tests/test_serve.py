@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tests.receiver import (
     post,
     serving,
 )
+from tests.redis_server import RedisServer
 
 PHONE = "79000000001"
 OTHER = "79000000002"
@@ -202,6 +204,7 @@ def test_the_body_bound_can_be_set(receiver: Receiver, mobilgroup_emulator: Emul
     (b'{"status": "firing"}', "alerts"),
     (b'{"status": "pending", "alerts": [{}]}', "status"),
     (b'{"status": "firing", "alerts": [1]}', "alerts[0]"),
+    (b'{"status": "firing", "alerts": [{}], "truncatedAlerts": "x"}', "truncatedAlerts"),
 ])
 def test_a_body_that_is_not_the_payload_gets_400_naming_the_problem(
         receiver: Receiver, mobilgroup_emulator: Emulator, body: bytes, field: str | None) -> None:
@@ -292,6 +295,20 @@ def test_the_budget_holds_back_a_storm_and_one_summary_tells_it(
     assert "[FIRING] Alert4" in summary
     assert 'mobilgroup_receiver_held_back_total{route="alertmanager"} 3.0' in metrics
     assert "mobilgroup_receiver_summaries_total 1.0" in metrics
+
+
+def test_replicas_share_one_budget_through_redis(receiver: Receiver,
+                                                mobilgroup_emulator: Emulator,
+                                                redis_server: RedisServer) -> None:
+    budget = redis_server.url(0) + f"?key=serve-{uuid.uuid4().hex}"
+    with receiver(max_sms=2, per_seconds=60, budget=budget) as one, \
+            receiver(max_sms=2, per_seconds=60, budget=budget) as two:
+        outcomes = [post(base, "/alertmanager", alertmanager_payload(name=f"Alert{n}")).json()
+                    ["outcome"] for n, base in enumerate((one, two, one, two))]
+    assert outcomes == ["sent", "sent", "held", "held"]
+    # The two held back are told once, by the first replica to stop (a summary at close).
+    assert len(mobilgroup_emulator.outbox) == 3
+    assert texts(mobilgroup_emulator)[2].startswith("+2 more CRITICAL since")
 
 
 def test_metrics_count_notifications_sms_refusals_and_latency(

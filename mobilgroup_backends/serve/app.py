@@ -136,6 +136,11 @@ class ReceiverApp:
             if exc.status == 405:
                 extra = [("Allow", "GET, HEAD" if path in ("/healthz", "/metrics") else "POST")]
             return self._answer(start_response, exc.status, exc.payload, extra)
+        except Exception:  # a bug here: 500, so that the tool retries, and the traceback logged
+            logger.exception("the receiver failed on %s %s", method[:10], path[:80])
+            return self._answer(start_response, 500, {
+                "ok": False, "error": "internal", "message": "the receiver failed; its log "
+                "says why"})
 
     def _only(self, method: str, *allowed: str) -> None:
         if method not in allowed:

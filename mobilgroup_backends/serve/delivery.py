@@ -25,6 +25,10 @@ from .notifications import Notification, fit_parts, request_ids
 
 __all__ = ["Delivery", "Outcome", "answer_status"]
 
+#: Characters of a notification kept for the summary (the store may keep it in Redis): an SMS
+#: shows fewer anyway.
+MAX_KEPT_CHARS = 512
+
 #: The summary thread looks at the budget at least this often (seconds).
 SUMMARY_POLL = 5.0
 
@@ -96,7 +100,8 @@ class Delivery:
         ids = request_ids(notification, phones, len(parts))
         item = Item(time.time(), logging.CRITICAL if notification.status == "firing"
                     else logging.INFO, notification.status.upper(),
-                    notification.receiver or notification.source, " ".join(text.split()), "", None)
+                    notification.receiver or notification.source,
+                    " ".join(text.split())[:MAX_KEPT_CHARS], "", None)
         with self._lock:
             decision = self.policy.store.admit(item, paused=False)
         if decision.verdict is Verdict.DUPLICATE:

@@ -103,7 +103,11 @@ def _group_text(body: Mapping[str, Any], alerts: Sequence[Mapping[str, Any]], st
     first_labels = _strings(alerts[0].get("labels"), "alerts[0].labels")
     first_annotations = _strings(alerts[0].get("annotations"), "alerts[0].annotations")
     same = [a for a in alerts if a.get("status", status) == status]
-    count = len(same) + (int(body.get("truncatedAlerts") or 0) if status == "firing" else 0)
+    truncated = body.get("truncatedAlerts") or 0
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise BadPayload("truncatedAlerts", f"must be a count, not {_kind(truncated)}",
+                         "send the tool's webhook payload unchanged")
+    count = len(same) + (truncated if status == "firing" else 0)
     name = group.get("alertname") or common.get("alertname") or first_labels.get("alertname", "")
     shown = {k: v for k, v in group.items() if k != "alertname"}
     for key in TELLING_LABELS:
