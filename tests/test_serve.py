@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -258,15 +259,31 @@ def test_a_stopped_gateway_gets_503_then_the_retry_succeeds(
     assert len(mobilgroup_emulator.outbox) == 1
 
 
+@pytest.mark.parametrize(("breaks", "mends", "code"), [
+    (lambda account: setattr(account, "blocked", True),
+     lambda account: setattr(account, "blocked", False), 5),
+    (lambda account: setattr(account, "balance", Decimal(0)),
+     lambda account: setattr(account, "balance", Decimal(100)), 9)])
 def test_an_account_to_fix_gets_502_and_the_retry_after_the_fix_sends(
-        receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
-    mobilgroup_emulator.account.blocked = True
+        receiver: Receiver, mobilgroup_emulator: Emulator, breaks: Callable[[Any], None],
+        mends: Callable[[Any], None], code: int) -> None:
+    breaks(mobilgroup_emulator.account)
     with receiver() as base:
-        blocked = post(base, "/alertmanager", alertmanager_payload())
-        mobilgroup_emulator.account.blocked = False
+        refused = post(base, "/alertmanager", alertmanager_payload())
+        mends(mobilgroup_emulator.account)
         fixed = post(base, "/alertmanager", alertmanager_payload())
-    assert blocked.status_code == 502 and blocked.json()["code"] == 5
+    assert refused.status_code == 502 and refused.json()["code"] == code
     assert fixed.status_code == 200 and len(mobilgroup_emulator.outbox) == 1
+
+
+def test_an_untrusted_gateway_certificate_gets_502_and_sends_nothing(
+        tls_gateway: Emulator) -> None:
+    app = make_app(tls_gateway.url(PHONE, retries=0), receiver_token=TOKEN)
+    with serving(app) as base:
+        refused = post(base, "/alertmanager", alertmanager_payload())
+    assert refused.status_code == 502, refused.text
+    assert "certificate" in refused.json()["message"].lower()
+    assert len(tls_gateway.outbox) == 0
 
 
 def test_unknown_routes_and_methods(receiver: Receiver, mobilgroup_emulator: Emulator) -> None:

@@ -34,9 +34,14 @@ SUMMARY_POLL = 5.0
 
 
 def answer_status(exc: MobilgroupError) -> int:
-    """The HTTP status a failed send is answered with: 5xx when trying again can mend it (the
-    gateway is down, the answer was lost, the account must be fixed first), so that Alertmanager
-    and Grafana retry; 422 when another try gets the same refusal (a phone the gateway refuses).
+    """The HTTP status a failed send is answered with.
+
+    5xx whenever the notification can still go out later, so that Alertmanager and Grafana try
+    again (with the same ids: nothing goes twice): 503 when trying again can mend it (the gateway
+    down, the answer lost), 502 when the set-up must be fixed first (the account blocked or out
+    of money, the endpoint refusing HTTP, an untrusted certificate). 422 when this notification
+    can never go out as it is (the gateway refuses its phones or text; a local check refused it),
+    which the tools do not retry.
 
     The error's ``verdict`` decides where the errors carry one; until then the same classes.
     """
@@ -45,7 +50,9 @@ def answer_status(exc: MobilgroupError) -> int:
         name = str(getattr(verdict, "value", verdict))
         if name in ("retry", "unknown"):
             return 503
-        return 502 if name == "account" else 422
+        if name == "invalid" or (name == "refused" and isinstance(exc, GatewayError)):
+            return 422
+        return 502
     if isinstance(exc, ValidationError):
         return 422
     if isinstance(exc, GatewayError):
