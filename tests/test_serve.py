@@ -206,6 +206,7 @@ def test_the_body_bound_can_be_set(receiver: Receiver, mobilgroup_emulator: Emul
     (b'{"status": "pending", "alerts": [{}]}', "status"),
     (b'{"status": "firing", "alerts": [1]}', "alerts[0]"),
     (b'{"status": "firing", "alerts": [{}], "truncatedAlerts": "x"}', "truncatedAlerts"),
+    (b"[" * 200_000, None),
 ])
 def test_a_body_that_is_not_the_payload_gets_400_naming_the_problem(
         receiver: Receiver, mobilgroup_emulator: Emulator, body: bytes, field: str | None) -> None:
@@ -284,6 +285,19 @@ def test_an_untrusted_gateway_certificate_gets_502_and_sends_nothing(
     assert refused.status_code == 502, refused.text
     assert "certificate" in refused.json()["message"].lower()
     assert len(tls_gateway.outbox) == 0
+
+
+def test_without_any_recipient_the_tool_is_told_to_keep_it(
+        mobilgroup_emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(mobilgroup_emulator.url(), receiver_token=TOKEN)
+    assert "no default recipients" in caplog.text
+    with serving(app) as base:
+        kept = post(base, "/alertmanager", alertmanager_payload())
+        routed = post(base, "/alertmanager/?to=79000000002", alertmanager_payload())
+    assert kept.status_code == 500 and kept.json()["error"] == "no_recipient"
+    assert "?to=" in kept.json()["message"]
+    assert routed.status_code == 200
+    assert [m.phones for m in mobilgroup_emulator.outbox] == [(OTHER,)]
 
 
 def test_unknown_routes_and_methods(receiver: Receiver, mobilgroup_emulator: Emulator) -> None:

@@ -109,7 +109,7 @@ class ReceiverApp:
     # --- WSGI ----------------------------------------------------------------------------------
 
     def __call__(self, environ: Mapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "") or "/"
+        path = (environ.get("PATH_INFO", "") or "/").rstrip("/") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         try:
             if path == "/healthz":
@@ -200,6 +200,9 @@ class ReceiverApp:
         except ValueError as exc:
             raise HttpError(400, "bad_json", f"the body is not JSON ({exc}); send the tool's "
                             "webhook payload, or {\"to\": \"PHONE\", \"text\": \"...\"}") from None
+        except RecursionError:
+            raise HttpError(400, "bad_json", "the body's JSON nests too deeply; send the tool's "
+                            "webhook payload") from None
 
     def _phones(self, environ: Mapping[str, Any], notification: Notification) -> tuple[str, ...]:
         query = parse_qs(str(environ.get("QUERY_STRING", "")))
@@ -214,8 +217,8 @@ class ReceiverApp:
             raise HttpError(400, "bad_payload", f"{field}: {exc.problem}; {exc.fix}",
                             field=field) from None
         phones = self.routes.phones_for(notification) or self.default_phones
-        if not phones:
-            raise HttpError(422, "bad_payload", "no recipient: add ?to=PHONE to the webhook URL, "
+        if not phones:  # the receiver's set-up: 5xx, so the tool keeps it until it is fixed
+            raise HttpError(500, "no_recipient", "no recipient: add ?to=PHONE to the webhook URL, "
                             "give \"to\" in the body, or put default phones in the receiver's "
                             "URL (mobilgroup://...@USER_ID/PHONE)", field="to")
         return phones
@@ -287,13 +290,18 @@ def make_app(url: str | None = None, *, allow_no_auth: bool = False,
                        per_seconds=resolved["per_seconds"],
                        dedupe_seconds=resolved["dedupe_seconds"],
                        dedupe_size=resolved["dedupe_size"], clock=time.monotonic)
+    summary_phones = settings.phones or table.every_phone()
+    if not summary_phones:
+        logger.warning("no default recipients: notifications need ?to= on the webhook URL, and "
+                       "those the alert budget holds back cannot be summarised; put phones in "
+                       "the URL (mobilgroup://...@USER_ID/PHONE) or MOBILGROUP_ALERT_PHONES")
     metrics = ReceiverMetrics()
     client = MobilgroupClient.from_settings(settings)
     delivery = Delivery(client, store, transliterate=settings.transliterate,
                         max_parts=resolved["max_parts"],
                         prefix=" ".join(str(resolved["prefix"]).split()),
                         failure_backoff=resolved["failure_backoff"],
-                        summary_phones=settings.phones or table.every_phone(),
+                        summary_phones=summary_phones,
                         observe=metrics.latency.observe,
                         on_summary=metrics.summaries.inc)
     return ReceiverApp(delivery, token=token, default_phones=settings.phones, routes=table,
