@@ -244,6 +244,7 @@ def test_a_gateway_that_is_down_gets_503_and_the_retry_sends_once(
         retried = post(base, "/alertmanager", firing)
     assert down.status_code == 503, down.text
     assert lost.status_code == 503 and lost.json()["maybe_sent"] is True
+    assert "demo-password" not in down.text + lost.text
     assert retried.status_code == 200 and retried.json()["accepted_earlier"] is True
     assert len(mobilgroup_emulator.outbox) == 1
 
