@@ -343,6 +343,15 @@ def test_replicas_share_one_budget_through_redis(receiver: Receiver,
     assert texts(mobilgroup_emulator)[2].startswith("+2 more CRITICAL since")
 
 
+def test_dedupe_when_turned_on_folds_identical_texts(receiver: Receiver,
+                                                    mobilgroup_emulator: Emulator) -> None:
+    with receiver(dedupe_seconds=600) as base:
+        outcomes = [post(base, "/alertmanager", alertmanager_payload(starts=starts)).json()
+                    ["outcome"] for starts in ("2026-05-04T12:00:00Z", "2026-05-04T12:05:00Z")]
+    assert outcomes == ["sent", "duplicate"]  # it flapped: a new start, the same text
+    assert len(mobilgroup_emulator.outbox) == 1
+
+
 def test_metrics_count_notifications_sms_refusals_and_latency(
         receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
     with receiver() as base:

@@ -12,7 +12,14 @@ import pytest
 
 from mobilgroup_backends.emulator import Emulator
 from tests.helpers import sent_ids, texts, wait_until
-from tests.receiver import ALERTMANAGER, TOKEN, Alertmanager, ReceiverProcess
+from tests.receiver import (
+    ALERTMANAGER,
+    TOKEN,
+    Alertmanager,
+    ReceiverProcess,
+    alertmanager_payload,
+    post,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_mobilgroup_environment")]
 
@@ -92,3 +99,20 @@ def test_a_gateway_that_is_down_makes_alertmanager_retry_until_it_is_sent(
     assert mobilgroup_emulator.faults.describe()["injected"]["close_before"] == 2
     assert "unexpected status code 503" in alertmanager.log()
     assert len(mobilgroup_emulator.outbox) == 1
+
+
+def test_the_command_stops_on_sigterm_and_sends_the_pending_summary_first(
+        mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
+    process = ReceiverProcess(tmp_path, {"MOBILGROUP_URL": mobilgroup_emulator.url(PHONE),
+                                         "MOBILGROUP_RECEIVER_TOKEN": TOKEN,
+                                         "MOBILGROUP_ALERT_MAX_SMS": "1"}).start()
+    try:
+        outcomes = [post(process.base, "/alertmanager", alertmanager_payload(name=f"A{n}"))
+                    .json()["outcome"] for n in range(3)]
+    finally:
+        process.stop()
+    assert outcomes == ["sent", "held", "held"]
+    assert process.process is not None and process.process.returncode == 0
+    assert len(mobilgroup_emulator.outbox) == 2
+    assert texts(mobilgroup_emulator)[1].startswith("+2 more CRITICAL since")
+    assert "stopping" in process.output()

@@ -111,10 +111,12 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"mobilgroup serve: listening on http://{host}:{bound} ({auth}); POST /alertmanager, "
           f"/grafana, /send", flush=True)
     try:
-        server.run()
+        server.run()  # returns on SIGTERM or Ctrl-C (waitress takes the KeyboardInterrupt)
     except KeyboardInterrupt:
-        print("mobilgroup serve: stopping", file=sys.stderr, flush=True)
+        pass
     finally:
+        print("mobilgroup serve: stopping (a pending summary is sent first)", file=sys.stderr,
+              flush=True)
         signal.signal(signal.SIGTERM, previous)
         server.close()
         app.close()
