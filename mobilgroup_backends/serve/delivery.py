@@ -116,10 +116,13 @@ class Delivery:
         if decision.verdict is not Verdict.SEND:
             self._start_summaries()
             return Outcome("held")
+        # Derived ids are this notification's own: the gateway's "this id was sent already"
+        # then means this very SMS went out before (an earlier try, another replica).
+        resend = notification.identity is not None
         results: list[SendResult] = []
         try:
             for part, request_id in zip(parts, ids, strict=True):
-                results.append(self._send(phones, part, request_id))
+                results.append(self._send(phones, part, request_id, resend=resend))
         except BaseException:
             with self._lock:
                 self.policy.store.release(item, decision)
@@ -130,13 +133,13 @@ class Delivery:
                 self.policy.store.release(item, decision)
         return Outcome("sent", tuple(ids), earlier, len(parts))
 
-    def _send(self, phones: Sequence[str], text: str, request_id: int) -> SendResult:
+    def _send(self, phones: Sequence[str], text: str, request_id: int | None, *,
+              resend: bool) -> SendResult:
         started = time.perf_counter()
         try:
-            # resend=True: the id is this notification's own, so the gateway's "this id was sent
-            # already" means this very SMS went out before (an earlier try, another replica).
             return self.client.send(phones, text, transliterate=self.transliterate,
-                                    replace_unencodable=True, request_id=request_id, resend=True)
+                                    replace_unencodable=True, request_id=request_id,
+                                    resend=resend)
         finally:
             self.observe(time.perf_counter() - started)
 
@@ -145,8 +148,7 @@ class Delivery:
     def _send_summary(self, text: Callable[[], str], *, request_id: int | None = None,
                       resend: bool = False) -> None:
         """The policy's sender: a summary gets a fresh id, a resend of one the id it had."""
-        self.client.send(self.summary_phones, text(), transliterate=self.transliterate,
-                         replace_unencodable=True, request_id=request_id, resend=resend)
+        self._send(self.summary_phones, text(), request_id, resend=resend)
 
     def summary_if_due(self, *, final: bool = False) -> None:
         """Send the pending summary if the budget has room (at close: anyway)."""
