@@ -24,7 +24,8 @@ class ReceiverMetrics:
             registry=self.registry)
         self.refused = Counter(
             "mobilgroup_receiver_requests_refused", "Requests refused before anything was sent, "
-            "by reason (unauthorized, too_large, bad_json, bad_payload, not_found, method)",
+            "by reason (unauthorized, too_large, bad_json, bad_payload, no_recipient, not_found, "
+            "method)",
             ["reason"], registry=self.registry)
         self.held = Counter(
             "mobilgroup_receiver_held_back", "Notifications the alert budget held back (told in "
