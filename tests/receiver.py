@@ -166,16 +166,28 @@ class Alertmanager:
                                "prometheus-alertmanager; .ci/run does)")
         self.folder = folder
         self.port = closed_port()
-        config = {
-            "route": {"receiver": "sms", "group_by": ["alertname"], "group_wait": group_wait,
-                      "group_interval": group_interval, "repeat_interval": "24h"},
-            "receivers": [{"name": "sms", "webhook_configs": [{
-                "url": webhook, "send_resolved": True,
-                "http_config": {"authorization": {"type": "Bearer", "credentials": token}}}]}],
-        }
-        (folder / "alertmanager.yml").write_text(json.dumps(config))  # JSON is YAML
+        self.webhook = webhook
+        self.group_wait, self.group_interval = group_wait, group_interval
+        self.configure(token)
         self.process: subprocess.Popen[bytes] | None = None
         self._starts: dict[str, float] = {}
+
+    def configure(self, token: str) -> None:
+        """Write the configuration, with ``token`` as the webhook's bearer credentials."""
+        config = {
+            "route": {"receiver": "sms", "group_by": ["alertname"],
+                      "group_wait": self.group_wait, "group_interval": self.group_interval,
+                      "repeat_interval": "24h"},
+            "receivers": [{"name": "sms", "webhook_configs": [{
+                "url": self.webhook, "send_resolved": True,
+                "http_config": {"authorization": {"type": "Bearer", "credentials": token}}}]}],
+        }
+        (self.folder / "alertmanager.yml").write_text(json.dumps(config))  # JSON is YAML
+
+    def reload(self, token: str) -> None:
+        """A new token in the configuration, loaded by the running Alertmanager."""
+        self.configure(token)
+        requests.post(f"http://127.0.0.1:{self.port}/-/reload", timeout=10).raise_for_status()
 
     @property
     def api(self) -> str:

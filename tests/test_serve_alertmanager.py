@@ -101,6 +101,20 @@ def test_a_gateway_that_is_down_makes_alertmanager_retry_until_it_is_sent(
     assert len(mobilgroup_emulator.outbox) == 1
 
 
+def test_a_wrong_token_gets_401_nothing_sent_and_the_fixed_config_sends_it(
+        alertmanager: Alertmanager, mobilgroup_emulator: Emulator) -> None:
+    alertmanager.reload("wrong-token-wrong-token")
+    alertmanager.fire("BackupLate")
+    assert wait_until(lambda: "unexpected status code 401" in alertmanager.log(), 30)
+    assert len(mobilgroup_emulator.outbox) == 0
+    # Alertmanager does not retry a 4xx at once, but flushes the group again every
+    # group_interval while it fails: with the token fixed, the next flush gets it through.
+    alertmanager.reload(TOKEN)
+    assert wait_until(lambda: len(mobilgroup_emulator.outbox) == 1, 30), alertmanager.log()
+    assert texts(mobilgroup_emulator) == [
+        "[FIRING] BackupLate (severity=critical): BackupLate on the test system"]
+
+
 def test_the_command_stops_on_sigterm_and_sends_the_pending_summary_first(
         mobilgroup_emulator: Emulator, tmp_path: Path) -> None:
     process = ReceiverProcess(tmp_path, {"MOBILGROUP_URL": mobilgroup_emulator.url(PHONE),
