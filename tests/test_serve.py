@@ -395,6 +395,8 @@ def test_the_token_comes_from_the_environment_or_a_file_and_never_shows(
         make_app(receiver_token_file=str(token_file))
     assert "abc123" not in str(caught.value) and "receiver_token_file" in str(caught.value)
     token_file.write_text(f"{TOKEN}\n")
+    # A file given in code (--token-file) wins over the environment's token, as flags do.
+    monkeypatch.setenv("MOBILGROUP_RECEIVER_TOKEN", "another-token-from-the-environment")
     with serving(make_app(receiver_token_file=str(token_file))) as base:
         assert post(base, "/alertmanager", alertmanager_payload()).status_code == 200
         assert post(base, "/alertmanager", alertmanager_payload(),

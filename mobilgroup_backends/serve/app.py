@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..client import MobilgroupClient
-from ..config import Resolved, django_setting, resolve
+from ..config import LAYERS, Resolved, django_setting, resolve
 from ..errors import HIDDEN, ConfigurationError, MobilgroupError, ValidationError, error_to_dict
 from ..logging.store import make_store
 from ..protocol import mask_phone, normalize_phones
@@ -62,8 +62,9 @@ def read_token(resolved: Resolved) -> str | None:
     """The token from ``receiver_token``, or the first line of ``receiver_token_file``."""
     token: str | None = resolved["receiver_token"]
     path: str | None = resolved["receiver_token_file"]
-    if token is not None or path is None:
-        return token
+    if path is None or (token is not None and _layer(resolved, "receiver_token")
+                        <= _layer(resolved, "receiver_token_file")):
+        return token  # the token, unless the file was given in a stronger place (--token-file)
     where = resolved.where("receiver_token_file")
     try:
         line = Path(path).read_text(encoding="utf-8").partition("\n")[0]
@@ -82,6 +83,11 @@ def read_token(resolved: Resolved) -> str | None:
         raise ConfigurationError(where, path, "the first line is empty",
                                  "write the token on the first line")
     return value
+
+
+def _layer(resolved: Resolved, name: str) -> int:
+    """How strong the place that set ``name`` is (0: an argument in code, a flag)."""
+    return LAYERS.index(resolved.sources.get(name, LAYERS[-1]))
 
 
 class ReceiverApp:
