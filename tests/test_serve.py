@@ -20,7 +20,7 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ConfigurationError
 from mobilgroup_backends.serve import make_app, zabbix_media_type
 from tests.conftest import RunCommand
-from tests.helpers import sent_ids, texts, wait_until
+from tests.helpers import in_threads, sent_ids, texts, wait_until
 from tests.receiver import (
     TOKEN,
     alertmanager_payload,
@@ -83,6 +83,19 @@ def test_the_same_notification_through_two_replicas_goes_out_once(
         answers = [post(one, "/alertmanager", firing), post(two, "/alertmanager", firing)]
     assert [a.status_code for a in answers] == [200, 200]
     assert [a.json()["accepted_earlier"] for a in answers] == [False, True]
+    assert len(mobilgroup_emulator.outbox) == 1
+
+
+def test_the_same_notification_posted_at_once_many_times_goes_out_once(
+        receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
+    firing = alertmanager_payload()
+    answers: list[requests.Response] = []
+    with receiver(max_sms=100) as one, receiver(max_sms=100) as two:
+        errors = in_threads(lambda n: answers.append(post((one, two)[n % 2], "/alertmanager",
+                                                          firing)), 8)
+    assert errors == []
+    assert sorted(a.status_code for a in answers) == [200] * 8
+    assert sum(not a.json()["accepted_earlier"] for a in answers) == 1
     assert len(mobilgroup_emulator.outbox) == 1
 
 
