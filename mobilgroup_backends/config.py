@@ -84,7 +84,7 @@ ENV_PREFIX = "MOBILGROUP_"
 ENV_URL = "MOBILGROUP_URL"
 
 #: The adapters, as the option table names them.
-ADAPTERS = ("client", "cli", "django", "logging", "apprise")
+ADAPTERS = ("client", "cli", "django", "logging", "apprise", "serve")
 _EVERY = frozenset(ADAPTERS)
 
 #: Apprise's own URL arguments: accepted in every URL, so that what ``NotifyMobilgroup.url()``
@@ -222,6 +222,21 @@ def _secret(label: str, value: Any) -> str:
         raise ConfigurationError(label, HIDDEN, "the password is empty",
                                  "give the account password")
     return value
+
+
+def _token(label: str, value: Any) -> str | None:
+    """The receiver's token: a secret, never shown; unset when empty."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(label, MASK, "not a string", "give the token as text")
+    token = value.strip()
+    if len(token) < 16 or any(not 32 < ord(c) < 127 for c in token):
+        raise ConfigurationError(label, MASK, "too short or not printable ASCII (at least 16 "
+                                 "characters, no spaces)",
+                                 "make one with: python -c 'import secrets; "
+                                 "print(secrets.token_urlsafe(32))'")
+    return token
 
 
 def _login(label: str, value: Any) -> str:
@@ -400,6 +415,9 @@ def _option(name: str, kind: str, convert: Converter, default: Any, doc: str, *,
 
 
 _ALERTS = frozenset({"logging"})
+#: The alert budget is shared by the logging handler and the alert receiver (``mobilgroup serve``).
+_BUDGET = frozenset({"logging", "serve"})
+_RECEIVER = frozenset({"serve"})
 _DJANGO = frozenset({"django"})
 
 #: Every setting of the package, in the order the documentation lists them.
@@ -414,7 +432,7 @@ OPTIONS: tuple[Option, ...] = (
             "the gateway address (the emulator in tests)"),
     _option("phones", "phones", _phones_raw, (),
             "default recipients: who gets alerts (the client and the Django backend ignore "
-            "them)", url=False, setting="ALERT_PHONES", adapters=frozenset({"logging", "apprise"})),
+            "them)", url=False, setting="ALERT_PHONES", adapters=frozenset({"logging", "apprise", "serve"})),
     _option("transliterate", "bool", _bool, True,
             "no: send Unicode (the gateway's rus_sms=1), 64 characters instead of 140",
             url="translit"),
@@ -428,18 +446,18 @@ OPTIONS: tuple[Option, ...] = (
             adapter_defaults={"logging": True, "apprise": True}),
     _option("timeout", "seconds>0", _number(float), 10.0,
             "seconds to connect, and for each answer", low=0, high=600,
-            adapter_defaults={"logging": 5.0}),
+            adapter_defaults={"logging": 5.0, "serve": 5.0}),
     _option("retries", "int", _number(int), 3,
             "further attempts after a network error, timeout, 5xx or garbled answer (safe: "
             "a retry reuses the request id)", low=0, high=10,
-            adapter_defaults={"logging": 1, "apprise": 2}),
+            adapter_defaults={"logging": 1, "apprise": 2, "serve": 1}),
     _option("backoff", "seconds", _number(float), 0.25,
             "first pause between attempts, in seconds; doubles each time", low=0, high=60,
-            adapter_defaults={"logging": 0.1}),
+            adapter_defaults={"logging": 0.1, "serve": 0.1}),
     _option("deadline", "seconds>0", _number(float), 20.0,
             "the most one send, status or balance call takes, all attempts and pauses "
             "included (each attempt gets at most what is left)", low=0, high=3600,
-            adapter_defaults={"logging": 10.0}),
+            adapter_defaults={"logging": 10.0, "serve": 10.0}),
     _option("allow_insecure_http", "bool", _bool, False,
             "allow a plain http:// endpoint outside this machine (it carries the password; "
             "logs a warning)"),
@@ -453,15 +471,16 @@ OPTIONS: tuple[Option, ...] = (
             "per row)", low=1, high=1000, adapters=_DJANGO, in_settings=False),
     # The alert handler's own options.
     _option("max_sms", "int", _number(int), 5, "at most this many alert SMS ...", low=1,
-            setting="ALERT_MAX_SMS", adapters=_ALERTS, in_settings=False),
+            setting="ALERT_MAX_SMS", adapters=_BUDGET, in_settings=False),
     _option("per_seconds", "seconds", _number(float), 300.0,
             "... in any window of this many seconds", low=0, setting="ALERT_PER_SECONDS",
-            adapters=_ALERTS, in_settings=False),
+            adapters=_BUDGET, in_settings=False),
     _option("dedupe_seconds", "seconds", _number(float), 600.0,
             "the same alert is sent once in this time; 0 turns dedupe off", low=0,
-            setting="ALERT_DEDUPE_SECONDS", adapters=_ALERTS, in_settings=False),
+            setting="ALERT_DEDUPE_SECONDS", adapters=_BUDGET, in_settings=False,
+            adapter_defaults={"serve": 0.0}),
     _option("dedupe_size", "int", _number(int), 256, "alerts remembered for dedupe", low=1,
-            setting="ALERT_DEDUPE_SIZE", adapters=_ALERTS, in_settings=False),
+            setting="ALERT_DEDUPE_SIZE", adapters=_BUDGET, in_settings=False),
     _option("queue_size", "int", _number(int), 1000,
             "alerts waiting to be sent; more are dropped and counted", low=1,
             setting="ALERT_QUEUE_SIZE", adapters=_ALERTS, in_settings=False),
@@ -470,13 +489,13 @@ OPTIONS: tuple[Option, ...] = (
             setting="ALERT_FLUSH_TIMEOUT", adapters=_ALERTS, in_settings=False),
     _option("failure_backoff", "seconds", _number(float), 10.0,
             "after a failed alert, seconds before trying again (doubling, up to 300)", low=0,
-            setting="ALERT_FAILURE_BACKOFF", adapters=_ALERTS, in_settings=False),
+            setting="ALERT_FAILURE_BACKOFF", adapters=_BUDGET, in_settings=False),
     _option("prefix", "text", _text, "", "put in every alert SMS, e.g. the host",
-            setting="ALERT_PREFIX", adapters=_ALERTS, in_settings=False),
+            setting="ALERT_PREFIX", adapters=_BUDGET, in_settings=False),
     _option("budget", "redis-url", _budget, None,
             "one alert budget for every process using it: redis://HOST:PORT/DB?key=NAME; "
             "unset: each process has its own", url=False, setting="ALERT_BUDGET",
-            adapters=_ALERTS, in_settings=False),
+            adapters=_BUDGET, in_settings=False),
     # The toll-fraud guard of one-time codes (two-factor, django-otp, allauth): docs/otp.md.
     _option("otp_per_phone_hour", "int", _number(int), 3,
             "one-time codes to one phone in a clock hour", low=1, high=100, url=False,
@@ -493,6 +512,16 @@ OPTIONS: tuple[Option, ...] = (
     _option("otp_cache", "text", _text, "default",
             "the Django cache (CACHES alias) the guard counts in; shared by every process",
             url=False, adapters=_DJANGO, in_settings=False),
+    # The alert receiver's own options (``mobilgroup serve``).
+    _option("receiver_token", "secret", _token, None,
+            "the bearer token (or basic-auth password) every request to the receiver must carry",
+            url=False, adapters=_RECEIVER, in_settings=False),
+    _option("receiver_token_file", "text", _text, None,
+            "a file whose first line is the receiver's token (instead of receiver_token)",
+            url=False, adapters=_RECEIVER, in_settings=False),
+    _option("max_parts", "int", _number(int), 1,
+            "SMS parts one notification may take; a longer text is cut", low=1, high=10,
+            adapters=_RECEIVER, in_settings=False),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -302,3 +303,15 @@ def send_under_faults(
         if emulator.errors:
             report.unexpected.extend(repr(exc) for exc in emulator.errors)
     return report
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Terminate ``process`` if it still runs, and kill it if it has not ended in ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mobilgroup_backends.config import OPTIONS, Option
+from mobilgroup_backends.config import ADAPTERS, OPTIONS, Option
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
@@ -50,7 +50,7 @@ def _url(option: Option) -> str:
 
 
 def _users(option: Option) -> str:
-    if len(option.adapters) == 5:
+    if len(option.adapters) == len(ADAPTERS):
         return "all"
     return ", ".join(sorted(option.adapters))
 

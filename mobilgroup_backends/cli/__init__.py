@@ -138,10 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     from . import completion as completion_cmd
     from . import emulator as emulator_cmd
     from . import mailing as mailing_cmd
+    from . import serve as serve_cmd
 
     mailing_cmd.add_commands(commands)
     emulator_cmd.add_commands(commands)
     apprise_cmd.add_commands(commands)
+    serve_cmd.add_commands(commands)
     completion_cmd.add_commands(commands, parser)
     return parser
 
