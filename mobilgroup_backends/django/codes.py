@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 
 from ..client import SendResult, shared_client
 from ..errors import ConfigurationError, ValidationError
-from ..protocol import MAX_TEXT_UNICODE, mask_phone, normalize_phones
+from ..protocol import MAX_TEXT_UNICODE, mask_phone
 from .guard import GuardLimits, admit
 from .settings import MobilgroupImproperlyConfigured, load_resolved
 
@@ -115,17 +115,17 @@ def _send(phone: Any, text_for: Callable[[str], str], purpose: str) -> SendResul
     # Resolved once for the text, the guard and the client: a person is waiting.
     resolved = load_resolved()
     core = resolved.settings
-    number = normalize_phones([phone], region=core.region)[0]
-    text = text_for(site_name(sender=core.sender or ""))
-    admit(number, purpose=purpose, limits=GuardLimits.from_resolved(resolved))
     try:
         client = shared_client(core)
     except ConfigurationError as exc:
         raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
-    # With its "+": a number of a range newer than the phone rules passes only written so.
-    result = client.send("+" + number, text, sender=core.sender,
-                         transliterate=core.transliterate, valid_hours=CODE_VALID_HOURS,
-                         replace_unencodable=resolved["replace_unencodable"])
+    # The core applies every setting (sender, alphabet, region...); a code must fit one SMS,
+    # whatever LONG_MESSAGES says for other texts, and lives the gateway's shortest lifetime.
+    outgoing = client.prepare([phone], text_for(site_name(sender=core.sender or "")),
+                              valid_hours=CODE_VALID_HOURS, long_messages="error")
+    number = outgoing.phones[0]
+    admit(number, purpose=purpose, limits=GuardLimits.from_resolved(resolved))
+    (result,) = client.send_prepared(outgoing)
     logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
                 result.request_id)
     return result
