@@ -38,8 +38,8 @@ TASK_BACKOFF = 10.0
 @task
 def send_outboxed(pk: int) -> str:
     """Send the outbox row ``pk`` (if still pending and free); its state afterwards."""
+    from .dispatch import deliver
     from .models import OutboxMessage
-    from .outbox import deliver
 
     state = deliver(pk)
     if state == OutboxMessage.PENDING:
@@ -57,8 +57,8 @@ def send_outboxed_batch(pks: list[int]) -> dict[str, int]:
     once for them all. Each row is claimed on its own just before it is sent, so a worker killed
     mid-batch leaves the rest pending for the sweeper, and another runner never waits on them.
     """
+    from .dispatch import deliver, settings_client
     from .models import OutboxMessage
-    from .outbox import deliver, settings_client
 
     client = settings_client()
     states: dict[str, int] = {}
@@ -88,7 +88,7 @@ def _try_again_later(pk: int) -> None:
 @task
 def track_due(limit: int | None = None) -> dict[str, Any]:
     """Fetch and record the delivery reports that are due; counts of what was done."""
-    from .outbox import settings_client
+    from .dispatch import settings_client
     from .tracking import track
 
     result = track(settings_client(), limit=limit)

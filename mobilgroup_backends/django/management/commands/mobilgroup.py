@@ -31,7 +31,7 @@ from ....errors import (
 )
 from ....protocol import check_sender
 from ...backend import SmsBackend
-from ...outbox import DEFAULT_STALE_AFTER
+from ...dispatch import DEFAULT_STALE_AFTER
 
 
 class _Message:
@@ -193,7 +193,7 @@ class Command(BaseCommand):
                 return
 
     def _outbox(self, options: dict[str, Any]) -> None:
-        from ...outbox import sweep
+        from ...dispatch import sweep
 
         stale_after = timedelta(seconds=options["stale_after"])
 

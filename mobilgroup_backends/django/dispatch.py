@@ -1,0 +1,217 @@
+"""Sending outbox rows: one row by a task (:func:`deliver`), every row left behind by the
+sweeper (:func:`sweep`).
+
+Every send of a row first claims it with a lease (one conditional ``UPDATE``, so two runners
+never send it at once) and then sends with the row's request id and ``resend=True``: if an earlier
+run reached the gateway and died before recording it, the gateway answers the copy with error 7
+and the message is recorded as accepted, sent once.
+
+The tasks (``tasks.py``) and the queueing side (``outbox.py``) both build on this module; neither
+imports the other's internals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..client import MobilgroupClient, SendResult, shared_client
+from ..errors import (
+    ConfigurationError,
+    GatewayError,
+    MobilgroupError,
+    UnknownRequestId,
+    ValidationError,
+)
+from .models import OutboxMessage
+from .settings import load_config
+
+__all__ = ["DEFAULT_STALE_AFTER", "EXPIRED_ERROR", "SweepResult", "deliver", "settings_client",
+           "sweep"]
+
+logger = logging.getLogger("mobilgroup_backends.django.outbox")
+
+#: How long a row may stay pending before the sweeper sends it itself: long enough for a task
+#: backend under load to get to it first, short enough for one-time codes.
+DEFAULT_STALE_AFTER = timedelta(minutes=5)
+EXPIRED_ERROR = "not sent before not_after"
+
+
+def settings_client() -> MobilgroupClient:
+    """The process's client for the ``MOBILGROUP`` settings (kept between tasks: one keep-alive
+    connection per worker process, remade after ``fork``). Do not close it."""
+    return shared_client(load_config().settings)
+
+
+# --- sending one row ------------------------------------------------------------------------
+
+
+def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
+    """Send one outbox row if it is still pending and no one else holds it; its state after.
+
+    Used by the task and by the sweeper. The gateway is called outside any transaction; the
+    outcome (and the delivery tracking record) is written in one transaction, and only while
+    this run's lease still holds. A failure that another attempt may mend (network, timeout, a
+    garbled answer) leaves the row pending for the next run; a refusal marks it ``rejected``.
+    """
+    if client is None:
+        client = settings_client()
+    now = timezone.now()
+    token = secrets.token_hex(16)
+    free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+    claimed = OutboxMessage.objects.filter(free, pk=pk, state=OutboxMessage.PENDING).update(
+        lease_token=token, leased_until=now + _lease(client), attempts=F("attempts") + 1,
+        updated_at=now)
+    if claimed != 1:
+        state = OutboxMessage.objects.filter(pk=pk).values_list("state", flat=True).first()
+        return "leased" if state == OutboxMessage.PENDING else str(state or "missing")
+    row = OutboxMessage.objects.get(pk=pk)
+    if row.not_after is not None and now >= row.not_after:
+        return _expire(client, row, token)
+    try:
+        result = client.send(row.phones, row.text, request_id=row.request_id, resend=True,
+                             **row.options)
+    except ConfigurationError as exc:
+        _finish(row, token, OutboxMessage.PENDING, str(exc))
+        raise
+    except (GatewayError, ValidationError) as exc:
+        # The gateway has no "try later" answer: each of its refusals (funds, bad phones, a
+        # blocked account) holds for this message until someone acts on it.
+        logger.warning("SMS request %s refused: %s", row.request_id, exc)
+        _finish(row, token, OutboxMessage.REJECTED, str(exc))
+        return OutboxMessage.REJECTED
+    except MobilgroupError as exc:
+        logger.warning("SMS request %s not sent yet, left pending: %s", row.request_id, exc)
+        _finish(row, token, OutboxMessage.PENDING, str(exc))
+        return OutboxMessage.PENDING
+    except BaseException:
+        _finish(row, token, OutboxMessage.PENDING, "interrupted")
+        raise
+    return _accepted(row, token, result)
+
+
+def _expire(client: MobilgroupClient, row: OutboxMessage, token: str) -> str:
+    """Past ``not_after``: never send. But an earlier attempt may have reached the gateway with
+    its answer lost; the gateway's status of the request id says whether it did."""
+    if row.attempts <= 1:  # this run's claim is the first attempt: nothing went out before
+        _finish(row, token, OutboxMessage.EXPIRED, EXPIRED_ERROR)
+        return OutboxMessage.EXPIRED
+    try:
+        client.status(row.request_id, extended=False)
+    except UnknownRequestId:
+        _finish(row, token, OutboxMessage.EXPIRED, EXPIRED_ERROR)
+        return OutboxMessage.EXPIRED
+    except MobilgroupError as exc:
+        _finish(row, token, OutboxMessage.PENDING, f"past not_after, status unknown: {exc}")
+        return OutboxMessage.PENDING
+    sent = SendResult(request_id=row.request_id, phones=tuple(row.phones), text=row.text,
+                      sender=row.options.get("sender") or client.sender, accepted_earlier=True)
+    return _accepted(row, token, sent)
+
+
+def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
+    """Record that the gateway has the request, with its tracking record, in one transaction."""
+    # One statement needs no transaction of its own.
+    with (transaction.atomic(using=router.db_for_write(OutboxMessage)) if row.track_delivery
+          else contextlib.nullcontext()):
+        if not _finish(row, token, OutboxMessage.ACCEPTED, "", accepted_at=timezone.now()):
+            # The lease ran out mid-send and another run holds the row: its resend is answered
+            # as "accepted earlier" and it records the outcome.
+            return OutboxMessage.PENDING
+        if row.track_delivery:
+            from .tracking import record_sent
+
+            records = record_sent([result], parts=row.parts, first_part=row.part,
+                                  valid_hours=row.options.get("valid_hours"))
+            OutboxMessage.objects.filter(pk=row.pk).update(tracking=records[0])
+    return OutboxMessage.ACCEPTED
+
+
+def _lease(client: MobilgroupClient) -> timedelta:
+    """Twice the longest one send can take: the claim must outlive the send it covers."""
+    return timedelta(seconds=2 * client.longest_call())
+
+
+def _finish(row: OutboxMessage, token: str, state: str, error: str, **values: Any) -> bool:
+    """Write the outcome and release the lease, if the lease is still this run's."""
+    written = OutboxMessage.objects.filter(pk=row.pk, lease_token=token).update(
+        state=state, last_error=error[:300], lease_token="", leased_until=None,
+        updated_at=timezone.now(), **values)
+    return int(written) == 1
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """What one :func:`sweep` run did: the request ids it sent or tried, by outcome."""
+
+    accepted: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    expired: int = 0
+    skipped: int = 0
+
+    @property
+    def tried(self) -> int:
+        return len(self.accepted) + len(self.pending) + len(self.rejected)
+
+
+def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = None,
+          concurrency: int = 1, client: MobilgroupClient | None = None) -> SweepResult:
+    """Send, here and now, every row left pending longer than ``stale_after``; expire the rows
+    past their ``not_after``.
+
+    This is what recovers a lost enqueue, a task backend that never ran the task, and a worker
+    killed mid-send, whatever task backend is used. Rows a task holds (an unexpired lease) are
+    left to it. ``concurrency`` threads send at once (each with its own database connection),
+    over the one client's pooled connections.
+    """
+    if client is None:
+        client = settings_client()
+    now = timezone.now()
+    free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+    pending = OutboxMessage.objects.filter(free, state=OutboxMessage.PENDING)
+    result = SweepResult()
+    # Never tried: expired at once. Tried before: deliver() asks the gateway whether it has it.
+    result.expired = pending.filter(not_after__lte=now, attempts=0).update(
+        state=OutboxMessage.EXPIRED, last_error=EXPIRED_ERROR, updated_at=now)
+    due = Q(updated_at__lte=now - stale_after) | Q(not_after__lte=now)
+    stale = list(pending.filter(due).order_by("updated_at")
+                 .values_list("pk", "request_id")[:limit])
+    if concurrency <= 1 or len(stale) <= 1:
+        outcomes = [(request_id, deliver(pk, client=client)) for pk, request_id in stale]
+    else:
+        shares = [stale[n::concurrency] for n in range(min(concurrency, len(stale)))]
+        with ThreadPoolExecutor(len(shares), thread_name_prefix="mobilgroup-sweep") as pool:
+            runs = [pool.submit(_deliver_share, share, client) for share in shares]
+            outcomes = [outcome for run in runs for outcome in run.result()]
+    for request_id, outcome in outcomes:
+        if outcome == OutboxMessage.ACCEPTED:
+            result.accepted.append(request_id)
+        elif outcome == OutboxMessage.PENDING:
+            result.pending.append(request_id)
+        elif outcome == OutboxMessage.REJECTED:
+            result.rejected.append(request_id)
+        elif outcome == OutboxMessage.EXPIRED:
+            result.expired += 1
+        else:
+            result.skipped += 1  # a task got to it first
+    return result
+
+
+def _deliver_share(rows: list[tuple[int, int]], client: MobilgroupClient) -> list[tuple[int, str]]:
+    try:
+        return [(request_id, deliver(pk, client=client)) for pk, request_id in rows]
+    finally:
+        connections.close_all()  # this thread's own connections
