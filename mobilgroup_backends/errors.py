@@ -14,11 +14,42 @@ Every error carries ``request_id`` (the id of the send it belongs to, when there
 ``maybe_sent``: True when the request may have reached the gateway during any attempt of the call,
 so that a resend must reuse that id, with ``resend=True`` (see docs/reliability.md).
 
+Every error also says what the caller should do about it, as data: :attr:`MobilgroupError.verdict`,
+one of the :class:`Verdict` values. Adapters act on it and never classify exceptions themselves:
+
+========== ======================================================== ===============================
+verdict    when                                                     what to do
+========== ======================================================== ===============================
+retry      nothing reached the gateway, and trying again can mend     try again later, with backoff
+           it: a refused connection, a connect timeout, a TLS         (the same request id is fine)
+           handshake broken before the request was written
+unknown    the request may have reached the gateway and trying        try again later with **the
+           again can mend it: a timeout waiting for the answer, a     same request id** and
+           connection dropped after the request was written, HTTP     ``resend=True``; never with a
+           5xx/408/429, an answer that is not the gateway's XML, an   new id (it could send twice)
+           answer carrying another request's id, a deadline spent
+refused    refused for good, another try gets the same answer: an     do not retry; record the
+           HTTP 4xx, an untrusted certificate, a redirect, gateway    failure and show the error
+           errors 1, 2, 6, 7 (as :class:`DuplicateRequestId`), 8,
+           10, 11, 12 and unknown codes
+invalid    refused locally before any request: :class:`ValidationError` do not retry; fix the input or
+           and :class:`ConfigurationError`                           the setting the error names
+account    the account must be fixed first: gateway errors 3, 4, 5,   pause every message of this
+           9 (wrong client id, login/password, blocked, no money)     account (do not spend the
+                                                                    rest of a batch on it); try
+                                                                    again, same id, once fixed
+========== ======================================================== ===============================
+
+A refusal that cannot mend (``refused``) wins over ``maybe_sent``: a 404 after an earlier attempt
+timed out still says ``maybe_sent=True``, so whoever records the message knows a copy may exist, but
+retrying cannot help. :attr:`Verdict.try_again` is True for ``retry`` and ``unknown``.
+
 No exception text ever carries a password: callers build them from masked values only.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +75,7 @@ __all__ = [
     "UnknownCommand",
     "UnknownRequestId",
     "ValidationError",
+    "Verdict",
     "error_for_code",
     "error_to_dict",
     "exit_code",
@@ -59,6 +91,35 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2,
 #: the Python API, a flag of the ``mobilgroup`` command, or a key of Django's ``MOBILGROUP``.
 Context = Literal["python", "cli", "django"]
 CONTEXTS: tuple[Context, ...] = ("python", "cli", "django")
+
+
+
+class Verdict(str, enum.Enum):
+    """What the caller should do about a failure (see the table in this module's docstring).
+
+    A ``str`` enum, so it compares equal to, and serialises as, its value (``"retry"``...).
+    """
+
+    #: Nothing reached the gateway; trying again later can succeed.
+    RETRY = "retry"
+    #: The request may have reached the gateway; try again later with the same request id and
+    #: ``resend=True`` only.
+    UNKNOWN = "unknown"
+    #: Refused for good: another try gets the same answer.
+    REFUSED = "refused"
+    #: Refused locally: fix the input or the setting the error names.
+    INVALID = "invalid"
+    #: The account must be fixed first (credentials, blocked, no money): pause its work.
+    ACCOUNT = "account"
+
+    @property
+    def try_again(self) -> bool:
+        """True when trying again later, with the same request id, can succeed by itself."""
+        return self in (Verdict.RETRY, Verdict.UNKNOWN)
+
+    def __str__(self) -> str:
+        return self.value
+
 
 class _Hidden:
     """The type of :data:`HIDDEN`: one instance, which stays the one through pickling."""
@@ -129,6 +190,14 @@ class MobilgroupError(PicklableError, Exception):
         """The error's text with the hint of ``context`` instead of the Python one."""
         return str(self)
 
+    @property
+    def verdict(self) -> Verdict:
+        """What the caller should do about this error (module docstring has the table).
+
+        Computed from the error's own fields, so it comes back the same after pickling.
+        """
+        return Verdict.UNKNOWN if self.maybe_sent else Verdict.REFUSED
+
 
 class ValidationError(MobilgroupError, ValueError):
     """Input refused before any request was made: nothing was sent and nothing was charged.
@@ -166,6 +235,10 @@ class ValidationError(MobilgroupError, ValueError):
     def hint_for(self, context: Context = "python") -> str:
         return self.hints.get(context, self.fix)
 
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.INVALID
+
 
 class ConfigurationError(ValidationError):
     """A setting, URL or environment variable is missing or malformed.
@@ -195,6 +268,15 @@ class GatewayError(MobilgroupError):
         # reached it, and the client then sets maybe_sent.
         super().__init__(text, request_id=request_id)
 
+    #: Whether the account, not the message, is what the gateway refused.
+    account_level: ClassVar[bool] = False
+
+    @property
+    def verdict(self) -> Verdict:
+        # The gateway refused this very request; a copy an earlier attempt got through would
+        # have been answered with error 7, so ``maybe_sent`` does not make it unknown.
+        return Verdict.ACCOUNT if self.account_level else Verdict.REFUSED
+
 
 class RequestNotParsed(GatewayError):
     code, meaning = 1, "the gateway could not parse the request XML"
@@ -206,14 +288,17 @@ class MissingParameters(GatewayError):
 
 class InvalidClientId(GatewayError):
     code, meaning = 3, "wrong client ID (user_id)"
+    account_level = True
 
 
 class AuthenticationFailed(GatewayError):
     code, meaning = 4, "wrong login and/or password"
+    account_level = True
 
 
 class ClientBlocked(GatewayError):
     code, meaning = 5, "the client account is blocked"
+    account_level = True
 
 
 class UnknownCommand(GatewayError):
@@ -230,6 +315,7 @@ class InvalidRecipients(GatewayError):
 
 class InsufficientFunds(GatewayError):
     code, meaning = 9, "not enough money on the account to send to every recipient"
+    account_level = True
 
 
 class MessageTooLong(GatewayError):
@@ -283,6 +369,12 @@ class TransportError(MobilgroupError):
         self.retryable = retryable
         super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)
 
+    @property
+    def verdict(self) -> Verdict:
+        if not self.retryable:
+            return Verdict.REFUSED
+        return Verdict.UNKNOWN if self.maybe_sent else Verdict.RETRY
+
 
 class ProtocolError(MobilgroupError):
     """The answer was not the gateway's XML (garbage, truncated, oversized, hostile or empty).
@@ -293,6 +385,10 @@ class ProtocolError(MobilgroupError):
     def __init__(self, message: str, *, request_id: int | None = None,
                  maybe_sent: bool = True) -> None:
         super().__init__(message, request_id=request_id, maybe_sent=maybe_sent)
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.UNKNOWN if self.maybe_sent else Verdict.RETRY
 
 
 def _kind(exc: MobilgroupError) -> tuple[str, int]:
@@ -312,7 +408,8 @@ def error_to_dict(exc: MobilgroupError, context: Context = "python") -> dict[str
     """The JSON shape of a failure, as both command-line tools print it with ``--json``.
 
     ``error`` is ``invalid`` (nothing was sent), ``refused`` (the gateway's ``code``) or
-    ``unreachable``; ``maybe_sent`` and ``request_id`` say whether and how a resend is safe.
+    ``unreachable``; ``maybe_sent`` and ``request_id`` say whether and how a resend is safe;
+    ``verdict`` is :attr:`MobilgroupError.verdict` (what to do about it).
     The message's hint names what exists in ``context`` (a flag, a setting, a keyword).
     """
     payload: dict[str, Any] = {"ok": False, "error": _kind(exc)[0],
@@ -324,4 +421,5 @@ def error_to_dict(exc: MobilgroupError, context: Context = "python") -> dict[str
     if exc.request_id is not None and not isinstance(exc, ValidationError):
         payload["request_id"] = exc.request_id  # refused locally: an id sent nowhere is noise
     payload["maybe_sent"] = exc.maybe_sent
+    payload["verdict"] = exc.verdict.value
     return payload

@@ -62,6 +62,7 @@ def test_every_error_survives_pickling_with_its_fields(cls: type[MobilgroupError
         assert copy.request_id == error.request_id and copy.maybe_sent == error.maybe_sent
         assert copy.describe("django") == error.describe("django")
         assert copy.hint_for("cli") == error.hint_for("cli")
+        assert copy.verdict is error.verdict
 
 
 def test_every_class_of_errors_is_covered() -> None:
