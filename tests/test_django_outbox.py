@@ -8,6 +8,7 @@ test_django_outbox_processes.py.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -155,22 +156,55 @@ def test_an_unreachable_gateway_leaves_the_row_pending(gateway: Emulator) -> Non
     assert sent_ids(gateway) == {row.request_id: 1}
 
 
-def test_a_gateway_refusal_marks_the_row_rejected(gateway: Emulator) -> None:
-    gateway.account.balance = 0
-    row = enqueue(PHONE, "no money")
+def test_a_refusal_for_good_marks_the_row_rejected(gateway: Emulator) -> None:
+    gateway.faults.next("body", status=404, body=b"not found")  # a wrong endpoint
+    row = enqueue(PHONE, "wrong endpoint")
     row.refresh_from_db()
-    assert row.state == OutboxMessage.REJECTED
-    assert "error 9" in row.last_error
+    assert (row.state, row.verdict, row.attempts) == (OutboxMessage.REJECTED, "refused", 1)
+    assert "404" in row.last_error
     assert sweep(stale_after=timedelta(0)).tried == 0  # never tried again by itself
+    assert len(gateway.requests) == 1
+
+
+def test_an_account_refusal_pauses_the_outbox_until_it_is_fixed(
+        gateway: Emulator, lost_enqueues: None, admin_client: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    gateway.account.balance = 0
+    rows = [enqueue(PHONE, f"no money {n}") for n in range(5)]
+    with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"):
+        first = sweep(stale_after=timedelta(0))
+        second = sweep(stale_after=timedelta(0))
+    # Each sweep spends one request on the refused account, then stops; nothing is rejected.
+    assert (len(first.paused), first.waiting, first.rejected) == (1, 4, [])
+    assert (len(second.paused), second.waiting) == (1, 4)
+    assert first.to_dict()["paused"] == first.paused
+    assert [ex.error for ex in gateway.requests] == [9, 9]
+    assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.PENDING}
+    [line] = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert "error 9" in line
+    # While it lasts, manage.py check and the admin say so.
+    out = StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "mobilgroup.W003" in out.getvalue() and "5 message(s) wait" in out.getvalue()
+    page = admin_client.get("/admin/mobilgroup/outboxmessage/").content.decode()
+    assert "The SMS outbox is paused" in page
+
+    gateway.account.balance = 100  # money added
+    done = sweep(stale_after=timedelta(0))
+    assert sorted(done.accepted) == sorted(row.request_id for row in rows)
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+    out = StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "mobilgroup.W003" not in out.getvalue()
+    assert "paused" not in admin_client.get("/admin/mobilgroup/outboxmessage/").content.decode()
 
 
 def test_a_rejected_row_is_queued_again_from_the_admin(gateway: Emulator,
                                                        admin_client: Any) -> None:
-    gateway.account.balance = 0
-    row = enqueue(PHONE, "no money yet")
+    gateway.faults.next("body", status=404, body=b"not found")
+    row = enqueue(PHONE, "wrong endpoint first")
     page = admin_client.get("/admin/mobilgroup/outboxmessage/", {"state": "rejected"})
     assert page.status_code == 200 and str(row.request_id) in page.content.decode()
-    gateway.account.balance = 100
 
     done = admin_client.post("/admin/mobilgroup/outboxmessage/",
                              {"action": "queue_again", "_selected_action": [row.pk]}, follow=True)
@@ -261,8 +295,9 @@ def test_the_track_due_task(gateway: Emulator, settings: Any) -> None:
     gateway.clock.advance(timedelta(hours=2))
     SmsRequest.objects.update(report_due_at=timezone.now())
     result = track_due.enqueue()  # the immediate backend runs it here
-    assert result.return_value == {"polled": 1, "complete": 1, "pending": 0, "expired": 0,
-                                   "unknown": 0, "failed": 0, "changed": 2}
+    assert result.return_value == {"polled": 1, "request_ids": [row.request_id], "complete": 1,
+                                   "pending": 0, "expired": 0, "unknown": 0, "failed": 0,
+                                   "skipped": 0, "changed": 2, "errors": [], "stopped": ""}
     assert gateway.status_queries(row.request_id) == 1
     assert SmsRequest.objects.get().state == SmsRequest.COMPLETE
 

@@ -15,28 +15,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from ..client import MobilgroupClient, SendResult, shared_client
-from ..errors import (
-    ConfigurationError,
-    GatewayError,
-    MobilgroupError,
-    UnknownRequestId,
-    ValidationError,
-)
+from ..errors import ConfigurationError, MobilgroupError, UnknownRequestId, Verdict
 from .models import OutboxMessage
 from .settings import load_config
 
-__all__ = ["DEFAULT_STALE_AFTER", "EXPIRED_ERROR", "SweepResult", "deliver", "settings_client",
-           "sweep"]
+__all__ = ["DEFAULT_STALE_AFTER", "EXPIRED_ERROR", "PAUSED", "SweepResult", "deliver",
+           "paused_messages", "paused_notice", "settings_client", "sweep"]
 
 logger = logging.getLogger("mobilgroup_backends.django.outbox")
 
@@ -44,6 +39,8 @@ logger = logging.getLogger("mobilgroup_backends.django.outbox")
 #: backend under load to get to it first, short enough for one-time codes.
 DEFAULT_STALE_AFTER = timedelta(minutes=5)
 EXPIRED_ERROR = "not sent before not_after"
+#: What :func:`deliver` returns when the gateway refused the account: the row stays pending.
+PAUSED = "paused"
 
 
 def settings_client() -> MobilgroupClient:
@@ -56,12 +53,22 @@ def settings_client() -> MobilgroupClient:
 
 
 def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
-    """Send one outbox row if it is still pending and no one else holds it; its state after.
+    """Send one outbox row if it is still pending and no one else holds it; what became of it.
 
     Used by the task and by the sweeper. The gateway is called outside any transaction; the
     outcome (and the delivery tracking record) is written in one transaction, and only while
-    this run's lease still holds. A failure that another attempt may mend (network, timeout, a
-    garbled answer) leaves the row pending for the next run; a refusal marks it ``rejected``.
+    this run's lease still holds. What a failure does to the row is the error's own
+    :attr:`~mobilgroup_backends.errors.MobilgroupError.verdict`, nothing else:
+
+    - ``retry``/``unknown`` (network, timeout, a garbled answer): the row stays pending for the
+      next run, which resends it with the same id;
+    - ``account`` (errors 3, 4, 5, 9: credentials, a blocked account, no money): the row stays
+      pending and :data:`PAUSED` is returned; the outbox's work waits until the account is fixed
+      (one log line when the pause begins, a ``manage.py check`` warning while it lasts);
+    - ``refused``/``invalid``: marked ``rejected``, never tried again by itself (a wrong setting,
+      ``ConfigurationError``, leaves it pending and is raised: fixing the setting mends it).
+
+    Returns the row's state, :data:`PAUSED`, ``"leased"`` (another run holds it) or ``"missing"``.
     """
     if client is None:
         client = settings_client()
@@ -80,23 +87,40 @@ def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
     try:
         result = client.send(row.phones, row.text, request_id=row.request_id, resend=True,
                              **row.options)
-    except ConfigurationError as exc:
-        _finish(row, token, OutboxMessage.PENDING, str(exc))
-        raise
-    except (GatewayError, ValidationError) as exc:
-        # The gateway has no "try later" answer: each of its refusals (funds, bad phones, a
-        # blocked account) holds for this message until someone acts on it.
-        logger.warning("SMS request %s refused: %s", row.request_id, exc)
-        _finish(row, token, OutboxMessage.REJECTED, str(exc))
-        return OutboxMessage.REJECTED
     except MobilgroupError as exc:
-        logger.warning("SMS request %s not sent yet, left pending: %s", row.request_id, exc)
-        _finish(row, token, OutboxMessage.PENDING, str(exc))
-        return OutboxMessage.PENDING
+        return _failed(row, token, exc)
     except BaseException:
         _finish(row, token, OutboxMessage.PENDING, "interrupted")
         raise
     return _accepted(row, token, result)
+
+
+def _failed(row: OutboxMessage, token: str, exc: MobilgroupError) -> str:
+    verdict = exc.verdict
+    if verdict is Verdict.ACCOUNT:
+        paused_before = paused_messages().exclude(pk=row.pk).exists()
+        _finish(row, token, OutboxMessage.PENDING, str(exc), verdict=verdict.value)
+        if not paused_before:
+            logger.warning("SMS outbox paused: the gateway refuses the account (%s); messages "
+                           "stay pending and are sent once it is fixed", exc)
+        return PAUSED
+    if verdict.try_again:
+        logger.warning("SMS request %s not sent yet, left pending: %s", row.request_id, exc)
+        _finish(row, token, OutboxMessage.PENDING, str(exc), verdict=verdict.value)
+        return OutboxMessage.PENDING
+    if isinstance(exc, ConfigurationError):
+        _finish(row, token, OutboxMessage.PENDING, str(exc), verdict=verdict.value)
+        raise exc
+    logger.warning("SMS request %s refused: %s", row.request_id, exc)
+    _finish(row, token, OutboxMessage.REJECTED, str(exc), verdict=verdict.value)
+    return OutboxMessage.REJECTED
+
+
+def paused_messages() -> QuerySet[OutboxMessage]:
+    """The pending rows waiting for the account to be fixed (the gateway refused it)."""
+    paused: QuerySet[OutboxMessage] = OutboxMessage.objects.filter(
+        state=OutboxMessage.PENDING, verdict=Verdict.ACCOUNT.value)
+    return paused
 
 
 def _expire(client: MobilgroupClient, row: OutboxMessage, token: str) -> str:
@@ -123,7 +147,8 @@ def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
     # One statement needs no transaction of its own.
     with (transaction.atomic(using=router.db_for_write(OutboxMessage)) if row.track_delivery
           else contextlib.nullcontext()):
-        if not _finish(row, token, OutboxMessage.ACCEPTED, "", accepted_at=timezone.now()):
+        if not _finish(row, token, OutboxMessage.ACCEPTED, "", verdict="",
+                       accepted_at=timezone.now()):
             # The lease ran out mid-send and another run holds the row: its resend is answered
             # as "accepted earlier" and it records the outcome.
             return OutboxMessage.PENDING
@@ -131,8 +156,14 @@ def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
             from .tracking import record_sent
 
             records = record_sent([result], parts=row.parts, first_part=row.part,
-                                  valid_hours=row.options.get("valid_hours"))
+                                  valid_hours=row.options.get("valid_hours"),
+                                  schedule=row.options.get("schedule"))
             OutboxMessage.objects.filter(pk=row.pk).update(tracking=records[0])
+    if row.verdict == Verdict.ACCOUNT.value:
+        # The account works again: the rest of the paused rows are ordinary pending rows.
+        resumed = paused_messages().update(verdict="")
+        logger.warning("SMS outbox resumed: the gateway accepts the account again; %d paused "
+                       "message(s) follow", resumed)
     return OutboxMessage.ACCEPTED
 
 
@@ -149,22 +180,56 @@ def _finish(row: OutboxMessage, token: str, state: str, error: str, **values: An
     return int(written) == 1
 
 
+def paused_notice() -> str | None:
+    """One sentence while the outbox is paused (the gateway refused the account), else None:
+    what ``manage.py check`` (mobilgroup.W003) and the admin show."""
+    last = paused_messages().order_by("-updated_at").values_list("last_error", flat=True).first()
+    if last is None:
+        return None
+    waiting = OutboxMessage.objects.filter(state=OutboxMessage.PENDING).count()
+    return (f"The SMS outbox is paused: the gateway refuses the account ({last}); "
+            f"{waiting} message(s) wait for it to be fixed.")
+
+
 # --- the sweeper ----------------------------------------------------------------------------
 
 
 @dataclass
 class SweepResult:
-    """What one :func:`sweep` run did: the request ids it sent or tried, by outcome."""
+    """What one :func:`sweep` run did: the request ids it sent or tried, by outcome.
+
+    ``paused`` holds the request id the gateway refused the account for (errors 3, 4, 5, 9): the
+    sweep stopped there, and ``waiting`` rows were left pending, untried, until it is fixed.
+    """
 
     accepted: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
+    paused: list[int] = field(default_factory=list)
+    waiting: int = 0
     expired: int = 0
     skipped: int = 0
 
     @property
     def tried(self) -> int:
-        return len(self.accepted) + len(self.pending) + len(self.rejected)
+        return len(self.accepted) + len(self.pending) + len(self.rejected) + len(self.paused)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON shape of a sweep, as ``manage.py mobilgroup outbox --json``, the Django
+        task and the Celery task give it."""
+        return {"tried": self.tried, "accepted": self.accepted, "pending": self.pending,
+                "rejected": self.rejected, "paused": self.paused, "waiting": self.waiting,
+                "expired": self.expired, "skipped": self.skipped}
+
+    def summary(self) -> str:
+        """One line for people."""
+        line = (f"Sent {self.tried} pending message(s): {len(self.accepted)} accepted, "
+                f"{len(self.pending)} still pending, {len(self.rejected)} rejected; "
+                f"{self.expired} expired.")
+        if self.paused:
+            line += (f" Paused: the gateway refuses the account; {self.waiting + len(self.paused)}"
+                     " message(s) wait until it is fixed.")
+        return line
 
 
 def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = None,
@@ -175,7 +240,9 @@ def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = N
     This is what recovers a lost enqueue, a task backend that never ran the task, and a worker
     killed mid-send, whatever task backend is used. Rows a task holds (an unexpired lease) are
     left to it. ``concurrency`` threads send at once (each with its own database connection),
-    over the one client's pooled connections.
+    over the one client's pooled connections. When the gateway refuses the account, the sweep
+    stops: the rows not tried yet wait (``waiting``) for a later sweep, and each sweep while the
+    account is refused costs one request.
     """
     if client is None:
         client = settings_client()
@@ -189,29 +256,41 @@ def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = N
     due = Q(updated_at__lte=now - stale_after) | Q(not_after__lte=now)
     stale = list(pending.filter(due).order_by("updated_at")
                  .values_list("pk", "request_id")[:limit])
+    stop = threading.Event()
     if concurrency <= 1 or len(stale) <= 1:
-        outcomes = [(request_id, deliver(pk, client=client)) for pk, request_id in stale]
+        outcomes = _deliver_share(stale, client, stop, own_thread=False)
     else:
         shares = [stale[n::concurrency] for n in range(min(concurrency, len(stale)))]
         with ThreadPoolExecutor(len(shares), thread_name_prefix="mobilgroup-sweep") as pool:
-            runs = [pool.submit(_deliver_share, share, client) for share in shares]
+            runs = [pool.submit(_deliver_share, share, client, stop) for share in shares]
             outcomes = [outcome for run in runs for outcome in run.result()]
+    lists = {OutboxMessage.ACCEPTED: result.accepted, OutboxMessage.PENDING: result.pending,
+             OutboxMessage.REJECTED: result.rejected, PAUSED: result.paused}
     for request_id, outcome in outcomes:
-        if outcome == OutboxMessage.ACCEPTED:
-            result.accepted.append(request_id)
-        elif outcome == OutboxMessage.PENDING:
-            result.pending.append(request_id)
-        elif outcome == OutboxMessage.REJECTED:
-            result.rejected.append(request_id)
+        if outcome in lists:
+            lists[outcome].append(request_id)
         elif outcome == OutboxMessage.EXPIRED:
             result.expired += 1
         else:
             result.skipped += 1  # a task got to it first
+    result.waiting = len(stale) - len(outcomes)
     return result
 
 
-def _deliver_share(rows: list[tuple[int, int]], client: MobilgroupClient) -> list[tuple[int, str]]:
+def _deliver_share(rows: list[tuple[int, int]], client: MobilgroupClient, stop: threading.Event,
+                   *, own_thread: bool = True) -> list[tuple[int, str]]:
+    """Deliver ``rows`` in order until one finds the account refused (``stop`` tells the other
+    threads too)."""
+    outcomes: list[tuple[int, str]] = []
     try:
-        return [(request_id, deliver(pk, client=client)) for pk, request_id in rows]
+        for pk, request_id in rows:
+            if stop.is_set():
+                break
+            outcome = deliver(pk, client=client)
+            outcomes.append((request_id, outcome))
+            if outcome == PAUSED:
+                stop.set()
+        return outcomes
     finally:
-        connections.close_all()  # this thread's own connections
+        if own_thread:
+            connections.close_all()  # this thread's own connections

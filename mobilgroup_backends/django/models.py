@@ -129,6 +129,10 @@ class OutboxMessage(models.Model):
                                                          default=PENDING)
     attempts: models.PositiveIntegerField[Any, int] = models.PositiveIntegerField(default=0)
     last_error: models.CharField[Any, str] = models.CharField(max_length=300, blank=True)
+    verdict: models.CharField[Any, str] = models.CharField(
+        max_length=10, blank=True,
+        help_text="the verdict on the last failure (see errors.Verdict); 'account' while the "
+                  "gateway refuses the account and the row waits for it to be fixed")
     not_after: models.DateTimeField[Any, datetime | None] = models.DateTimeField(
         null=True, blank=True, help_text="not sent after this moment (state expired instead)")
     lease_token: models.CharField[Any, str] = models.CharField(max_length=32, blank=True)
