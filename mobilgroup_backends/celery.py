@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +41,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from . import protocol
 from .client import MobilgroupClient, SendResult, backoff_delay
 from .config import Resolved, Settings, django_setting, resolve_cached
-from .errors import ConfigurationError, ProtocolError, TransportError
+from .errors import ConfigurationError, MobilgroupError, Verdict
 
 __all__ = [
     "MAX_RETRIES",
@@ -197,9 +197,17 @@ def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: 
              **send_options: Any) -> dict[str, Any]:
     """Send one queued message under its request id; safe to run any number of times.
 
-    Retried with backoff when no answer came (``TransportError``, a garbled answer, the soft time
-    limit); a refusal by the gateway (funds, bad phones, blocked account) or bad input fails the
-    task at once: running it again would be refused again.
+    What a failure does is the error's own verdict
+    (:attr:`~mobilgroup_backends.errors.MobilgroupError.verdict`), nothing else:
+
+    - ``retry``/``unknown`` (no answer, a garbled answer, HTTP 5xx, the soft time limit): run
+      again after the core's backoff, kept under the broker's visibility timeout;
+    - ``account`` (errors 3, 4, 5, 9: credentials, a blocked account, no money): the account's
+      work pauses: run again with the same backoff, up to ``MAX_RETRIES`` times, so a message
+      goes out once the account is fixed in that time;
+    - ``refused``/``invalid`` (a 404 endpoint, an untrusted certificate, bad phones, a wrong
+      setting): the task fails at once with the reason logged: running it again would be
+      refused again.
 
     When the worker has set Django up with the app ``mobilgroup_backends.django`` and the
     ``track_delivery`` setting is on, the accepted request is recorded for delivery tracking
@@ -209,8 +217,15 @@ def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: 
         with _task_client(self.app) as client:
             result = client.send(phones, text, request_id=request_id, resend=True,
                                  **send_options)
-    except (TransportError, ProtocolError, SoftTimeLimitExceeded) as exc:
+    except SoftTimeLimitExceeded as exc:
         raise self.retry(exc=exc, countdown=retry_countdown(self.app, self.request.retries)) from None
+    except MobilgroupError as exc:
+        verdict = exc.verdict
+        if verdict.try_again or verdict is Verdict.ACCOUNT:
+            raise self.retry(exc=exc,
+                             countdown=retry_countdown(self.app, self.request.retries)) from None
+        logger.error("SMS request %s not sent, not retried (%s): %s", request_id, verdict, exc)
+        raise
     try:
         tracked = _record_for_tracking(self.app, result, send_options.get("valid_hours"))
     except _NotRecorded as failure:
@@ -313,10 +328,4 @@ def track_due(self: Task[Any, Any], /, limit: int | None = None) -> dict[str, An
     from .django.tracking import track
 
     with _task_client(self.app) as client:
-        result = track(client, limit=limit)
-    return _summary(vars(result))
-
-
-def _summary(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A task result as plain JSON: counts as they are, lists as their length."""
-    return {name: len(value) if isinstance(value, list) else value for name, value in values.items()}
+        return track(client, limit=limit).to_dict()

@@ -17,7 +17,7 @@ from celery import Celery
 
 from mobilgroup_backends import celery as mobilgroup_celery
 from mobilgroup_backends.emulator import Emulator
-from mobilgroup_backends.errors import InsufficientFunds, ValidationError
+from mobilgroup_backends.errors import TransportError, ValidationError
 from tests.celery_app import Worker, make_app
 from tests.redis_server import RedisServer
 
@@ -217,15 +217,83 @@ def test_a_transport_failure_is_retried_under_the_same_id(
     assert {ex.request_id for ex in mobilgroup_emulator.requests} == {123456789012345678, None}
 
 
-def test_a_refusal_by_the_gateway_is_not_retried(
+def test_a_refusal_for_good_is_not_retried(
         gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
-    mobilgroup_emulator.account.balance = Decimal(0)
+    mobilgroup_emulator.faults.next("body", count=20, status=404, body=b"not found")
     task = gateway_app.tasks[mobilgroup_celery.SEND_TASK]
-    outcome = task.apply((123456789012345679, ["79031234567"], "no funds"), {})
+    outcome = task.apply((123456789012345679, ["79031234567"], "wrong endpoint"), {})
     assert outcome.failed()
-    assert isinstance(outcome.result, InsufficientFunds)
+    assert isinstance(outcome.result, TransportError) and outcome.result.status_code == 404
     assert len(mobilgroup_emulator.requests) == 1
     assert len(mobilgroup_emulator.outbox) == 0
+
+
+def _worker_outcome(worker: Worker, request_id: int, timeout: float = 60) -> str:
+    """The worker's log once the task of ``request_id`` has ended (failed or succeeded)."""
+    def ended() -> bool:
+        tail = worker.log_tail(200)
+        return "succeeded in" in tail or "raised unexpected" in tail or "raised:" in tail
+
+    _wait(ended, timeout, f"the task of request {request_id} to end")
+    return worker.log_tail(200)
+
+
+@pytest.mark.slow
+def test_a_real_worker_fails_a_404_endpoint_after_one_request(
+        app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
+    gateway = mobilgroup_emulator
+    gateway.faults.next("body", count=50, status=404, body=b"not found")
+    worker = Worker(broker, gateway.url(retries=3, backoff=0.01), str(tmp_path / "w.log"),
+                    concurrency=1)
+    try:
+        request_id = mobilgroup_celery.enqueue("79031234567", "wrong endpoint", app=app)
+        log = _worker_outcome(worker, request_id)
+        time.sleep(1)  # a retry, had there been one, would come within the 0.75 s countdown cap
+        log = worker.log_tail(200)
+    finally:
+        worker.kill()
+    assert len(gateway.requests) == 1, log
+    assert f"SMS request {request_id} not sent, not retried (refused)" in log
+    assert "404" in log and "Retry in" not in log
+    assert "raised unexpected: TransportError" in log  # the task ended failed
+
+
+@pytest.mark.slow
+def test_a_real_worker_fails_an_untrusted_certificate_at_once(
+        app: Celery, broker: str, tmp_path: Path, tls_gateway: Emulator) -> None:
+    worker = Worker(broker, tls_gateway.url(retries=3, backoff=0.01), str(tmp_path / "w.log"),
+                    concurrency=1)
+    try:
+        request_id = mobilgroup_celery.enqueue("79031234567", "untrusted", app=app)
+        _worker_outcome(worker, request_id)
+        time.sleep(1)
+        log = worker.log_tail(200)
+    finally:
+        worker.kill()
+    assert tls_gateway.requests.snapshot() == []  # no request got past the handshake
+    assert log.count(f"SMS request {request_id} not sent, not retried (refused)") == 1, log
+    assert "certificate" in log and "Retry in" not in log
+
+
+@pytest.mark.slow
+def test_a_real_worker_retries_an_account_refusal_until_money_is_added(
+        app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
+    gateway = mobilgroup_emulator
+    gateway.account.balance = Decimal(0)
+    worker = Worker(broker, gateway.url(retries=0), str(tmp_path / "w.log"), concurrency=1)
+    try:
+        request_id = mobilgroup_celery.enqueue("79031234567", "paid later", app=app)
+        _wait(lambda: sum(1 for ex in gateway.requests.snapshot() if ex.error == 9) >= 2, 60,
+              "the account refusal to be retried")
+        gateway.account.balance = Decimal(100)  # money added
+        _wait(lambda: len(gateway.outbox) == 1, 60, "the send once money is there")
+        time.sleep(1)
+        log = worker.log_tail(200)
+    finally:
+        worker.kill()
+    assert [m.request_id for m in gateway.outbox] == [request_id]
+    assert {ex.request_id for ex in gateway.requests} == {request_id}
+    assert "Retry in" in log and "not retried" not in log
 
 
 def test_the_worker_client_is_made_once_per_process_and_app(gateway_app: Celery) -> None:
