@@ -24,7 +24,6 @@ from _ratio import measure
 
 from mobilgroup_backends import MobilgroupClient, SendResult
 from mobilgroup_backends.mailing import (
-    MailingOptions,
     MailingState,
     make_plan,
     read_contacts,
@@ -49,7 +48,7 @@ def run_engine(client: MobilgroupClient, folder: Path, name: str, count: int, *,
     source = folder / f"{name}.csv"
     write_csv(source, count, same=same)
     started_reading = time.perf_counter()
-    plan = make_plan(read_contacts(source), TEMPLATE, MailingOptions(), source=str(source))
+    plan = make_plan(read_contacts(source), TEMPLATE, client, source=str(source))
     planned = started = time.perf_counter()
     with MailingState.create(folder / f"{name}.sqlite", plan, source=str(source),
                              template=TEMPLATE) as state:

@@ -27,6 +27,8 @@ _EXPORTS = {
     "ProtocolError": "errors",
     "TransportError": "errors",
     "ValidationError": "errors",
+    "Verdict": "errors",
+    "Outgoing": "outgoing",
     "DeliveryStatus": "protocol",
     "MailingStatus": "protocol",
     "RecipientStatus": "protocol",
@@ -43,6 +45,7 @@ __all__ = [
     "MailingStatus",
     "MobilgroupClient",
     "MobilgroupError",
+    "Outgoing",
     "ProtocolError",
     "RecipientStatus",
     "SendResult",
@@ -50,6 +53,7 @@ __all__ = [
     "StatusReport",
     "TransportError",
     "ValidationError",
+    "Verdict",
     "__version__",
     "fit_text",
     "normalize_phones",
@@ -67,7 +71,9 @@ if TYPE_CHECKING:
         ProtocolError,
         TransportError,
         ValidationError,
+        Verdict,
     )
+    from .outgoing import Outgoing
     from .protocol import (
         DeliveryStatus,
         MailingStatus,

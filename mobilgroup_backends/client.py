@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
@@ -37,6 +37,7 @@ from . import __version__, protocol
 from .config import DEFAULT_ENDPOINT, Settings, parse_url, settings_from_env
 from .errors import (
     ConfigurationError,
+    DeadlineExceeded,
     DuplicateRequestId,
     GatewayError,
     MobilgroupError,
@@ -44,10 +45,12 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from .outgoing import LongMessages, Outgoing, Part, prepare
 from .protocol import DEFAULT_REGION, StatusReport, mask_phone
 from .transport import GatewayAdapter, attempt
 
-__all__ = ["MobilgroupClient", "SendResult", "backoff_delay", "sent_to_dict", "shared_client"]
+__all__ = ["AttemptHook", "MobilgroupClient", "SendResult", "Sent", "backoff_delay",
+           "sent_to_dict", "shared_client"]
 
 logger = logging.getLogger("mobilgroup_backends.client")
 
@@ -56,6 +59,14 @@ MAX_RESPONSE_BYTES = 256 * 1024
 USER_AGENT = f"mobilgroup-backends/{__version__} python-requests/{requests.__version__}"
 
 T = TypeVar("T")
+
+#: Called before every attempt of a call with the command (``send``, ``status``, ``balance``),
+#: the attempt's number (from 1) and the most attempts the call may make: how a command-line tool
+#: shows that it is waiting.
+AttemptHook = Callable[[str, int, int], None]
+
+#: An attempt shorter than this is not worth starting: the deadline ends the call instead.
+MIN_ATTEMPT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,22 @@ class SendResult:
                 "accepted_earlier": self.accepted_earlier}
 
 
+class Sent(tuple[SendResult, ...]):
+    """What :meth:`MobilgroupClient.send_prepared` returns: one :class:`SendResult` per part, in
+    order (a tuple), with the JSON shape of "one message was sent"."""
+
+    __slots__ = ()
+
+    @property
+    def request_ids(self) -> tuple[int, ...]:
+        return tuple(result.request_id for result in self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``mobilgroup send --json`` prints (see :func:`sent_to_dict`)."""
+        first = self[0]
+        return sent_to_dict(self.request_ids, first.phones, first.sender)
+
+
 def sent_to_dict(request_ids: Iterable[int], phones: Iterable[str],
                  sender: str | None) -> dict[str, Any]:
     """The JSON shape of "one message was sent" that ``mobilgroup send`` and ``manage.py
@@ -99,7 +126,17 @@ class MobilgroupClient:
     ``timeout`` is the deadline of one attempt, in seconds: connecting, then the whole answer
     (status line, headers and body), however slowly it trickles in. ``retries`` is how many times
     a failed exchange (network error, timeout, 5xx, garbled answer) is tried again, with the same
-    request id, with exponential backoff and jitter starting at ``backoff`` seconds. Plain
+    request id, with exponential backoff and jitter starting at ``backoff`` seconds. ``deadline``
+    bounds a whole ``send``/``status``/``balance`` call, every attempt and pause included: each
+    attempt waits at most what is left of it, and a call that runs out ends in
+    :class:`~mobilgroup_backends.errors.DeadlineExceeded`, which says the time spent and the
+    attempts made. The default, 20 s, ends a call inside the 30 s that web servers and proxies
+    commonly give a request (gunicorn's worker timeout, most load balancers), with time left to
+    answer the user.
+
+    ``sender``, ``transliterate``, ``valid_hours``, ``long_messages``, ``replace_unencodable`` and
+    ``region`` are the message settings :meth:`prepare` (and so :meth:`send`) applies to every
+    message whose call does not say otherwise. Plain
     ``http://`` endpoints are refused outside loopback unless ``allow_insecure_http`` is set,
     since the password travels in the body.
 
@@ -124,13 +161,24 @@ class MobilgroupClient:
         ca_bundle: str | None = None,
         allow_insecure_http: bool = False,
         region: str = DEFAULT_REGION,
+        transliterate: bool = True,
+        valid_hours: int | None = None,
+        long_messages: LongMessages = "error",
+        replace_unencodable: bool = False,
+        deadline: float = 20.0,
         session: requests.Session | None = None,
         pool_size: int = 16,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        on_attempt: AttemptHook | None = None,
     ) -> None:
         settings = Settings(user_id=str(user_id), login=login, password=password, sender=sender,
                             endpoint=endpoint, timeout=timeout, retries=retries, backoff=backoff,
-                            allow_insecure_http=allow_insecure_http, region=region)
+                            allow_insecure_http=allow_insecure_http, region=region,
+                            transliterate=transliterate, valid_hours=valid_hours,
+                            long_messages=long_messages, replace_unencodable=replace_unencodable,
+                            deadline=deadline)
+        #: The settings this client applies and keeps (checked by the option table).
+        self.settings = settings
         self.credentials = protocol.Credentials(settings.user_id, login, password)
         self.sender = settings.sender
         #: The country whose national numbers ``send`` understands (``8 903 ...``).
@@ -139,6 +187,8 @@ class MobilgroupClient:
         self.timeout = float(timeout)
         self.retries = retries
         self.backoff = backoff
+        self.deadline = float(settings.deadline)
+        self.on_attempt = on_attempt
         self.max_response_bytes = max_response_bytes
         self.pool_size = max(1, pool_size)
         if ca_bundle is not None and not os.path.exists(ca_bundle):
@@ -204,14 +254,18 @@ class MobilgroupClient:
             "sender": settings.sender, "endpoint": settings.endpoint,
             "timeout": settings.timeout, "retries": settings.retries,
             "backoff": settings.backoff, "allow_insecure_http": settings.allow_insecure_http,
-            "region": settings.region,
+            "region": settings.region, "transliterate": settings.transliterate,
+            "valid_hours": settings.valid_hours, "long_messages": settings.long_messages,
+            "replace_unencodable": settings.replace_unencodable, "deadline": settings.deadline,
         }
         kwargs.update(overrides)
         return cls(settings.user_id, settings.login, settings.password, **kwargs)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> MobilgroupClient:
-        """A client from ``mobilgroup://LOGIN:PASSWORD@USER_ID?sender=...&endpoint=...``."""
+        """A client from ``mobilgroup://LOGIN:PASSWORD@USER_ID?sender=...&endpoint=...``: every
+        option of the URL (``valid``, ``translit``, ``region``, ``deadline``...) is kept and
+        applied."""
         return cls.from_settings(parse_url(url)[0], **overrides)
 
     @classmethod
@@ -239,24 +293,79 @@ class MobilgroupClient:
 
     # --- commands ---------------------------------------------------------------------------
 
+    def prepare(
+        self,
+        phones: str | Iterable[str],
+        text: str,
+        *,
+        sender: str | None = None,
+        transliterate: bool | None = None,
+        schedule: datetime | str | None = None,
+        valid_hours: int | None = None,
+        long_messages: LongMessages | None = None,
+        replace_unencodable: bool | None = None,
+        request_id: int | str | None = None,
+    ) -> Outgoing:
+        """The message(s) the gateway will get, with every setting applied once: the message as
+        plain data, to send now (:meth:`send_prepared`) or to store and send later as it is.
+
+        Arguments left None take the client's settings (its URL's ``sender``, ``translit``,
+        ``valid``, ``long_messages``, ``replace_unencodable``, ``region``). A text over the limit
+        is split in parts (one request id each), cut, or refused, as ``long_messages`` says.
+        Nothing is sent; a ``ValidationError`` names what is wrong.
+        """
+        config = self.settings
+        return prepare(
+            phones, text, account=self.credentials.user_id, region=self.region,
+            sender=sender or self.sender,
+            transliterate=config.transliterate if transliterate is None else transliterate,
+            schedule=schedule,
+            valid_hours=config.valid_hours if valid_hours is None else valid_hours,
+            long_messages=cast(LongMessages, long_messages or config.long_messages),
+            replace_unencodable=(config.replace_unencodable if replace_unencodable is None
+                                 else replace_unencodable),
+            request_id=request_id)
+
+    def send_prepared(self, outgoing: Outgoing, *, resend: bool = False) -> Sent:
+        """Send a prepared message as it is, part after part; one :class:`SendResult` per part.
+
+        The first failure ends the call (the parts after it are not sent). Sending the same
+        ``outgoing`` again with ``resend=True`` is always safe: a part the gateway has already
+        accepted answers "accepted earlier" and goes out once. So after any failure whose
+        verdict says to try again, store the message and resend it later, as it is, with
+        ``resend=True``.
+        """
+        if not isinstance(outgoing, Outgoing):
+            raise ValidationError("outgoing", type(outgoing).__name__, "not a prepared message",
+                                  "make it with client.prepare() or Outgoing.from_dict()")
+        if outgoing.account != self.credentials.user_id:
+            raise ConfigurationError(
+                "outgoing.account", outgoing.account,
+                f"prepared for another account than this client's ({self.credentials.user_id})",
+                "send it with a client of the account it was prepared for")
+        return Sent(self._send_part(outgoing, part, resend) for part in outgoing.parts)
+
     def send(
         self,
         phones: str | Iterable[str],
         text: str,
         *,
         sender: str | None = None,
-        transliterate: bool = True,
+        transliterate: bool | None = None,
         schedule: datetime | str | None = None,
         valid_hours: int | None = None,
         request_id: int | str | None = None,
         resend: bool = False,
-        replace_unencodable: bool = False,
+        replace_unencodable: bool | None = None,
     ) -> SendResult:
         """Send one text to one or more phones as one gateway request (one request id).
 
-        Everything is checked before anything is sent; a ``ValidationError`` means nothing went
-        out. ``transliterate=False`` sends the text as Unicode (the gateway's ``rus_sms=1``), which
-        allows 64 characters instead of 140.
+        The message is made by :meth:`prepare` (arguments left None take the client's
+        settings), so everything is checked before anything is sent; a ``ValidationError``
+        means nothing went out. ``transliterate=False`` sends the text as Unicode (the
+        gateway's ``rus_sms=1``), which allows 64 characters instead of 140. A text over the
+        limit is cut when the client's ``long_messages`` is ``truncate``; one that would go out
+        in several parts is refused here: use :meth:`prepare` and :meth:`send_prepared`.
 
         ``resend=True`` says this ``request_id`` may already have been sent with this same message
         (a task redelivered, a sweep after a crash, a retry after ``maybe_sent``): the gateway's
@@ -266,30 +375,43 @@ class MobilgroupClient:
         else). A resend that fails without a gateway answer keeps ``maybe_sent=True``: the
         earlier call may still have sent it, so resend it again later with the same id.
         """
-        rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
-        try:
-            numbers, text, alias, _, when, valid = protocol.check_message(
-                phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
-                valid_hours=valid_hours, replace_unencodable=replace_unencodable,
-                region=self.region)
-            alias = alias or self.sender
-            body = protocol.build_send(self.credentials, phones=numbers, text=text,
-                                       request_id=rid, sender=alias, transliterate=transliterate,
-                                       schedule=when, valid_hours=valid)
-        except ValidationError as exc:
-            exc.request_id = rid  # nothing was sent; the id still names the message refused
-            raise
+        outgoing = self.prepare(phones, text, sender=sender, transliterate=transliterate,
+                                schedule=schedule, valid_hours=valid_hours,
+                                replace_unencodable=replace_unencodable, request_id=request_id)
+        if len(outgoing.parts) > 1:
+            error = ValidationError(
+                "text", protocol.fit_text(text, 40, "truncate")[0],
+                f"goes out as {len(outgoing.parts)} messages, and send() sends one",
+                "send it with client.send_prepared(client.prepare(...)), or make the client "
+                "with long_messages='truncate'")
+            error.request_id = outgoing.parts[0].request_id
+            raise error
+        return self._send_part(outgoing, outgoing.parts[0], resend)
+
+    def _send_part(self, outgoing: Outgoing, part: Part, resend: bool) -> SendResult:
+        rid = part.request_id
+        body = protocol.build_send(self.credentials, phones=outgoing.phones, text=part.text,
+                                   request_id=rid, sender=outgoing.sender,
+                                   transliterate=outgoing.transliterate,
+                                   schedule=outgoing.schedule, valid_hours=outgoing.valid_hours)
+
         def parse(data: bytes, attempt: int, reached: bool) -> tuple[bool, int]:
             try:
-                protocol.parse_send(data)
+                answered = protocol.parse_send(data).request_id
             except DuplicateRequestId:
                 if not (resend or reached):
                     raise
                 return True, attempt  # an earlier copy got through; its answer was lost
+            if answered is not None and answered != rid:
+                # Not this request's answer (a proxy mixing up connections, a replayed
+                # answer): whether ours was accepted is unknown, and only a resend under
+                # its id can tell without sending it twice.
+                raise ProtocolError(f"the answer names request id {answered}, not {rid}: it "
+                                    f"is not this request's answer", request_id=rid)
             return False, attempt
 
         try:
-            accepted_earlier, attempts = self._call("send", body, rid, parse, numbers)
+            accepted_earlier, attempts = self._call("send", body, rid, parse, outgoing.phones)
         except MobilgroupError as exc:
             if resend and not isinstance(exc, GatewayError):
                 # The caller said an earlier call may have sent this id; failing to reach the
@@ -297,8 +419,9 @@ class MobilgroupClient:
                 # accepted would have been answered with error 7.
                 exc.maybe_sent = True
             raise
-        return SendResult(request_id=rid, phones=numbers, text=text, sender=alias,
-                          attempts=attempts, accepted_earlier=accepted_earlier)
+        return SendResult(request_id=rid, phones=outgoing.phones, text=part.text,
+                          sender=outgoing.sender, attempts=attempts,
+                          accepted_earlier=accepted_earlier)
 
     def status(self, request_id: int | str, *, extended: bool = True) -> StatusReport:
         """The mailing status and, with ``extended``, every recipient's delivery status.
@@ -373,7 +496,7 @@ class MobilgroupClient:
         attempts = self.retries + 1
         pauses = sum(backoff_delay(self.backoff, n, jitter=False)
                      for n in range(1, self.retries + 1))
-        return 2 * self.timeout * attempts + pauses
+        return min(2 * self.timeout * attempts + pauses, 2 * self.deadline)
 
     # --- the exchange -----------------------------------------------------------------------
 
@@ -389,11 +512,16 @@ class MobilgroupClient:
         """
         attempt_number = 0
         reached = False
+        began = time.monotonic()
+        ends = began + self.deadline
+        most = self.retries + 1
         while True:
             attempt_number += 1
             started = time.perf_counter()
+            if self.on_attempt is not None:
+                self.on_attempt(command, attempt_number, most)
             try:
-                data = self._post(body, request_id)
+                data = self._post(body, request_id, min(self.timeout, ends - time.monotonic()))
                 result = parse(data, attempt_number, reached)
             except MobilgroupError as exc:
                 if exc.request_id is None:
@@ -409,7 +537,15 @@ class MobilgroupClient:
                                  request_id, attempt_number, _ms(started), exc)
                 if attempt_number > self.retries or not retryable:
                     raise
-                time.sleep(self.retry_delay(attempt_number))
+                pause = self.retry_delay(attempt_number)
+                if ends - time.monotonic() < pause + MIN_ATTEMPT_SECONDS:
+                    raise DeadlineExceeded(
+                        f"{command} gave up after {time.monotonic() - began:.1f} s and "
+                        f"{attempt_number} attempt(s): its deadline is {self.deadline:g} s; "
+                        f"the last attempt: {exc}", elapsed=time.monotonic() - began,
+                        attempts=attempt_number, deadline=self.deadline,
+                        maybe_sent=reached, request_id=request_id) from exc
+                time.sleep(pause)
                 continue
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s id=%s to=%s ok in %.1f ms (attempt %d)", command, request_id,
@@ -417,30 +553,31 @@ class MobilgroupClient:
                              attempt_number)
             return result
 
-    def _post(self, body: bytes, request_id: int | None) -> bytes:
+    def _post(self, body: bytes, request_id: int | None, timeout: float) -> bytes:
         request = requests.PreparedRequest()
         request.method = "POST"
         request.url = self._url
         request.headers = CaseInsensitiveDict(self._headers)
         request.headers["Content-Length"] = str(len(body))
         request.body = body
-        attempt.begin(self.timeout)
+        timeout = max(timeout, MIN_ATTEMPT_SECONDS)
+        attempt.begin(timeout)
         try:
             try:
                 response = self._adapter.send(
-                    request, stream=True, timeout=self.timeout,
+                    request, stream=True, timeout=timeout,
                     proxies=self._proxies, verify=self._verify, cert=self._cert)
             except requests.exceptions.RequestException as exc:
-                raise self._failure(exc, request_id) from None
+                raise self._failure(exc, request_id, timeout) from None
             try:
-                return self._read(response, request_id)
+                return self._read(response, request_id, timeout)
             finally:
                 response.close()
         finally:
             attempt.end()
 
     def _failure(self, exc: requests.exceptions.RequestException,
-                 request_id: int | None) -> TransportError:
+                 request_id: int | None, timeout: float) -> TransportError:
         """What a failed exchange means for delivery: was anything sent, is a retry any use."""
         # Our transport knows whether the request was written; a caller's own transport does
         # not say, and then the error's kind decides (erring towards "may have been sent").
@@ -456,10 +593,10 @@ class MobilgroupClient:
             return _transport(f"TLS failed after the request was sent; the gateway may have it: "
                               f"{_reason(exc)}", request_id)
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return _transport(f"timed out connecting to {self.endpoint} after {self.timeout:g} s",
+            return _transport(f"timed out connecting to {self.endpoint} after {timeout:.3g} s",
                               request_id, maybe_sent=False, timed_out=True)
         if isinstance(exc, requests.exceptions.ReadTimeout) or (written and attempt.expired()):
-            return _transport(f"no answer from {self.endpoint} within {self.timeout:g} s",
+            return _transport(f"no answer from {self.endpoint} within {timeout:.3g} s",
                               request_id, timed_out=True)
         if isinstance(exc, requests.exceptions.ConnectionError):
             # Refused or unresolvable: the request never left, so nothing can have been sent.
@@ -469,7 +606,8 @@ class MobilgroupClient:
         return _transport(f"request to {self.endpoint} failed: {_reason(exc)}", request_id,
                           maybe_sent=written is not False)
 
-    def _read(self, response: requests.Response, request_id: int | None) -> bytes:
+    def _read(self, response: requests.Response, request_id: int | None,
+              timeout: float) -> bytes:
         status = response.status_code
         if status != 200:
             if 300 <= status < 400:
@@ -488,7 +626,7 @@ class MobilgroupClient:
         # Read in pieces against the attempt's deadline (the transport enforces it on every
         # read; a caller's own transport only bounds each read, so it is checked here too).
         deadline = attempt.deadline if attempt.deadline is not None else (
-            time.monotonic() + self.timeout)
+            time.monotonic() + timeout)
         read = getattr(response.raw, "read1", response.raw.read)
         chunks: list[bytes] = []
         size = 0
@@ -503,12 +641,12 @@ class MobilgroupClient:
                     raise ProtocolError(f"answer refused after {cap} bytes: too large to be the "
                                         f"gateway's", request_id=request_id)
                 if time.monotonic() > deadline:
-                    raise _late(self, request_id)
+                    raise _late(self, request_id, timeout)
         except MobilgroupError:
             raise
         except Exception as exc:  # urllib3 raises its own types mid-body; none may escape
             if time.monotonic() >= deadline:
-                raise _late(self, request_id) from None
+                raise _late(self, request_id, timeout) from None
             raise _transport(f"the answer from {self.endpoint} broke off: {_reason(exc)}",
                              request_id) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -600,8 +738,8 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _late(client: MobilgroupClient, request_id: int | None) -> TransportError:
-    return _transport(f"the answer from {client.endpoint} took longer than {client.timeout:g} s "
+def _late(client: MobilgroupClient, request_id: int | None, timeout: float) -> TransportError:
+    return _transport(f"the answer from {client.endpoint} took longer than {timeout:.3g} s "
                       f"to arrive", request_id, timed_out=True)
 
 

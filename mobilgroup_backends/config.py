@@ -401,6 +401,12 @@ OPTIONS: tuple[Option, ...] = (
             url="translit"),
     _option("valid_hours", "hours", _valid_hours, None,
             "message lifetime, 1 to 48 hours; unset: the gateway's 1 hour", url="valid"),
+    _option("long_messages", "choice", _choice("split", "truncate", "error"), "error",
+            "a text over the limit: split (one request per part), truncate or error",
+            adapter_defaults={"django": "split"}),
+    _option("replace_unencodable", "bool", _bool, False,
+            "replace characters windows-1251 cannot carry (emoji) with '?' instead of refusing",
+            adapter_defaults={"logging": True, "apprise": True}),
     _option("timeout", "seconds>0", _number(float), 10.0,
             "seconds to connect, and for each answer", low=0, high=600,
             adapter_defaults={"logging": 5.0}),
@@ -411,18 +417,15 @@ OPTIONS: tuple[Option, ...] = (
     _option("backoff", "seconds", _number(float), 0.25,
             "first pause between attempts, in seconds; doubles each time", low=0, high=60,
             adapter_defaults={"logging": 0.1}),
+    _option("deadline", "seconds>0", _number(float), 20.0,
+            "the most one send, status or balance call takes, all attempts and pauses "
+            "included (each attempt gets at most what is left)", low=0, high=3600,
+            adapter_defaults={"logging": 10.0}),
     _option("allow_insecure_http", "bool", _bool, False,
             "allow a plain http:// endpoint outside this machine (it carries the password; "
             "logs a warning)"),
     _option("region", "region", _region, DEFAULT_REGION,
             "the country whose national numbers (8 903 ..., 903 ...) are understood"),
-    # The Django backend's own options.
-    _option("long_messages", "choice", _choice("split", "truncate", "error"), "split",
-            "a text over the limit: split, truncate or error", adapters=_DJANGO,
-            in_settings=False),
-    _option("replace_unencodable", "bool", _bool, False,
-            "replace characters windows-1251 cannot carry (emoji) with '?' instead of refusing",
-            adapters=_DJANGO, in_settings=False),
     _option("track_delivery", "bool", _bool, False,
             "record every accepted request for delivery tracking (needs the app)",
             adapters=_DJANGO, in_settings=False),
@@ -486,9 +489,12 @@ class Settings:
     phones: tuple[str, ...] = ()
     transliterate: bool = True
     valid_hours: int | None = None
+    long_messages: str = "error"
+    replace_unencodable: bool = False
     timeout: float = 10.0
     retries: int = 3
     backoff: float = 0.25
+    deadline: float = 20.0
     allow_insecure_http: bool = False
     region: str = DEFAULT_REGION
 
@@ -498,8 +504,9 @@ class Settings:
             check_credentials(self.user_id, self.login, self.password)
         except ValidationError as exc:
             raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
-        for name in ("user_id", "login", "password", "sender", "valid_hours", "timeout",
-                     "retries", "backoff", "allow_insecure_http", "region"):
+        for name in ("user_id", "login", "password", "sender", "transliterate", "valid_hours",
+                     "long_messages", "replace_unencodable", "timeout", "retries", "backoff",
+                     "deadline", "allow_insecure_http", "region"):
             value = getattr(self, name)
             checked = BY_NAME[name].parse(name, value)
             if checked != value or type(checked) is not type(value):

@@ -59,6 +59,7 @@ __all__ = [
     "AuthenticationFailed",
     "ClientBlocked",
     "ConfigurationError",
+    "DeadlineExceeded",
     "DuplicateRequestId",
     "GatewayError",
     "InsufficientFunds",
@@ -85,6 +86,9 @@ __all__ = [
 #: gateway refused; bad usage, input or settings (nothing was sent); the gateway could not be
 #: reached or did not answer with its XML; interrupted (Ctrl-C).
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: A batch (a mailing) stopped because the account must be fixed first (verdict ``account``):
+#: the rest was not spent on the same refusal; fix the account and run it again.
+EXIT_ACCOUNT = 5
 
 
 #: Where an error is shown, which decides how its hint names the fix: a keyword argument of
@@ -374,6 +378,19 @@ class TransportError(MobilgroupError):
         if not self.retryable:
             return Verdict.REFUSED
         return Verdict.UNKNOWN if self.maybe_sent else Verdict.RETRY
+
+
+class DeadlineExceeded(TransportError):
+    """A call ran out of its ``deadline`` (seconds, all attempts and pauses included) before an
+    answer came. ``elapsed`` is the real time spent, ``attempts`` the attempts made; the text
+    says both, and what the last attempt met. ``maybe_sent`` as for any failure of the call."""
+
+    def __init__(self, message: str, *, elapsed: float, attempts: int, deadline: float,
+                 maybe_sent: bool = True, request_id: int | None = None) -> None:
+        self.elapsed = elapsed
+        self.attempts = attempts
+        self.deadline = deadline
+        super().__init__(message, maybe_sent=maybe_sent, timed_out=True, request_id=request_id)
 
 
 class ProtocolError(MobilgroupError):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import pty
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -151,6 +153,40 @@ def mobilgroup_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     from mobilgroup_backends.cli import main
 
     return _in_process(["mobilgroup"], main, capsys, monkeypatch)
+
+
+@pytest.fixture
+def on_a_terminal(mobilgroup_command: RunCommand, monkeypatch: pytest.MonkeyPatch
+                  ) -> Callable[..., tuple[int, str]]:
+    """Run the ``mobilgroup`` command with standard error on a pseudo-terminal, as in an
+    interactive shell: its exit code and what the terminal showed."""
+
+    def run(*args: str, url: str, cwd: Path) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        shown: list[bytes] = []
+
+        def read_the_terminal() -> None:
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed
+                    return
+                if not chunk:
+                    return
+                shown.append(chunk)
+
+        reader = threading.Thread(target=read_the_terminal, daemon=True)
+        reader.start()
+        with open(follower, "w", encoding="utf-8") as terminal, monkeypatch.context() as patch:
+            patch.setenv("COLUMNS", "120")
+            patch.setenv("TERM", "xterm")
+            patch.setattr(sys, "stderr", terminal)
+            done = mobilgroup_command(*args, url=url, cwd=cwd)
+        reader.join(10)
+        os.close(leader)
+        return done.returncode, b"".join(shown).decode("utf-8", "replace")
+
+    return run
 
 
 @pytest.fixture

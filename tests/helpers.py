@@ -66,3 +66,76 @@ def in_threads(work: Callable[[int], object], count: int, timeout: float = 60.0)
     for thread in threads:
         thread.join(timeout)
     return errors
+
+
+Script = Callable[["ScriptedServer", socket.socket], None]
+
+
+class ScriptedServer:
+    """Accepts connections; reads each request (head and Content-Length body); runs ``script``.
+
+    ``requests`` keeps every request's raw bytes, ``sent`` counts the body bytes the script got
+    out before the client hung up.
+    """
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[bytes] = []
+        self.sent = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/extxml.php"
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.requests.append(self._read(conn))
+                    self.script(self, conn)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _read(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.listener.close()

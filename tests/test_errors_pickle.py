@@ -35,6 +35,9 @@ def sample(cls: type[MobilgroupError]) -> MobilgroupError:
         error = cls(request_id=17, detail="as the gateway said")
         error.maybe_sent = True  # an earlier attempt of the call may have arrived
         return error
+    if cls is errors.DeadlineExceeded:
+        return cls("gave up", elapsed=2.4, attempts=3, deadline=2.5, maybe_sent=False,
+                   request_id=21)
     if cls is errors.TransportError:
         return cls("connection reset", status_code=502, maybe_sent=False, retryable=False,
                    timed_out=True, request_id=18)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pty
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -258,25 +256,51 @@ def test_dry_run_counts_and_sends_nothing(mobilgroup_emulator: Emulator, tmp_pat
     assert not (tmp_path / "same.csv.mailing.sqlite").exists()
 
 
-def test_identical_texts_go_in_batches_and_a_refusal_is_retried(
+def test_identical_texts_go_in_batches_and_an_account_refusal_stops_the_run(
         mobilgroup_emulator: Emulator, tmp_path: Path, mobilgroup: RunCommand) -> None:
     write_contacts(tmp_path / "same.csv", 250, same_text=True)
     args = ("mailing", "send", "same.csv", "--text", TEMPLATE, "--concurrency", "1")
     mobilgroup_emulator.account.balance = Decimal(150)  # the second batch of 100 is refused
     done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
-    assert done.returncode == 1
-    assert "gateway error 9" in done.stderr and "run the same command again" in done.stderr
-    assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100, 50]
+    assert done.returncode == 5
+    assert "the account must be fixed first: gateway error 9" in done.stderr
+    assert "run the same command again to send the rest" in done.stderr
+    # The third batch was not spent on the same refusal.
+    assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100]
+    assert len(mobilgroup_emulator.requests) == 2
     report = mobilgroup("mailing", "report", "--force", "--json", url=mobilgroup_emulator.url(),
                         cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    assert json.loads(report.stdout)["summary"]["not_sent"] == 100
+    assert json.loads(report.stdout)["summary"]["not_sent"] == 150
 
     mobilgroup_emulator.account.balance = Decimal(1000)
     done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100, 50, 100]
+    assert [len(m.phones) for m in mobilgroup_emulator.outbox] == [100, 100, 50]
     assert set(sent_phones(mobilgroup_emulator).values()) == {1}
+
+
+def test_money_running_out_mid_mailing_stops_it_and_the_same_command_resumes(
+        mobilgroup_emulator: Emulator, tmp_path: Path, mobilgroup: RunCommand) -> None:
+    write_contacts(tmp_path / "people.csv", 60)  # personalised: one request per row
+    args = ("mailing", "send", "people.csv", "--text", TEMPLATE, "--concurrency", "4", "--json")
+    mobilgroup_emulator.account.balance = Decimal(20)
+    done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 5, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["stopped"]["verdict"] == "account" and summary["stopped"]["code"] == 9
+    assert summary["accepted"] == 20 and summary["left"] == 40
+    assert len(summary["errors"]) == 1  # one line for one cause, not one per row
+    # A handful of refused requests (those already on the wire), not every remaining row.
+    refused = [e for e in mobilgroup_emulator.requests if e.error == 9]
+    assert 1 <= len(refused) <= 4
+    assert len(mobilgroup_emulator.requests) <= 20 + 4
+
+    mobilgroup_emulator.account.balance = Decimal(100)
+    done = mobilgroup(*args, url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accepted"] == 60
+    assert sent_phones(mobilgroup_emulator) == {phone(i): 1 for i in range(1, 61)}
 
 
 def test_resuming_refuses_another_file_or_template(mobilgroup_emulator: Emulator,
@@ -380,40 +404,6 @@ def test_faults_during_the_run_still_send_exactly_once(mobilgroup_emulator: Emul
     assert mobilgroup_emulator.faults.injected["close_after"] > 0
     counted = sent_phones(mobilgroup_emulator)
     assert len(counted) == 300 and set(counted.values()) == {1}
-
-
-@pytest.fixture
-def on_a_terminal(mobilgroup: RunCommand, monkeypatch: pytest.MonkeyPatch
-                  ) -> Callable[..., tuple[int, str]]:
-    """Run the command with standard error on a pseudo-terminal, as in an interactive shell:
-    its exit code and what the terminal showed."""
-
-    def run(*args: str, url: str, cwd: Path) -> tuple[int, str]:
-        leader, follower = pty.openpty()
-        shown: list[bytes] = []
-
-        def read_the_terminal() -> None:
-            while True:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # the terminal closed
-                    return
-                if not chunk:
-                    return
-                shown.append(chunk)
-
-        reader = threading.Thread(target=read_the_terminal, daemon=True)
-        reader.start()
-        with open(follower, "w", encoding="utf-8") as terminal, monkeypatch.context() as patch:
-            patch.setenv("COLUMNS", "120")
-            patch.setenv("TERM", "xterm")
-            patch.setattr(sys, "stderr", terminal)
-            done = mobilgroup(*args, url=url, cwd=cwd)
-        reader.join(10)
-        os.close(leader)
-        return done.returncode, b"".join(shown).decode("utf-8", "replace")
-
-    return run
 
 
 def test_progress_bar_on_a_terminal(mobilgroup_emulator: Emulator, tmp_path: Path,

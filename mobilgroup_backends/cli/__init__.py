@@ -13,11 +13,12 @@ Modules here import the client (and so ``requests``) inside the handlers, never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
@@ -83,10 +84,11 @@ def add_text_options(sub: argparse.ArgumentParser) -> None:
                      help="send as Unicode without transliteration (64 characters at most)")
     fit = sub.add_mutually_exclusive_group()
     fit.add_argument("--split", dest="long_messages", action="store_const", const="split",
-                     default="error", help="send a text that is too long as several messages")
+                     help="send a text that is too long as several messages (default: refuse "
+                          "it, or the URL's long_messages=)")
     fit.add_argument("--truncate", dest="long_messages", action="store_const", const="truncate",
                      help="cut a text that is too long, ending it with an ellipsis")
-    sub.add_argument("--replace-unencodable", action="store_true",
+    sub.add_argument("--replace-unencodable", action="store_true", default=None,
                      help="send characters windows-1251 cannot carry (emoji...) as '?'")
 
 
@@ -147,9 +149,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     environment > the defaults, by the same resolver as every adapter."""
     from ..config import resolve
 
-    flags = {"allow_insecure_http": args.allow_insecure_http,
-             "valid_hours": getattr(args, "valid", None) if args.handler is _send else None,
-             "transliterate": False if getattr(args, "no_translit", False) else None}
+    # The message options are the flags of the commands that send; status has a --valid of its
+    # own (the lifetime a message was sent with), which is not a setting.
+    sends = hasattr(args, "no_translit")
+    flags = {"allow_insecure_http": args.allow_insecure_http}
+    if sends:
+        flags.update(sender=args.sender, valid_hours=args.valid,
+                     transliterate=False if args.no_translit else None,
+                     long_messages=args.long_messages,
+                     replace_unencodable=args.replace_unencodable)
     url = _url(args)
     source = "--url-file" if getattr(args, "url_file", None) else "--url"
     return resolve("cli", arguments=flags, url=url, url_source=source).settings
@@ -192,33 +200,47 @@ def _nonempty(line: str, option: str, shown: str) -> str:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from ..client import sent_to_dict
-    from ..protocol import message_parts
-
-    settings = _settings(args)
-    with _client(args, settings) as client:
+    waiting = _WaitingLine.for_stderr()
+    with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
         # One string: the client splits it on commas, so "79031234567,79231234567" works too.
-        phones = ",".join(args.phones)
-        parts = message_parts(text, transliterate=settings.transliterate,
-                              long_messages=args.long_messages)
-        if len(parts) > 1 and args.request_id:
-            raise ValidationError("--id", args.request_id, f"the text goes out as {len(parts)} "
-                                  "messages, each needs its own id", "leave --id out")
-        results = [client.send(phones, part, sender=args.sender, schedule=args.schedule,
-                               valid_hours=settings.valid_hours,
-                               transliterate=settings.transliterate,
-                               request_id=args.request_id, resend=args.resend,
-                               replace_unencodable=args.replace_unencodable)
-                   for part in parts]
-    first = results[0]
+        outgoing = client.prepare(",".join(args.phones), text, schedule=args.schedule,
+                                  request_id=args.request_id)
+        sent = client.send_prepared(outgoing, resend=args.resend)
     if args.json:
-        print_json(sent_to_dict([r.request_id for r in results], first.phones, first.sender))
+        print_json(sent.to_dict())
     else:
-        ids = ", ".join(str(r.request_id) for r in results)
-        how = f" in {len(results)} parts" if len(results) > 1 else ""
-        print(f"accepted: request id {ids}, {len(first.phones)} recipient(s){how}")
+        ids = ", ".join(str(i) for i in sent.request_ids)
+        how = f" in {len(sent)} parts" if len(sent) > 1 else ""
+        print(f"accepted: request id {ids}, {len(outgoing.phones)} recipient(s){how}")
     return EXIT_OK
+
+
+class _WaitingLine:
+    """On a terminal, one line on standard error saying the command is waiting for the gateway
+    and which attempt it is on (the client's ``on_attempt``), wiped when the call is over."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.shown = False
+
+    @classmethod
+    def for_stderr(cls) -> _WaitingLine | None:
+        """One for standard error when it is a terminal; None for a file or a pipe (logs)."""
+        return cls(sys.stderr) if sys.stderr.isatty() else None
+
+    def __call__(self, command: str, number: int, most: int) -> None:
+        again = f" (attempt {number} of {most})" if number > 1 else ""
+        print(f"\rmobilgroup: waiting for the gateway{again}...", end="", file=self.out,
+              flush=True)
+        self.shown = True
+
+    def __enter__(self) -> _WaitingLine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.shown:
+            print("\r\033[K", end="", file=self.out, flush=True)  # back to the line's start
 
 
 def _status(args: argparse.Namespace) -> int:

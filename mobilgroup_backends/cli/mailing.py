@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    EXIT_ACCOUNT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REFUSED,
@@ -31,6 +32,7 @@ from ..errors import (
 from .output import print_json
 
 if TYPE_CHECKING:
+    from ..client import MobilgroupClient
     from ..mailing import BadRows, Outcome, Plan, RunSummary
     from ..mailing.state import MailingState
 
@@ -91,22 +93,24 @@ def add_commands(commands: Any) -> None:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    from ..mailing import BadRows, MailingOptions, default_state_path, make_plan, read_contacts
+    from ..mailing import BadRows, default_state_path, make_plan, read_contacts
+    from . import _client
 
     _check_concurrency(args.concurrency)
     template = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
     price = _price(args.price)
-    options = MailingOptions(sender=args.sender, schedule=args.schedule, valid_hours=args.valid,
-                             transliterate=not args.no_translit, long_messages=args.long_messages,
-                             replace_unencodable=args.replace_unencodable)
     contacts = read_contacts(args.csv)
-    try:
-        plan = make_plan(contacts, template, options, source=args.csv)
-    except BadRows as exc:
-        return _print_bad_rows(exc, args.json)
-    if args.dry_run:
-        return _print_plan(plan, price, args)
-    return _send(args, plan, template, default_state_path(args.csv))
+    # The client holds the settings every message gets (its flags over --url over the
+    # environment); it is made before the plan, so the plan is what the gateway will get. Making
+    # it sends nothing: a credentials mistake costs nothing, not even a state file to delete.
+    with _client(args, pool_size=args.concurrency) as client:
+        try:
+            plan = make_plan(contacts, template, client, schedule=args.schedule, source=args.csv)
+        except BadRows as exc:
+            return _print_bad_rows(exc, args.json)
+        if args.dry_run:
+            return _print_plan(plan, price, args)
+        return _send(args, client, plan, template, default_state_path(args.csv))
 
 
 def _check_concurrency(value: int) -> None:
@@ -166,33 +170,30 @@ def _print_plan(plan: Plan, price: Decimal | None, args: argparse.Namespace) -> 
     return EXIT_OK
 
 
-def _send(args: argparse.Namespace, plan: Plan, template: str, default_state: Path) -> int:
+def _send(args: argparse.Namespace, client: MobilgroupClient, plan: Plan, template: str,
+          default_state: Path) -> int:
     from ..mailing import MailingState, send_mailing
-    from . import _client
 
     path = Path(args.state) if args.state else default_state
-    # The credentials are checked before the state file is written: a mistake there costs
-    # nothing, not even a file to delete.
-    with _client(args, pool_size=args.concurrency) as client:
-        if path.exists():
-            state = MailingState(path)
-        else:
-            state = MailingState.create(path, plan, source=args.csv, template=template)
-        with state:
-            state.check_same(plan, args.csv)
-            counts = state.counts()
-            progress = _progress(counts["messages"], counts["accepted_messages"],
-                                 resuming=state.runs > 0)
-            stop = threading.Event()
-            previous = _on_stop_signals(stop)
-            try:
-                summary = send_mailing(state, client, concurrency=args.concurrency,
-                                       on_outcome=progress.advance, stop=stop)
-            finally:
-                progress.close()
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
-            return _print_summary(args, state, summary)
+    if path.exists():
+        state = MailingState(path)
+    else:
+        state = MailingState.create(path, plan, source=args.csv, template=template)
+    with state:
+        state.check_same(plan, args.csv)
+        counts = state.counts()
+        progress = _progress(counts["messages"], counts["accepted_messages"],
+                             resuming=state.runs > 0)
+        stop = threading.Event()
+        previous = _on_stop_signals(stop)
+        try:
+            summary = send_mailing(state, client, concurrency=args.concurrency,
+                                   on_outcome=progress.advance, stop=stop)
+        finally:
+            progress.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return _print_summary(args, state, summary)
 
 
 def _on_stop_signals(stop: threading.Event) -> dict[int, Any]:
@@ -228,6 +229,8 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
                                  "failed": summary.failed_messages,
                                  "seconds": round(summary.seconds, 3)},
                     "report_due": due.isoformat(timespec="minutes") if due else None,
+                    "stopped": error_to_dict(summary.account_error, "cli")
+                    if summary.account_error else None,
                     "errors": [str(e) for e in summary.errors]})
     else:
         print(f"{counts['accepted_messages']} of {counts['messages']} SMS accepted "
@@ -238,13 +241,21 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
               f"{summary.accepted_messages} in {summary.seconds:.1f} s ({rate:.0f} SMS/s)")
         print(f"state: {state.path}")
         for error in summary.errors:
-            print(f"  failed: {error}", file=sys.stderr)
+            if error is not summary.account_error:
+                print(f"  failed: {error}", file=sys.stderr)
         if due and counts["accepted_messages"] == counts["messages"]:
             print(f"delivery reports: mobilgroup mailing report --state {state.path} "
                   f"(after {_local(due)})")
     if summary.interrupted:
         print(f"mobilgroup: interrupted; {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if summary.account_error is not None:
+        left = counts["messages"] - counts["accepted_messages"]
+        print(f"mobilgroup: stopped: the account must be fixed first: "
+              f"{summary.account_error.describe('cli')}; {left} SMS not sent. Fix the account "
+              f"(add money, unblock it, correct the credentials), then "
+              f"{resume.replace('to resume', 'to send the rest')}", file=sys.stderr)
+        return EXIT_ACCOUNT
     if counts["failed_messages"] or counts["pending_messages"]:
         print(f"mobilgroup: {counts['messages'] - counts['accepted_messages']} SMS not accepted; "
               f"{resume.replace('to resume', 'to retry them')}", file=sys.stderr)

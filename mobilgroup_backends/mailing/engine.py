@@ -4,6 +4,11 @@ Exactly once, however often a run is interrupted: every request id is in the sta
 the first send; a run sends only what is not recorded as accepted, and a run after the first
 sends with ``resend=True``, so a request the gateway already has is answered with error 7 and
 counted as accepted earlier instead of being sent twice.
+
+A run acts on each failure's verdict: one that says the account must be fixed first (wrong
+credentials, a blocked account, no money) stops the run after the requests already on the wire,
+instead of spending every remaining row on the same refusal; the next run, once the account is
+fixed, sends the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..client import MobilgroupClient
-from ..errors import GatewayError, MobilgroupError, UnknownRequestId
+from ..errors import MobilgroupError, UnknownRequestId, Verdict
 from ..protocol import StatusReport
 from .state import MailingState, StoredRequest
 
@@ -43,9 +48,13 @@ class RunSummary:
     failed_requests: int = 0
     failed_messages: int = 0
     accepted_earlier: int = 0
+    #: Failed requests whose verdict says another try cannot mend them by itself.
     refused: int = 0
     interrupted: bool = False
+    #: The failure that stopped the run because the account must be fixed first, if one did.
+    account_error: MobilgroupError | None = None
     seconds: float = 0.0
+    #: The failures of this run, one of each kind (at most five).
     errors: list[MobilgroupError] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
@@ -57,10 +66,19 @@ class RunSummary:
         else:
             self.failed_requests += 1
             self.failed_messages += size
-            if isinstance(outcome.error, GatewayError):
+            error = outcome.error
+            if error is None:
+                return
+            if not error.verdict.try_again:
                 self.refused += 1
-            if outcome.error is not None and len(self.errors) < 5:
-                self.errors.append(outcome.error)
+            kind = _kind(error)
+            if len(self.errors) < 5 and all(_kind(seen) != kind for seen in self.errors):
+                self.errors.append(error)
+
+
+def _kind(error: MobilgroupError) -> tuple[type, int | None, str]:
+    """Failures alike for the summary: the same class, gateway code and verdict."""
+    return type(error), getattr(error, "code", None), error.verdict.value
 
 
 def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: int = 8,
@@ -85,16 +103,12 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
     state.start_run()
     summary = RunSummary()
     started = time.monotonic()
-    options = state.options
     if not requests:
         return summary
 
     def send(request: StoredRequest) -> Outcome:
         try:
-            result = client.send(
-                request.phones, request.text, sender=options.sender,
-                transliterate=options.transliterate, schedule=options.schedule,
-                valid_hours=options.valid_hours, request_id=request.request_id, resend=resend)
+            [result] = client.send_prepared(request.outgoing, resend=resend)
         except MobilgroupError as exc:
             return Outcome(request, False, error=exc)
         return Outcome(request, True, result.attempts, result.accepted_earlier)
@@ -112,10 +126,13 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
             except queue.Empty:
                 return
             try:
-                results.put(send(request))
+                outcome = send(request)
             except BaseException as exc:  # a bug must stop the run, not hang it
                 results.put(exc)
                 return
+            if outcome.error is not None and outcome.error.verdict is Verdict.ACCOUNT:
+                stop.set()  # every other row would meet the same refusal: take no more
+            results.put(outcome)
 
     workers = [threading.Thread(target=work, name=f"mobilgroup-mailing-{n}", daemon=True)
                for n in range(max(1, min(concurrency, len(requests))))]
@@ -139,16 +156,19 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
         unwritten.append(item)
         if on_outcome is not None:
             on_outcome(item)
+        if item.error is not None and item.error.verdict is Verdict.ACCOUNT \
+                and summary.account_error is None:
+            summary.account_error = item.error
 
     def wind_down() -> None:
-        # Those already on the wire finish (each within the client's timeout) and are
+        # Those already on the wire finish (each within the client's deadline) and are
         # recorded; the rest stay unsent for the next run.
-        summary.interrupted = True
         stop.set()
         for worker in workers:
             worker.join()
         while not results.empty():
             take(results.get_nowait())
+        summary.interrupted = summary.account_error is None
 
     try:
         try:

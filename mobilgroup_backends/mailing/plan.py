@@ -10,12 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from ..errors import ValidationError
+from ..outgoing import Outgoing
 from .contacts import Contacts, template_fields
+
+if TYPE_CHECKING:
+    from ..client import MobilgroupClient
 
 __all__ = ["BATCH_SIZE", "BadRows", "MailingOptions", "Plan", "PlannedRequest", "make_plan"]
 
@@ -27,23 +32,25 @@ BATCH_SIZE = 100
 
 @dataclass(frozen=True)
 class MailingOptions:
-    """How every message of the mailing is sent (part of what makes two runs the same mailing)."""
+    """How every message of the mailing is sent, as the client applied them (part of what makes
+    two runs the same mailing): its resolved settings and the schedule, never argparse alone."""
 
     sender: str | None = None
     schedule: str | None = None
     valid_hours: int | None = None
     transliterate: bool = True
-    long_messages: Literal["error", "split", "truncate"] = "error"
+    long_messages: str = "error"
     replace_unencodable: bool = False
+    region: str = protocol.DEFAULT_REGION
 
-    def checked(self) -> MailingOptions:
-        """The same options, checked by the core and in the gateway's own spelling."""
-        return MailingOptions(
-            sender=protocol.check_sender(self.sender),
-            schedule=protocol.check_schedule(self.schedule),
-            valid_hours=protocol.check_valid_hours(self.valid_hours),
-            transliterate=self.transliterate, long_messages=self.long_messages,
-            replace_unencodable=self.replace_unencodable)
+    @classmethod
+    def of(cls, client: MobilgroupClient, outgoing: Outgoing) -> MailingOptions:
+        """The options of a mailing sent by ``client``, whose first message is ``outgoing``."""
+        settings = client.settings
+        return cls(sender=outgoing.sender, schedule=outgoing.schedule,
+                   valid_hours=outgoing.valid_hours, transliterate=outgoing.transliterate,
+                   long_messages=settings.long_messages,
+                   replace_unencodable=settings.replace_unencodable, region=settings.region)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
@@ -51,11 +58,18 @@ class MailingOptions:
 
 @dataclass(frozen=True)
 class PlannedRequest:
-    """One request to make: a text and its phones, with the CSV line of each phone."""
+    """One request to make: a prepared message of one part, with the CSV line of each phone."""
 
-    text: str
-    phones: tuple[str, ...]
+    outgoing: Outgoing
     lines: tuple[int, ...]
+
+    @property
+    def text(self) -> str:
+        return self.outgoing.parts[0].text
+
+    @property
+    def phones(self) -> tuple[str, ...]:
+        return self.outgoing.phones
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Plan:
     duplicates: int
     #: The source file's and the template's digests, and the options: a mailing's identity.
     fingerprint: dict[str, str] = field(default_factory=dict)
+    options: MailingOptions = field(default_factory=MailingOptions)
 
     @property
     def messages(self) -> int:
@@ -86,15 +101,17 @@ class BadRows(ValidationError):
                          "fix or remove them and run the same command again")
 
 
-def make_plan(contacts: Contacts, template: str, options: MailingOptions, *,
-              source: str = "CSV", batch_size: int = BATCH_SIZE) -> Plan:
+def make_plan(contacts: Contacts, template: str, client: MobilgroupClient, *,
+              schedule: datetime | str | None = None, source: str = "CSV",
+              batch_size: int = BATCH_SIZE) -> Plan:
     """Check every row, render its text and group the texts into requests.
 
-    Raises :class:`BadRows` listing every row that cannot be sent (a phone that is not one, an
-    empty cell the template uses, a text too long or not encodable), and
+    Every message is made by ``client.prepare``: the client's settings (sender, lifetime,
+    transliteration, region, long texts, unencodable characters) apply as they do to any send.
+    Nothing is sent. Raises :class:`BadRows` listing every row that cannot be sent (a phone that
+    is not one, an empty cell the template uses, a text too long or not encodable), and
     :class:`~mobilgroup_backends.errors.ValidationError` for a template or option mistake.
     """
-    options = options.checked()
     if not template.strip():
         raise ValidationError("--text", template, "the template is empty",
                               "give the message, e.g. 'Здравствуйте, {name}!'")
@@ -102,43 +119,44 @@ def make_plan(contacts: Contacts, template: str, options: MailingOptions, *,
     bad: list[tuple[int, str]] = list(contacts.malformed)
     by_text: dict[str, dict[str, int]] = {}
     duplicates = 0
+    first: Outgoing | None = None
     for row in contacts.rows:
         try:
-            texts, phone = _render(row.cells, template, fields, options)
+            outgoing = _render(row.cells, template, fields, client, schedule)
         except ValidationError as exc:
+            if exc.field == "schedule":
+                raise  # the same for every row: an option mistake, not a row's
             bad.append((row.line, _reason(exc)))
             continue
-        for text in texts:
-            phones = by_text.setdefault(text, {})
-            if phone in phones:
+        first = first or outgoing
+        for part in outgoing.parts:
+            phones = by_text.setdefault(part.text, {})
+            if outgoing.phones[0] in phones:
                 duplicates += 1
                 continue
-            phones[phone] = row.line
+            phones[outgoing.phones[0]] = row.line
     if bad:
         raise BadRows(source, sorted(bad))
-    if not by_text:
+    if first is None:
         raise ValidationError("CSV", source, "no rows to send", "add rows below the header")
     requests: list[PlannedRequest] = []
     for text, phones in by_text.items():
         numbers, lines = list(phones), list(phones.values())
         for start in range(0, len(numbers), batch_size):
-            requests.append(PlannedRequest(text, tuple(numbers[start:start + batch_size]),
-                                           tuple(lines[start:start + batch_size])))
+            batch = client.prepare(numbers[start:start + batch_size], text, schedule=schedule)
+            requests.append(PlannedRequest(batch, tuple(lines[start:start + batch_size])))
+    options = MailingOptions.of(client, first)
     digest = hashlib.sha256(contacts.data).hexdigest()
     fingerprint = {"csv_sha256": digest,
                    "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
                    "options": options.to_json()}
     return Plan(tuple(requests), recipients=len(contacts.rows) - duplicates,
-                duplicates=duplicates, fingerprint=fingerprint)
+                duplicates=duplicates, fingerprint=fingerprint, options=options)
 
 
 def _render(cells: dict[str, str], template: str, fields: tuple[str, ...],
-            options: MailingOptions) -> tuple[list[str], str]:
-    """The texts (one, or the parts of a split one) and the phone of one row."""
-    phones = protocol.normalize_phones(cells["phone"])
-    if len(phones) != 1:
-        raise ValidationError("phone", cells["phone"], "one phone per row",
-                              "put each phone on its own row")
+            client: MobilgroupClient, schedule: datetime | str | None) -> Outgoing:
+    """One row's message, prepared by the client (one part, or the parts of a split text)."""
     empty = [name for name in fields if not cells[name]]
     if empty:
         raise ValidationError(empty[0], "", "empty, and the template uses it",
@@ -148,11 +166,11 @@ def _render(cells: dict[str, str], template: str, fields: tuple[str, ...],
     except ValueError as exc:  # a format the cell's text cannot take, such as {amount:d}
         raise ValidationError("--text", template, str(exc),
                               "use {column} without a number format: cells are text") from None
-    parts = protocol.message_parts(text, transliterate=options.transliterate,
-                                   long_messages=options.long_messages)
-    checked = [protocol.check_text(part, transliterate=options.transliterate,
-                                   replace=options.replace_unencodable) for part in parts]
-    return checked, phones[0]
+    outgoing = client.prepare(cells["phone"], text, schedule=schedule)
+    if len(outgoing.phones) != 1:
+        raise ValidationError("phone", cells["phone"], "one phone per row",
+                              "put each phone on its own row")
+    return outgoing
 
 
 def _reason(exc: ValidationError) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import protocol
 from ..errors import ValidationError
+from ..outgoing import Outgoing
 from ..protocol import StatusReport
 from .plan import MailingOptions, Plan
 
@@ -41,7 +42,8 @@ CREATE TABLE requests (
     attempts INTEGER NOT NULL DEFAULT 0,
     accepted_earlier INTEGER NOT NULL DEFAULT 0,
     accepted_at TEXT,
-    error TEXT
+    error TEXT,
+    outgoing TEXT NOT NULL
 );
 CREATE TABLE recipients (
     request_id INTEGER NOT NULL REFERENCES requests (request_id),
@@ -66,9 +68,20 @@ class StoredRequest:
     #: The request's place in the plan: outcomes are written by it, so that requests sent
     #: together are rows stored together (a commit then writes few pages).
     seq: int
-    request_id: int
-    text: str
-    phones: tuple[str, ...]
+    #: The message as the client prepared it, sent as it is by every run.
+    outgoing: Outgoing
+
+    @property
+    def request_id(self) -> int:
+        return self.outgoing.request_ids[0]
+
+    @property
+    def text(self) -> str:
+        return self.outgoing.text
+
+    @property
+    def phones(self) -> tuple[str, ...]:
+        return self.outgoing.phones
 
 
 class MailingState:
@@ -106,17 +119,18 @@ class MailingState:
                 meta = {**plan.fingerprint, "source": source, "template": template,
                         "created_at": _now(), "runs": "0"}
                 db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-                ids: dict[int, None] = {}
-                while len(ids) < len(plan.requests):  # distinct, however unlikely a repeat
-                    ids.setdefault(protocol.new_request_id())
+                # The ids were minted by the client's prepare; the UNIQUE column refuses a
+                # repeat, however unlikely.
                 db.executemany(
-                    "INSERT INTO requests (request_id, seq, text, phones, messages) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(rid, seq, request.text, ",".join(request.phones), len(request.phones))
-                     for seq, (rid, request) in enumerate(zip(ids, plan.requests, strict=True))])
+                    "INSERT INTO requests (request_id, seq, text, phones, messages, outgoing) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(request.outgoing.request_ids[0], seq, request.text,
+                      ",".join(request.phones), len(request.phones),
+                      json.dumps(request.outgoing.to_dict(), ensure_ascii=False))
+                     for seq, request in enumerate(plan.requests)])
                 db.executemany(
                     "INSERT INTO recipients (request_id, phone, line) VALUES (?, ?, ?)",
-                    [(rid, phone, line) for rid, request in zip(ids, plan.requests, strict=True)
+                    [(request.outgoing.request_ids[0], phone, line) for request in plan.requests
                      for phone, line in zip(request.phones, request.lines, strict=True)])
         finally:
             db.close()
@@ -168,10 +182,15 @@ class MailingState:
 
     def unsent(self) -> list[StoredRequest]:
         """Requests not known to be accepted, in plan order."""
-        rows = self._db.execute("SELECT seq, request_id, text, phones FROM requests "
-                                "WHERE state != 'accepted' ORDER BY seq")
-        return [StoredRequest(seq, rid, text, tuple(phones.split(",")))
-                for seq, rid, text, phones in rows]
+        try:
+            rows = self._db.execute("SELECT seq, outgoing FROM requests "
+                                    "WHERE state != 'accepted' ORDER BY seq").fetchall()
+        except sqlite3.OperationalError:  # no outgoing column: written by an older version
+            raise ValidationError(
+                "--state", str(self.path), "written by an earlier version of this package, "
+                "which stored requests another way", "finish the mailing with that version, or "
+                "give another --state file to start it anew") from None
+        return [StoredRequest(seq, Outgoing.from_dict(json.loads(data))) for seq, data in rows]
 
     def record(self, outcomes: Iterable[tuple[int, bool, int, bool, str | None]]) -> None:
         """Write outcomes (seq, accepted, attempts, accepted earlier, error) at once."""

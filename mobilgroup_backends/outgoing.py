@@ -1,0 +1,175 @@
+"""A message ready to send: every setting applied once, its request ids minted, plain data.
+
+:func:`prepare` turns (phones, text, options) into an :class:`Outgoing`: the phones read with the
+region, the sender alias, transliteration, the lifetime, the schedule, a long text split or cut
+(:func:`protocol.message_parts`) or refused, unencodable characters replaced or refused, and one
+request id per part. ``MobilgroupClient.prepare`` calls it with the client's settings; every
+adapter stores, forwards and sends the result as it is (``MobilgroupClient.send_prepared``), and
+applies no setting itself.
+
+An :class:`Outgoing` is JSON-safe (:meth:`Outgoing.to_dict`, :meth:`Outgoing.from_dict`): outbox
+rows, task arguments and the mailing state file keep it as it is, so that a resend is the very
+message, under the very ids, that may have gone out before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from . import protocol
+from .errors import ValidationError
+
+__all__ = ["LongMessages", "Outgoing", "Part", "prepare"]
+
+LongMessages = Literal["error", "split", "truncate"]
+_LONG_MESSAGES = ("error", "split", "truncate")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One gateway request of a message: its request id and its text (as it goes out)."""
+
+    request_id: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message exactly as the gateway will get it, one request per part.
+
+    ``account`` is the client id it was prepared for (never the login or the password): sending
+    it through a client of another account is refused. ``phones`` are international digits;
+    ``schedule`` is the gateway's ``YYYY-MM-DD HH:MM`` in Moscow time; ``sender`` None means the
+    account's default alias; ``valid_hours`` None means the gateway's default (1 hour).
+    """
+
+    account: str
+    phones: tuple[str, ...]
+    parts: tuple[Part, ...]
+    sender: str | None = None
+    transliterate: bool = True
+    valid_hours: int | None = None
+    schedule: str | None = None
+
+    @property
+    def request_ids(self) -> tuple[int, ...]:
+        return tuple(part.request_id for part in self.parts)
+
+    @property
+    def text(self) -> str:
+        """The parts' texts joined by a space: what the recipient reads, near enough."""
+        return " ".join(part.text for part in self.parts)
+
+    def without(self, request_ids: Iterable[int]) -> Outgoing:
+        """The same message minus the parts whose ids are given (those accepted already)."""
+        done = set(request_ids)
+        return replace(self, parts=tuple(p for p in self.parts if p.request_id not in done))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values; :meth:`from_dict` reads them back."""
+        return {"account": self.account, "phones": list(self.phones),
+                "parts": [part.to_dict() for part in self.parts], "sender": self.sender,
+                "transliterate": self.transliterate, "valid_hours": self.valid_hours,
+                "schedule": self.schedule}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outgoing:
+        """An :class:`Outgoing` from :meth:`to_dict`'s shape, checked again field by field (a
+        stored row may have been edited by hand); a ``ValidationError`` names what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("outgoing", type(data).__name__, "not a mapping",
+                                  "give what Outgoing.to_dict() returned")
+        missing = sorted({"account", "phones", "parts"} - set(data))
+        if missing:
+            raise ValidationError("outgoing", missing, "missing field(s)",
+                                  "give what Outgoing.to_dict() returned")
+        transliterate = data.get("transliterate", True)
+        if not isinstance(transliterate, bool):
+            raise ValidationError("outgoing.transliterate", transliterate, "not true or false",
+                                  "give what Outgoing.to_dict() returned")
+        account = str(data["account"])
+        if not (account.isascii() and account.isdigit()):
+            raise ValidationError("outgoing.account", account, "not a client id",
+                                  "give what Outgoing.to_dict() returned")
+        raw_phones = data["phones"]
+        if isinstance(raw_phones, str) or not isinstance(raw_phones, Sequence):
+            raise ValidationError("outgoing.phones", raw_phones, "not a list of phones",
+                                  "give what Outgoing.to_dict() returned")
+        # Stored in international form: read them as such, whatever the region now is.
+        phones = protocol.normalize_phones([f"+{str(p).lstrip('+')}" for p in raw_phones])
+        raw_parts = data["parts"]
+        if not isinstance(raw_parts, Sequence) or not raw_parts:
+            raise ValidationError("outgoing.parts", raw_parts, "no part to send",
+                                  "give what Outgoing.to_dict() returned")
+        parts = []
+        for part in raw_parts:
+            if not isinstance(part, Mapping) or not {"request_id", "text"} <= set(part):
+                raise ValidationError("outgoing.parts", part, "not a {request_id, text} pair",
+                                      "give what Outgoing.to_dict() returned")
+            parts.append(Part(protocol.check_request_id(part["request_id"]),
+                              protocol.check_text(part["text"], transliterate=transliterate)))
+        return cls(account=account, phones=phones, parts=tuple(parts),
+                   sender=protocol.check_sender(data.get("sender")),
+                   transliterate=transliterate,
+                   valid_hours=protocol.check_valid_hours(data.get("valid_hours")),
+                   schedule=protocol.check_schedule(data.get("schedule")))
+
+
+def prepare(
+    phones: str | Iterable[Any],
+    text: str,
+    *,
+    account: str,
+    region: str = protocol.DEFAULT_REGION,
+    sender: str | None = None,
+    transliterate: bool = True,
+    schedule: datetime | str | None = None,
+    valid_hours: int | None = None,
+    long_messages: LongMessages = "error",
+    replace_unencodable: bool = False,
+    request_id: int | str | None = None,
+) -> Outgoing:
+    """The message the gateway will get, every argument already resolved (no defaults here:
+    ``MobilgroupClient.prepare`` fills them from its settings).
+
+    Everything is checked before anything is sent: a ``ValidationError`` means nothing went out
+    (its ``request_id`` is the id given, when one was). A ``request_id`` names a message of one
+    part; a text that goes out in several parts gets a fresh id per part.
+    """
+    if long_messages not in _LONG_MESSAGES:
+        raise ValidationError("long_messages", long_messages, "not one of split, truncate, error",
+                              "use 'split', 'truncate' or 'error'")
+    given = request_id is not None
+    # Minted before the checks, so that a refusal names the message it refused.
+    rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
+    try:
+        if not isinstance(text, str):
+            raise ValidationError("text", text, "the message text must be a string",
+                                  "pass the text as str")
+        pieces = protocol.message_parts(text, transliterate=transliterate,
+                                        long_messages=long_messages)
+        checked = protocol.check_message(
+            phones, pieces[0], sender=sender, transliterate=transliterate, schedule=schedule,
+            valid_hours=valid_hours, replace_unencodable=replace_unencodable, region=region)
+        texts = [checked.text] + [
+            protocol.check_text(piece, transliterate=transliterate, replace=replace_unencodable)
+            for piece in pieces[1:]]
+        if given and len(texts) > 1:
+            raise ValidationError(
+                "request_id", rid, f"the text goes out as {len(texts)} messages, each needs "
+                "its own id", "leave request_id out (each part gets its own)",
+                hints={"cli": "leave --id out (each part gets its own)"})
+    except ValidationError as exc:
+        exc.request_id = rid  # nothing was sent; the id still names the message refused
+        raise
+    ids = [rid] + [protocol.new_request_id() for _ in texts[1:]]
+    return Outgoing(account=account, phones=checked.phones,
+                    parts=tuple(Part(i, t) for i, t in zip(ids, texts, strict=True)),
+                    sender=checked.sender, transliterate=checked.transliterate,
+                    valid_hours=checked.valid_hours, schedule=checked.schedule)
