@@ -55,7 +55,9 @@ from .errors import (
     ProtocolError,
     TransportError,
     ValidationError,
+    Verdict,
 )
+from .outgoing import Outgoing
 from .protocol import (
     MAX_SENDER_LENGTH,
     MAX_TEXT_TRANSLIT,
@@ -63,7 +65,6 @@ from .protocol import (
     MAX_VALID_HOURS,
     fit_text,
     mask_phone,
-    new_request_id,
     normalize_phones,
 )
 
@@ -315,21 +316,26 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         for batch in self._batches():
             if self.is_delivered(batch):
                 continue  # an Apprise retry: this batch already has this piece
-            # A piece that may have reached the gateway keeps its id for Apprise's retries of
-            # this notification: the retry resends it, and the client takes the gateway's
-            # "already sent" as accepted. One the gateway surely did not take gets a new id.
-            remembered = self.recall(batch)
-            resend = isinstance(remembered, int)
-            request_id = remembered if resend else new_request_id()
             who = _describe_phones(batch)
-            self.throttle()
+            # An Apprise retry of this notification resends the piece exactly as it was
+            # prepared, under its id, with resend=True (the client takes the gateway's "already
+            # sent" as accepted); one refused for good is not tried again.
+            remembered = self.recall(batch)
+            if isinstance(remembered, MobilgroupError):
+                self.logger.warning("Mobilgroup SMS to %s not retried: %s", who,
+                                    _explain(remembered))
+                has_error = True
+                continue
+            resend = isinstance(remembered, Outgoing)
+            outgoing: Outgoing | None = remembered if resend else None
             try:
-                result = client.send(batch, text, transliterate=self.transliterate,
-                                     valid_hours=self.valid_hours, request_id=request_id,
-                                     resend=resend, replace_unencodable=True)
+                if outgoing is None:
+                    outgoing = client.prepare(batch, text)
+                self.throttle()
+                [result] = client.send_prepared(outgoing, resend=resend)
             except MobilgroupError as exc:
-                # Whether it may have arrived is the client's to know (over all its attempts).
-                self.remember(batch, request_id if exc.maybe_sent else None)
+                # What to do next is the error's verdict (the client judged all its attempts).
+                self.remember(batch, outgoing if exc.verdict.try_again else exc)
                 self.logger.warning("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
                 has_error = True
                 continue
@@ -469,12 +475,16 @@ def _describe_phones(phones: tuple[str, ...]) -> str:
 
 
 def _explain(exc: MobilgroupError) -> str:
-    """One line that says what happened and what to do; never the password (no core error
-    text carries it)."""
+    """One line that says what happened and what to do, by the error's verdict; never the
+    password (no core error text carries it)."""
     text = _what_happened(exc)
-    if exc.maybe_sent:
+    if exc.verdict is Verdict.UNKNOWN:
         text += (f" It may have been sent (request id {exc.request_id}): a retry (retry= in the "
                  f"URL) resends that id, and the gateway never sends it twice.")
+    elif exc.verdict is Verdict.RETRY:
+        text += " Nothing was sent; a retry (retry= in the URL) tries again."
+    else:
+        text += " Not retried: another try would meet the same refusal."
     return text
 
 

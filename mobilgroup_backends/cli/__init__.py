@@ -263,12 +263,13 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
           timeout: float | None) -> StatusReport:
     """Ask again until every recipient's status is final: first once the lifetime has run out
     (counted from the latest time the report shows), then after growing pauses."""
+    from ..client import backoff_delay
     from ..protocol import DEFAULT_VALID_HOURS, GATEWAY_TIMEZONE, report_due
 
     hours = valid_hours or DEFAULT_VALID_HOURS
     limit = timeout if timeout is not None else (hours + 1) * 3600.0
     deadline = time.monotonic() + limit
-    pause = FIRST_RECHECK_SECONDS
+    rechecks = 0
     while not report.is_complete:
         now = datetime.now(GATEWAY_TIMEZONE)
         times = [r.time for r in report.recipients if not r.is_final and r.time is not None]
@@ -276,7 +277,9 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
         due = report_due(max(times) + timedelta(minutes=1), hours) if times else now
         wait = (due - now).total_seconds()
         if wait <= 0:
-            wait, pause = pause, min(pause * 2, MAX_RECHECK_SECONDS)
+            rechecks += 1
+            wait = backoff_delay(FIRST_RECHECK_SECONDS, rechecks, jitter=False,
+                                 cap=MAX_RECHECK_SECONDS)
         if time.monotonic() + wait > deadline:
             return report
         time.sleep(wait)
