@@ -81,7 +81,8 @@ DEFAULT_BACKOFF: float = BY_NAME["backoff"].default_for("apprise")
 
 #: The options of the package's option table this plugin takes from its URL.
 _TABLE_ARGS_BY_OPTION = ("sender", "valid_hours", "transliterate", "endpoint", "timeout",
-                         "retries", "backoff", "allow_insecure_http", "region")
+                         "retries", "backoff", "allow_insecure_http", "region", "long_messages",
+                         "replace_unencodable", "deadline")
 
 
 def _template_arg(option: Option) -> dict[str, Any]:
@@ -105,6 +106,11 @@ def _template_arg(option: Option) -> dict[str, Any]:
 
 _TABLE_ARGS = {BY_NAME[name].url or name: _template_arg(BY_NAME[name])
                for name in _TABLE_ARGS_BY_OPTION}
+
+#: Apprise's overflow mode for each ``long_messages``: ``error`` hands the text over whole, for
+#: the client to refuse it if it is too long.
+_OVERFLOW = {"split": OverflowMode.SPLIT, "truncate": OverflowMode.TRUNCATE,
+             "error": OverflowMode.UPSTREAM}
 
 _PHONE_SEPARATORS = re.compile(r"[,;]")
 _PHONE_JUNK = re.compile(r"[\s()\-.+]")
@@ -213,6 +219,9 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         backoff: float | str | None = None,
         allow_insecure_http: bool | str | None = None,
         region: str | None = None,
+        long_messages: str | None = None,
+        replace_unencodable: bool | str | None = None,
+        deadline: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -224,6 +233,8 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         options = {"sender": sender, "valid": valid, "translit": translit, "endpoint": endpoint,
                    "timeout": timeout, "retries": retries, "backoff": backoff,
                    "allow_insecure_http": allow_insecure_http, "region": region,
+                   "long_messages": long_messages, "replace_unencodable": replace_unencodable,
+                   "deadline": deadline,
                    "user_id": str(self.host or ""), "login": self.user,
                    "password": self.password}
         try:
@@ -236,6 +247,10 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
                                       else None)
         if not self.settings.transliterate:
             self.body_maxlen = MAX_TEXT_UNICODE
+        if "overflow" not in kwargs:
+            # Apprise fits the text before the plugin sees it: the setting every adapter
+            # shares decides how, unless Apprise's own overflow= says otherwise.
+            self.overflow_mode = _OVERFLOW[self.settings.long_messages]
         if not self.verify_certificate:
             # Every request carries the password: a certificate is always checked. A private CA
             # is trusted through REQUESTS_CA_BUNDLE instead.
@@ -330,7 +345,9 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
             outgoing: Outgoing | None = remembered if resend else None
             try:
                 if outgoing is None:
-                    outgoing = client.prepare(batch, text)
+                    # Apprise has fitted the text already (overflow=, from long_messages); one
+                    # it handed over whole (overflow=upstream) and too long is refused.
+                    outgoing = client.prepare(batch, text, long_messages="error")
                 self.throttle()
                 [result] = client.send_prepared(outgoing, resend=resend)
             except MobilgroupError as exc:

@@ -423,10 +423,11 @@ def test_url_round_trips_every_option(gateway: Emulator) -> None:
 
 def test_defaults_leave_the_url_short(gateway: Emulator) -> None:
     url = plugin_for(f"mobilgroup://demo:{PASSWORD}@1000/{PHONE}").url()
-    # Apprise's own defaults (2 retries, its 4 s socket timeouts) are printed, so that the URL
-    # means the same as MOBILGROUP_URL, where their absence means the table's 3 and 10 s.
+    # Apprise's own defaults (2 retries, its 4 s socket timeouts, long texts split, emoji
+    # replaced) are printed, so that the URL means the same as MOBILGROUP_URL, where their
+    # absence means the table's 3, 10 s, error and no.
     assert url.startswith(f"mobilgroup://demo:{PASSWORD}@1000/{PHONE}?timeout=4&retries=2&"
-                          "overflow=split&")
+                          "long_messages=split&replace_unencodable=yes&overflow=split&")
     for option in ("sender=", "valid=", "translit=", "endpoint=", "backoff=", "region=",
                    "allow_insecure_http="):
         assert option not in url
