@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,16 +20,6 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import TransportError, ValidationError
 from tests.celery_app import Worker, make_app
 from tests.redis_server import RedisServer
-
-_databases = iter(range(1, 16))
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer) -> Iterator[str]:
-    """A Redis database of its own for each test (the session's server has 16)."""
-    db = next(_databases)
-    redis_server.client(db).flushdb()
-    yield redis_server.url(db)
 
 
 @pytest.fixture
