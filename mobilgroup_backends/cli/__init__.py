@@ -111,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="phone numbers, as separate arguments or separated by commas")
     send.add_argument("--text", required=True, help="the message; '-' reads standard input")
     add_text_options(send)
-    send.add_argument("--id", dest="request_id", help="your own request id (digits)")
+    send.add_argument("--id", dest="request_id",
+                      help="your own request id (digits); for a text sent in parts, one per "
+                           "part, separated by commas")
     send.add_argument("--resend", action="store_true",
                       help="this --id may have been sent already with this same message (after "
                            "an error that said it may have been sent): never sends it twice")
@@ -204,9 +206,14 @@ def _send(args: argparse.Namespace) -> int:
     with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
         # One string: the client splits it on commas, so "79031234567,79231234567" works too.
+        ids = args.request_id.split(",") if args.request_id else None
         outgoing = client.prepare(",".join(args.phones), text, schedule=args.schedule,
-                                  request_id=args.request_id)
-        sent = client.send_prepared(outgoing, resend=args.resend)
+                                  request_id=ids)
+        try:
+            sent = client.send_prepared(outgoing, resend=args.resend)
+        except MobilgroupError as exc:
+            # A resend needs the ids of every part, not only of the part that failed.
+            return print_error(exc, args.json, request_ids=outgoing.request_ids)
     if args.json:
         print_json(sent.to_dict())
     else:
@@ -247,7 +254,9 @@ def _status(args: argparse.Namespace) -> int:
     from ..protocol import check_valid_hours
 
     valid = check_valid_hours(args.valid)
-    with _client(args) as client:
+    # --wait sleeps between asks for hours: a "waiting for the gateway" line would mislead then.
+    waiting = None if args.wait else _WaitingLine.for_stderr()
+    with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         report = client.status(args.request_id)
         if args.wait:
             report = _wait(client, report, valid, args.timeout)
@@ -288,7 +297,8 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
 
 
 def _balance(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    waiting = _WaitingLine.for_stderr()
+    with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         amount = client.balance()
     if args.json:
         print_json({"ok": True, "balance": str(amount)})
