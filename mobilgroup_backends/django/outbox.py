@@ -86,7 +86,9 @@ def enqueue_prepared(outgoing: Outgoing, *, not_after: datetime | timedelta | No
             track_delivery=track,
             not_after=not_after,
         ) for number, part in enumerate(outgoing.parts, start=1)]
-        _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config.outbox_batch)
+    # Outside this function's own savepoint, which is released by now: the rows belong to the
+    # caller's transaction (or are committed already), and their batch need not look them up.
+    _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config.outbox_batch)
     return rows
 
 
@@ -113,6 +115,8 @@ _BATCH_ATTRIBUTE = "_mobilgroup_outbox_batch"
 #: A row as the batch knows it: its primary key and its request id. The request id tells a row
 #: of a rolled-back savepoint from a later row that reused its primary key (SQLite does).
 _Key = tuple[int, int]
+#: Request ids looked up per query at commit (old SQLite takes at most 999 parameters).
+_LOOKUP_CHUNK = 500
 
 
 class _CommitBatch:
@@ -153,14 +157,21 @@ class _CommitBatch:
         keys = self.keys
         if self.uncertain:
             try:
-                kept = set(OutboxMessage.objects.using(self.alias).filter(
-                    request_id__in=[request_id for _, request_id in self.uncertain])
-                    .values_list("pk", "request_id"))
+                kept = self._existing(sorted(request_id for _, request_id in self.uncertain))
             except Exception as exc:
                 _not_queued([pk for pk, _ in keys], exc)
                 return
             keys = [key for key in keys if key not in self.uncertain or key in kept]
         _queue_now([pk for pk, _ in keys], self.size)
+
+    def _existing(self, request_ids: list[int]) -> set[_Key]:
+        """The rows of these request ids that exist, in chunks that every database takes."""
+        rows = OutboxMessage.objects.using(self.alias)
+        found: set[_Key] = set()
+        for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+            chunk = request_ids[start:start + _LOOKUP_CHUNK]
+            found.update(rows.filter(request_id__in=chunk).values_list("pk", "request_id"))
+        return found
 
 
 def _queue_on_commit(keys: list[_Key], alias: str, size: int) -> None:
