@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,7 +76,8 @@ def enqueue_prepared(outgoing: Outgoing, *, not_after: datetime | timedelta | No
     track = config.track_delivery if track_delivery is None else track_delivery
     alias = router.db_for_write(OutboxMessage)
     others = outgoing.request_ids
-    with transaction.atomic(using=alias):  # a half-written text would arrive cut
+    # All parts or none (a half-written text would arrive cut); one row needs no savepoint.
+    with transaction.atomic(using=alias) if len(outgoing.parts) > 1 else nullcontext():
         rows = [OutboxMessage.objects.create(
             request_id=part.request_id,
             phones=list(outgoing.phones),
