@@ -278,3 +278,15 @@ def otp_gateway(mobilgroup_emulator: Emulator, settings: Any,
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": f"otp-{uuid.uuid4().hex}"}}
     return mobilgroup_emulator
+
+
+_broker_databases = iter(range(1, 16))
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer) -> Iterator[str]:
+    """A Celery broker URL: a Redis database of its own for each test (the session's server has
+    16; database 0 is the one the fleet alert budget tests share, by key)."""
+    db = next(_broker_databases)
+    redis_server.client(db).flushdb()
+    yield redis_server.url(db)

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,19 +17,9 @@ from celery import Celery
 
 from mobilgroup_backends import celery as mobilgroup_celery
 from mobilgroup_backends.emulator import Emulator
-from mobilgroup_backends.errors import InsufficientFunds, ValidationError
+from mobilgroup_backends.errors import TransportError, ValidationError
 from tests.celery_app import Worker, make_app
 from tests.redis_server import RedisServer
-
-_databases = iter(range(1, 16))
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer) -> Iterator[str]:
-    """A Redis database of its own for each test (the session's server has 16)."""
-    db = next(_databases)
-    redis_server.client(db).flushdb()
-    yield redis_server.url(db)
 
 
 @pytest.fixture
@@ -52,17 +42,23 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_enqueue_mints_the_id_first_and_queues_json(app: Celery, broker: str,
-                                                     redis_server: RedisServer) -> None:
-    request_id = mobilgroup_celery.enqueue("+7 903 123-45-67", "Код 4521", app=app,
-                                           sender="Shop", valid_hours=2)
+def test_enqueue_queues_the_message_the_core_prepared_as_json(
+        app: Celery, broker: str, redis_server: RedisServer) -> None:
+    # The app's own URL says the region, lifetime and transliteration: enqueue applies them
+    # through the core, and the worker gets the result as it is.
+    app.conf.mobilgroup_url = "mobilgroup://l:p@1000?region=BY&valid=24&translit=no"
+    request_id = mobilgroup_celery.enqueue("8 029 123-45-67", "Код 4521", app=app,
+                                           sender="Shop")
     [message] = _queued(redis_server, broker)
     assert message["content-type"] == "application/json"
     assert message["headers"]["task"] == "mobilgroup.send_sms"  # type: ignore[index]
     body = json.loads(base64.b64decode(str(message["body"])))
     args, kwargs, _ = body
-    assert args == [request_id, ["79031234567"], "Код 4521"]
-    assert kwargs == {"sender": "Shop", "valid_hours": 2}
+    assert args == []
+    assert kwargs == {"outgoing": {
+        "account": "1000", "phones": ["375291234567"],
+        "parts": [{"request_id": request_id, "text": "Код 4521"}], "sender": "Shop",
+        "transliterate": False, "valid_hours": 24, "schedule": None}}
     assert 10**17 <= request_id < 10**18
 
 
@@ -76,6 +72,7 @@ def test_enqueue_mints_the_id_first_and_queues_json(app: Celery, broker: str,
 def test_bad_input_is_refused_before_anything_is_queued(
         app: Celery, broker: str, redis_server: RedisServer, phones: str, text: str,
         options: dict[str, object], field: str) -> None:
+    app.conf.mobilgroup_url = "mobilgroup://l:p@1000?long_messages=error"
     with pytest.raises(ValidationError) as refused:
         mobilgroup_celery.enqueue(phones, text, app=app, **options)  # type: ignore[arg-type]
     assert refused.value.field == field
@@ -151,6 +148,7 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(
     with Emulator(price_per_sms=Decimal(0)) as gateway:
         # No retries inside the client: every fault becomes a task retry or a redelivery.
         url = gateway.url(retries=0, timeout=5)
+        app.conf.mobilgroup_url = url
         gateway.faults.random(rate=0.15, seed=11)
         log = str(tmp_path / "workers.log")
         first = Worker(broker, url, log, concurrency=4, name="first")
@@ -217,15 +215,95 @@ def test_a_transport_failure_is_retried_under_the_same_id(
     assert {ex.request_id for ex in mobilgroup_emulator.requests} == {123456789012345678, None}
 
 
-def test_a_refusal_by_the_gateway_is_not_retried(
+def test_a_long_text_is_one_task_sending_every_part_the_core_split(
         gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
-    mobilgroup_emulator.account.balance = Decimal(0)
+    gateway_app.conf.task_always_eager = True  # the task runs here, as a worker would run it
+    gateway_app.conf.mobilgroup_url = mobilgroup_emulator.url(long_messages="split")
+    first = mobilgroup_celery.enqueue("79031234567", "word " * 60, app=gateway_app)
+    texts = [m.text for m in mobilgroup_emulator.outbox]
+    assert len(texts) == 3 and " ".join(texts).split() == ["word"] * 60
+    assert mobilgroup_emulator.outbox[0].request_id == first
+    assert len({m.request_id for m in mobilgroup_emulator.outbox}) == 3
+
+
+def test_a_refusal_for_good_is_not_retried(
+        gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
+    mobilgroup_emulator.faults.next("body", count=20, status=404, body=b"not found")
     task = gateway_app.tasks[mobilgroup_celery.SEND_TASK]
-    outcome = task.apply((123456789012345679, ["79031234567"], "no funds"), {})
+    outcome = task.apply((123456789012345679, ["79031234567"], "wrong endpoint"), {})
     assert outcome.failed()
-    assert isinstance(outcome.result, InsufficientFunds)
+    assert isinstance(outcome.result, TransportError) and outcome.result.status_code == 404
     assert len(mobilgroup_emulator.requests) == 1
     assert len(mobilgroup_emulator.outbox) == 0
+
+
+def _worker_outcome(worker: Worker, request_id: int, timeout: float = 60) -> str:
+    """The worker's log once the task of ``request_id`` has ended (failed or succeeded)."""
+    def ended() -> bool:
+        tail = worker.log_tail(200)
+        return "succeeded in" in tail or "raised unexpected" in tail or "raised:" in tail
+
+    _wait(ended, timeout, f"the task of request {request_id} to end")
+    return worker.log_tail(200)
+
+
+@pytest.mark.slow
+def test_a_real_worker_fails_a_404_endpoint_after_one_request(
+        app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
+    gateway = mobilgroup_emulator
+    gateway.faults.next("body", count=50, status=404, body=b"not found")
+    app.conf.mobilgroup_url = gateway.url(retries=3, backoff=0.01)
+    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
+    try:
+        request_id = mobilgroup_celery.enqueue("79031234567", "wrong endpoint", app=app)
+        log = _worker_outcome(worker, request_id)
+        time.sleep(1)  # a retry, had there been one, would come within the 0.75 s countdown cap
+        log = worker.log_tail(200)
+    finally:
+        worker.kill()
+    assert len(gateway.requests) == 1, log
+    assert f"SMS request {request_id} not sent, not retried (refused)" in log
+    assert "404" in log and "Retry in" not in log
+    assert "raised unexpected: TransportError" in log  # the task ended failed
+
+
+@pytest.mark.slow
+def test_a_real_worker_fails_an_untrusted_certificate_at_once(
+        app: Celery, broker: str, tmp_path: Path, tls_gateway: Emulator) -> None:
+    app.conf.mobilgroup_url = tls_gateway.url(retries=3, backoff=0.01)
+    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
+    try:
+        request_id = mobilgroup_celery.enqueue("79031234567", "untrusted", app=app)
+        _worker_outcome(worker, request_id)
+        time.sleep(1)
+        log = worker.log_tail(200)
+    finally:
+        worker.kill()
+    assert tls_gateway.requests.snapshot() == []  # no request got past the handshake
+    assert log.count(f"SMS request {request_id} not sent, not retried (refused)") == 1, log
+    assert "certificate" in log and "Retry in" not in log
+
+
+@pytest.mark.slow
+def test_a_real_worker_retries_an_account_refusal_until_money_is_added(
+        app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
+    gateway = mobilgroup_emulator
+    gateway.account.balance = Decimal(0)
+    app.conf.mobilgroup_url = gateway.url(retries=0)
+    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
+    try:
+        request_id = mobilgroup_celery.enqueue("79031234567", "paid later", app=app)
+        _wait(lambda: sum(1 for ex in gateway.requests.snapshot() if ex.error == 9) >= 2, 60,
+              "the account refusal to be retried")
+        gateway.account.balance = Decimal(100)  # money added
+        _wait(lambda: len(gateway.outbox) == 1, 60, "the send once money is there")
+        time.sleep(1)
+        log = worker.log_tail(200)
+    finally:
+        worker.kill()
+    assert [m.request_id for m in gateway.outbox] == [request_id]
+    assert {ex.request_id for ex in gateway.requests} == {request_id}
+    assert "Retry in" in log and "not retried" not in log
 
 
 def test_the_worker_client_is_made_once_per_process_and_app(gateway_app: Celery) -> None:

@@ -24,6 +24,7 @@ import pytest
 from celery import Celery
 
 from mobilgroup_backends import celery as mobilgroup_celery
+from mobilgroup_backends import protocol
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ClientBlocked, ValidationError
 from tests.celery_app import Worker, make_app
@@ -106,7 +107,7 @@ def worker_name() -> str:
 
 def run_task(setup: Setup, phones: list[str], text: str) -> Any:
     result = setup.app.send_task(mobilgroup_celery.SEND_TASK,
-                                 args=(mobilgroup_celery.protocol.new_request_id(), phones, text),
+                                 args=(protocol.new_request_id(), phones, text),
                                  serializer="json")
     result.get(timeout=60, propagate=False)
     return result

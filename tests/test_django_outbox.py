@@ -8,6 +8,7 @@ test_django_outbox_processes.py.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -71,19 +72,58 @@ def test_bad_input_is_refused_when_queued(gateway: Emulator) -> None:
     with pytest.raises(ValidationError) as caught:
         enqueue("12", "hello")
     assert "phone" in str(caught.value)
-    with pytest.raises(ValidationError):
-        enqueue(PHONE, "x" * 141)
+    with pytest.raises(ValidationError) as caught:
+        enqueue(PHONE, "x" * 141, long_messages="error")
+    assert caught.value.field == "text"
     assert OutboxMessage.objects.count() == 0
+
+
+def test_a_long_text_is_split_by_the_core_one_row_a_part(gateway: Emulator,
+                                                         lost_enqueues: None) -> None:
+    first = enqueue(PHONE, "x" * 200)  # LONG_MESSAGES defaults to "split" under Django
+    rows = list(OutboxMessage.objects.order_by("part"))
+    assert rows[0].pk == first.pk
+    assert [(r.part, r.parts, len(r.text)) for r in rows] == [(1, 2, 140), (2, 2, 60)]
+    assert [r.outgoing["parts"] for r in rows] == [
+        [{"request_id": r.request_id, "text": r.text}] for r in rows]
+    assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(r.request_id for r in rows)
+    assert [m.text for m in gateway.outbox] == [r.text for r in rows]
 
 
 def test_options_are_stored_as_json_and_sent(gateway: Emulator) -> None:
     row = enqueue([PHONE, OTHER], "Привет", sender="MyShop", transliterate=False, valid_hours=3)
     stored = OutboxMessage.objects.get(pk=row.pk)
     assert stored.phones == [PHONE, OTHER]
-    assert stored.options == {"sender": "MyShop", "transliterate": False, "valid_hours": 3}
+    # The message as the core prepared it, stored as it is.
+    assert stored.outgoing == {
+        "account": gateway.account.user_id, "phones": [PHONE, OTHER],
+        "parts": [{"request_id": row.request_id, "text": "Привет"}], "sender": "MyShop",
+        "transliterate": False, "valid_hours": 3, "schedule": None}
     (message,) = gateway.outbox
     assert message.sender == "MyShop" and message.text == "Привет"
     assert set(message.phones) == {PHONE, OTHER}
+
+
+def test_a_row_written_before_messages_were_prepared_is_still_sent(
+        gateway: Emulator, lost_enqueues: None) -> None:
+    """A row of an older version: its send keywords only, no prepared message."""
+    row = OutboxMessage.objects.create(request_id=123456789012345670, phones=[PHONE],
+                                       text="Привет", options={"transliterate": False,
+                                                               "valid_hours": 3})
+    assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+    [message] = gateway.outbox
+    assert (message.request_id, message.text, message.transliterate, message.valid_hours) == (
+        row.request_id, "Привет", False, 3)
+
+
+def test_a_row_edited_into_nonsense_is_rejected_not_retried(
+        gateway: Emulator, lost_enqueues: None) -> None:
+    row = enqueue(PHONE, "fine")
+    OutboxMessage.objects.filter(pk=row.pk).update(outgoing={**row.outgoing, "phones": ["12"]})
+    assert sweep(stale_after=timedelta(0)).rejected == [row.request_id]
+    row.refresh_from_db()
+    assert (row.state, row.verdict) == (OutboxMessage.REJECTED, "invalid")
+    assert "phone" in row.last_error and len(gateway.requests) == 0
 
 
 def test_a_lost_enqueue_is_sent_by_the_sweeper_exactly_once(gateway: Emulator,
@@ -155,22 +195,55 @@ def test_an_unreachable_gateway_leaves_the_row_pending(gateway: Emulator) -> Non
     assert sent_ids(gateway) == {row.request_id: 1}
 
 
-def test_a_gateway_refusal_marks_the_row_rejected(gateway: Emulator) -> None:
-    gateway.account.balance = 0
-    row = enqueue(PHONE, "no money")
+def test_a_refusal_for_good_marks_the_row_rejected(gateway: Emulator) -> None:
+    gateway.faults.next("body", status=404, body=b"not found")  # a wrong endpoint
+    row = enqueue(PHONE, "wrong endpoint")
     row.refresh_from_db()
-    assert row.state == OutboxMessage.REJECTED
-    assert "error 9" in row.last_error
+    assert (row.state, row.verdict, row.attempts) == (OutboxMessage.REJECTED, "refused", 1)
+    assert "404" in row.last_error
     assert sweep(stale_after=timedelta(0)).tried == 0  # never tried again by itself
+    assert len(gateway.requests) == 1
+
+
+def test_an_account_refusal_pauses_the_outbox_until_it_is_fixed(
+        gateway: Emulator, lost_enqueues: None, admin_client: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    gateway.account.balance = 0
+    rows = [enqueue(PHONE, f"no money {n}") for n in range(5)]
+    with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"):
+        first = sweep(stale_after=timedelta(0))
+        second = sweep(stale_after=timedelta(0))
+    # Each sweep spends one request on the refused account, then stops; nothing is rejected.
+    assert (len(first.paused), first.waiting, first.rejected) == (1, 4, [])
+    assert (len(second.paused), second.waiting) == (1, 4)
+    assert first.to_dict()["paused"] == first.paused
+    assert [ex.error for ex in gateway.requests] == [9, 9]
+    assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.PENDING}
+    [line] = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert "error 9" in line
+    # While it lasts, manage.py check and the admin say so.
+    out = StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "mobilgroup.W003" in out.getvalue() and "5 message(s) wait" in out.getvalue()
+    page = admin_client.get("/admin/mobilgroup/outboxmessage/").content.decode()
+    assert "The SMS outbox is paused" in page
+
+    gateway.account.balance = 100  # money added
+    done = sweep(stale_after=timedelta(0))
+    assert sorted(done.accepted) == sorted(row.request_id for row in rows)
+    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+    out = StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "mobilgroup.W003" not in out.getvalue()
+    assert "paused" not in admin_client.get("/admin/mobilgroup/outboxmessage/").content.decode()
 
 
 def test_a_rejected_row_is_queued_again_from_the_admin(gateway: Emulator,
                                                        admin_client: Any) -> None:
-    gateway.account.balance = 0
-    row = enqueue(PHONE, "no money yet")
+    gateway.faults.next("body", status=404, body=b"not found")
+    row = enqueue(PHONE, "wrong endpoint first")
     page = admin_client.get("/admin/mobilgroup/outboxmessage/", {"state": "rejected"})
     assert page.status_code == 200 and str(row.request_id) in page.content.decode()
-    gateway.account.balance = 100
 
     done = admin_client.post("/admin/mobilgroup/outboxmessage/",
                              {"action": "queue_again", "_selected_action": [row.pk]}, follow=True)
@@ -229,14 +302,25 @@ def test_a_leased_row_is_left_to_its_holder(gateway: Emulator, lost_enqueues: No
 
 def test_accepted_rows_are_linked_to_delivery_tracking(gateway: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True, "VALID_HOURS": 2}
-    row = enqueue(PHONE, "tracked", part=2, parts=3)
-    row.refresh_from_db()
-    assert row.tracking is not None
-    record = SmsRequest.objects.get()
-    assert record == row.tracking
-    assert (record.request_id, record.part, record.parts, record.valid_hours) == (
-        row.request_id, 2, 3, 2)
-    assert list(record.recipients.values_list("phone", flat=True)) == [PHONE]
+    enqueue(PHONE, "tracked " * 40)  # three parts
+    rows = list(OutboxMessage.objects.order_by("part"))
+    records = {record.request_id: record for record in SmsRequest.objects.all()}
+    assert len(rows) == len(records) == 3
+    for row in rows:
+        record = records[row.request_id]
+        assert row.tracking == record
+        assert (record.part, record.parts, record.valid_hours) == (row.part, 3, 2)
+        assert record.report_due_at == record.sent_at + timedelta(hours=2)
+        assert list(record.recipients.values_list("phone", flat=True)) == [PHONE]
+
+
+def test_a_scheduled_row_is_tracked_from_its_schedule(gateway: Emulator, settings: Any) -> None:
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True, "VALID_HOURS": 2}
+    later = (timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    row = enqueue(PHONE, "tomorrow", schedule=later)
+    record = SmsRequest.objects.get(request_id=row.request_id)
+    # The gateway's rule (protocol.report_due): the lifetime counts from the schedule.
+    assert record.report_due_at == later + timedelta(hours=2)
 
 
 def test_the_sweeper_command(gateway: Emulator, lost_enqueues: None) -> None:
@@ -261,8 +345,9 @@ def test_the_track_due_task(gateway: Emulator, settings: Any) -> None:
     gateway.clock.advance(timedelta(hours=2))
     SmsRequest.objects.update(report_due_at=timezone.now())
     result = track_due.enqueue()  # the immediate backend runs it here
-    assert result.return_value == {"polled": 1, "complete": 1, "pending": 0, "expired": 0,
-                                   "unknown": 0, "failed": 0, "changed": 2}
+    assert result.return_value == {"polled": 1, "request_ids": [row.request_id], "complete": 1,
+                                   "pending": 0, "expired": 0, "unknown": 0, "failed": 0,
+                                   "skipped": 0, "changed": 2, "errors": [], "stopped": ""}
     assert gateway.status_queries(row.request_id) == 1
     assert SmsRequest.objects.get().state == SmsRequest.COMPLETE
 

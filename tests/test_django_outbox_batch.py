@@ -1,28 +1,34 @@
 """The outbox queues the rows of one transaction together: one commit hook, one task per
-``OUTBOX_BATCH`` rows, and still nothing for a rolled-back transaction or savepoint.
+``OUTBOX_BATCH`` rows, whichever API wrote them and in however many savepoints, and still nothing
+for a rolled-back transaction or savepoint. A task backend that cannot load never fails the
+caller's commit: the rows stay pending and the sweeper sends them.
 
 Real Django (SQLite, real commits), the real dummy task backend (it stores what is queued, as a
-broker would, and runs nothing) and the immediate one (runs each task at commit), the emulator
-over HTTP.
+broker would, and runs nothing) and the immediate one (runs each task at commit), the real
+django-sms and django-sendsms entry points, the emulator over HTTP. The suite runs on Django 5.2
+(the ``django-tasks`` backport) and 6.x (``django.tasks``).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import sendsms.api
+import sms
 from django.db import transaction
 from django.utils import timezone
 
 from mobilgroup_backends.django.models import OutboxMessage
-from mobilgroup_backends.django.outbox import enqueue, requeue
+from mobilgroup_backends.django.outbox import enqueue, requeue, sweep
 from mobilgroup_backends.django.tasks import send_outboxed, send_outboxed_batch
 from mobilgroup_backends.emulator import Emulator
 from tests.django_project.helpers import gateway_settings
 from tests.helpers import Rollback, sent_ids
 
-PHONE = "79031234567"
+PHONE, OTHER = "79031234567", "79037654321"
 
 pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
               pytest.mark.django_db(transaction=True)]
@@ -32,6 +38,11 @@ pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
 def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
     settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, RETRIES=0, OUTBOX_BATCH=10)
     return mobilgroup_emulator
+
+
+@pytest.fixture
+def queued_backend(settings: Any) -> None:
+    settings.SMS_BACKEND = settings.SENDSMS_BACKEND = "mobilgroup_backends.django.QueuedSmsBackend"
 
 
 @pytest.fixture
@@ -156,3 +167,86 @@ def test_requeued_rows_are_queued_in_batches(gateway: Emulator, stored: Any) -> 
     assert requeue(OutboxMessage.objects.all()) == 4
     [(name, [pks])] = queued(stored)
     assert name == "send_outboxed_batch" and sorted(pks) == [row.pk for row in rows]
+
+
+def test_every_api_in_one_transaction_is_one_batch(
+        gateway: Emulator, stored: Any, queued_backend: None) -> None:
+    with transaction.atomic():
+        sms.send_sms("Order 1", recipients=[PHONE])  # django-sms
+        sms.send_sms("Order 2", recipients=[OTHER])
+        sendsms.api.send_sms("Order 3", None, [PHONE])  # django-sendsms
+        row = enqueue(OTHER, "Order 4")  # the outbox itself
+        assert stored.results == []
+    rows = list(OutboxMessage.objects.order_by("pk"))
+    assert [r.text for r in rows] == ["Order 1", "Order 2", "Order 3", "Order 4"]
+    assert rows[-1].pk == row.pk
+    assert queued(stored) == [("send_outboxed_batch", [[r.pk for r in rows]])]
+
+
+def test_a_rolled_back_savepoint_takes_its_rows_out_of_the_batch(
+        gateway: Emulator, stored: Any, queued_backend: None) -> None:
+    with transaction.atomic():
+        first = enqueue(PHONE, "kept before")  # the batch's hook belongs to the transaction
+        with pytest.raises(Rollback), transaction.atomic():
+            sms.send_sms("lost", recipients=[PHONE])
+            enqueue(PHONE, "lost too")
+            raise Rollback
+        last = enqueue(PHONE, "kept after")  # SQLite may give it a rolled-back row's pk
+    assert [r.text for r in OutboxMessage.objects.order_by("pk")] == ["kept before", "kept after"]
+    assert queued(stored) == [("send_outboxed_batch", [[first.pk, last.pk]])]
+
+
+def test_a_batch_begun_in_a_rolled_back_savepoint_does_not_lose_later_rows(
+        gateway: Emulator, stored: Any, queued_backend: None) -> None:
+    with transaction.atomic():
+        with pytest.raises(Rollback), transaction.atomic():
+            enqueue(PHONE, "lost")
+            raise Rollback
+        kept = [enqueue(PHONE, "kept 1")]
+        sendsms.api.send_sms("kept 2", None, [PHONE])
+    kept.append(OutboxMessage.objects.get(text="kept 2"))
+    assert queued(stored) == [("send_outboxed_batch", [[r.pk for r in kept]])]
+
+
+@pytest.mark.parametrize("written_by", ["enqueue", "send_sms"])
+def test_a_task_backend_that_cannot_load_never_fails_the_commit(
+        gateway: Emulator, settings: Any, caplog: pytest.LogCaptureFixture, queued_backend: None,
+        written_by: str) -> None:
+    settings.TASKS = {"default": {"BACKEND": "no_such_package.backends.Backend"}}
+    with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"), transaction.atomic():
+        if written_by == "enqueue":
+            enqueue(PHONE, "Order 5 confirmed")
+            enqueue(OTHER, "Order 6 confirmed")
+        else:
+            sms.send_sms("Order 5 confirmed", recipients=[PHONE])
+            sms.send_sms("Order 6 confirmed", recipients=[OTHER])
+    # The caller's transaction committed; the rows wait for the sweeper.
+    rows = list(OutboxMessage.objects.order_by("pk"))
+    assert [r.state for r in rows] == [OutboxMessage.PENDING] * 2
+    [line] = [r for r in caplog.records if r.name.startswith("mobilgroup_backends")]
+    assert "not queued" in line.getMessage() and "no_such_package" in line.getMessage()
+    assert all(str(r.pk) in line.getMessage() for r in rows)
+    assert len(gateway.outbox) == 0
+    assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(r.request_id for r in rows)
+    assert sent_ids(gateway) == {r.request_id: 1 for r in rows}
+
+
+def test_outside_a_transaction_a_task_backend_that_cannot_load_is_logged(
+        gateway: Emulator, settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    settings.TASKS = {"default": {"BACKEND": "no_such_package.backends.Backend"}}
+    with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"):
+        row = enqueue(PHONE, "autocommit")
+    assert OutboxMessage.objects.get(pk=row.pk).state == OutboxMessage.PENDING
+    assert "not queued" in caplog.text
+    assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+
+
+def test_many_rows_of_savepoints_are_looked_up_in_chunks(gateway: Emulator, stored: Any) -> None:
+    with transaction.atomic():
+        kept = [enqueue(PHONE, "first")]  # the batch's hook belongs to the transaction
+        with transaction.atomic():  # a savepoint released: its rows are looked up at commit
+            kept += [enqueue(PHONE, f"order {n}") for n in range(520)]
+        with pytest.raises(Rollback), transaction.atomic():
+            [enqueue(PHONE, f"lost {n}") for n in range(3)]
+            raise Rollback
+    assert sorted(queued_pks(stored)) == sorted(row.pk for row in kept)

@@ -304,3 +304,42 @@ def test_four_trackers_on_postgresql_poll_each_due_request_once(
     table = SmsRequest._meta.db_table
     left = select(database, f'SELECT state, claim_token FROM "{table}"')  # noqa: S608
     assert sorted(left) == [("complete", "")] * 60
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_an_account_out_of_money_pauses_the_worker_until_money_is_added(
+        project: Project) -> None:
+    """Error 9 mid-batch: the worker spends one request on it, not one per row; the rows stay
+    pending (not rejected); once money is added the worker's own deferred retry sends them,
+    every recipient once."""
+    gateway = project.gateway
+    gateway.account.balance = 3  # three messages' worth (one recipient each)
+    worker = project.start("db_worker", "--no-startup-delay", "--interval", "0.1", "--no-reload")
+    expected = project.shell(f"""
+        import json
+        from django.db import transaction
+        from mobilgroup_backends.django.outbox import enqueue
+        with transaction.atomic():
+            ids = [enqueue("{PHONE}", f"order {{n}}").request_id for n in range(8)]
+        print(json.dumps(ids))
+    """)
+    deadline = time.monotonic() + 60
+    while sum(1 for ex in gateway.requests if ex.error == 9) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the worker would be sending the rest now, if it did not pause
+    refused = [ex for ex in gateway.requests if ex.command == "send" and ex.error == 9]
+    assert len(refused) == 1, [ex.error for ex in gateway.requests]
+    assert len(gateway.outbox) == 3
+    states = Counter(state for state, _, _ in outbox_rows(project).values())
+    assert states == {"accepted": 3, "pending": 5}
+
+    gateway.account.balance = 100  # money added: the deferred retry (the core's backoff) resumes
+    assert gateway.outbox.wait_for(8, timeout=90), [ex.error for ex in gateway.requests]
+    deadline = time.monotonic() + 30
+    while (Counter(state for state, _, _ in outbox_rows(project).values()) != {"accepted": 8}
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    project.kill(worker)
+    assert Counter(m.request_id for m in gateway.outbox) == dict.fromkeys(expected, 1)
+    assert {state for state, _, _ in outbox_rows(project).values()} == {"accepted"}

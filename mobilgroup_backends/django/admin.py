@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from .models import OutboxMessage, SmsRecipient, SmsRequest
 
@@ -76,6 +76,18 @@ class OutboxMessageAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
                        "leased_until", "created_at", "updated_at", "accepted_at", "tracking")
     exclude = ("lease_token",)
     actions = ("queue_again",)
+
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        from django.contrib import messages
+
+        from .checks import PAUSED_HINT
+        from .dispatch import paused_notice
+
+        notice = paused_notice()
+        if notice is not None:
+            self.message_user(request, f"{notice} {PAUSED_HINT}", level=messages.WARNING)
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description="Queue the selected rejected or expired messages again")
     def queue_again(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:

@@ -10,6 +10,8 @@ mobilgroup.E006    ``LONG_MESSAGES`` is not ``error``, ``split`` or ``truncate``
 mobilgroup.E007    ``ENDPOINT`` is not an http(s) URL, or plain http outside loopback
 mobilgroup.W001    the app is installed but no credentials are set and no backend uses them
 mobilgroup.W002    ``DEFAULT_FROM_SMS``/``SENDSMS_DEFAULT_FROM_PHONE`` is not a valid alias
+mobilgroup.W003    the gateway refuses the account (errors 3, 4, 5, 9) and outbox messages wait
+                   for it to be fixed (read from the outbox table while it lasts)
 mobilgroup.W020    ``TWO_FACTOR_CALL_GATEWAY`` names the SMS gateway, which cannot make calls
 mobilgroup.W010    (deploy) ``ENDPOINT`` is not the real gateway
 mobilgroup.W011    (deploy) ``ALLOW_INSECURE_HTTP`` is on, or the endpoint is plain http
@@ -128,6 +130,35 @@ def check_call_gateway(app_configs: Sequence[AppConfig] | None = None,
         hint="Leave TWO_FACTOR_CALL_GATEWAY unset (django-two-factor-auth then offers SMS only) "
              "or name a gateway that makes calls; TWO_FACTOR_SMS_GATEWAY is the setting for "
              "this one.", id="mobilgroup.W020")]
+
+
+@register(Tags.compatibility)
+def check_paused_outbox(app_configs: Sequence[AppConfig] | None = None,
+                        **kwargs: Any) -> list[CheckMessage]:
+    """W003: the outbox is paused because the gateway refuses the account. Read from the
+    outbox table, so it shows in ``manage.py check`` while it lasts (and never fails a check
+    run on a database without the table yet)."""
+    from django.apps import apps
+    from django.db import DatabaseError
+
+    if not apps.is_installed("mobilgroup_backends.django"):
+        return []
+    from .dispatch import paused_notice
+
+    try:
+        notice = paused_notice()
+    except (DatabaseError, RuntimeError):
+        # Not migrated yet, no database reachable here, or database access refused (test
+        # runners block it outside database tests): a check must never fail for that.
+        return []
+    if notice is None:
+        return []
+    return [Warning(notice, hint=PAUSED_HINT, id="mobilgroup.W003")]
+
+
+PAUSED_HINT = ("Fix the account (add money, check the credentials, ask the provider to unblock "
+               "it): the waiting messages are then sent by the tasks or the sweeper (manage.py "
+               "mobilgroup outbox), each once.")
 
 
 @register(Tags.security, deploy=True)

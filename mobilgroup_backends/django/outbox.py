@@ -10,90 +10,88 @@
 
 :func:`enqueue` mints the gateway request id, writes an :class:`OutboxMessage` row in the
 caller's transaction and, once that transaction commits, queues the task
-``mobilgroup_backends.django.tasks.send_outboxed`` with the row's primary key (the rows of one
-transaction together: ``send_outboxed_batch``, ``MOBILGROUP['OUTBOX_BATCH']`` rows a task). A
-rolled-back transaction leaves no row and queues nothing; a committed one is never lost, because
-the row is there even when the queueing or the worker fails: :func:`sweep` (``manage.py
-mobilgroup outbox``) sends every row left pending too long.
+``mobilgroup_backends.django.tasks.send_outboxed`` with the row's primary key. Every row written
+in one transaction is queued in one batch (``send_outboxed_batch``, ``MOBILGROUP['OUTBOX_BATCH']``
+rows a task), whichever API wrote it and in however many savepoints. A rolled-back transaction or
+savepoint leaves no row and queues nothing; a committed row is never lost, because the row is
+there even when the queueing or the worker fails: :func:`sweep` (``manage.py mobilgroup outbox``)
+sends every row left pending too long.
 
-Every send of a row, by a task or by the sweeper, first claims it with a lease (one conditional
-``UPDATE``, so two runners never send it at once) and then sends with the row's request id and
-``resend=True``: if an earlier run reached the gateway and died before recording it, the gateway
-answers the copy with error 7 and the message is recorded as accepted, sent once.
+Sending a row (:func:`deliver`, :func:`sweep`) lives in ``dispatch.py``, re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import secrets
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
-from django.db.models import F, Q
+from django.db import router, transaction
 from django.utils import timezone
 
-from .. import protocol
-from ..client import MobilgroupClient, SendResult, shared_client
-from ..errors import (
-    ConfigurationError,
-    GatewayError,
-    MobilgroupError,
-    UnknownRequestId,
-    ValidationError,
-)
+from ..outgoing import Outgoing
+from .dispatch import DEFAULT_STALE_AFTER, SweepResult, deliver, settings_client, sweep
 from .models import OutboxMessage
 from .settings import load_config
 
-__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "requeue", "sweep"]
+__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "enqueue_prepared",
+           "requeue", "settings_client", "sweep"]
 
 logger = logging.getLogger("mobilgroup_backends.django.outbox")
 
-#: How long a row may stay pending before the sweeper sends it itself: long enough for a task
-#: backend under load to get to it first, short enough for one-time codes.
-DEFAULT_STALE_AFTER = timedelta(minutes=5)
-EXPIRED_ERROR = "not sent before not_after"
-
 
 def enqueue(phones: str | Iterable[str], text: str, *,
-            not_after: datetime | timedelta | None = None, part: int = 1, parts: int = 1,
-            track_delivery: bool | None = None, **send_options: Any) -> OutboxMessage:
-    """Write one gateway request to the outbox and queue its send once the transaction commits.
+            not_after: datetime | timedelta | None = None, track_delivery: bool | None = None,
+            **send_options: Any) -> OutboxMessage:
+    """Write a message to the outbox and queue its send once the transaction commits.
 
-    ``send_options`` are :meth:`MobilgroupClient.send`'s (``sender``, ``transliterate``,
-    ``schedule``, ``valid_hours``, ``replace_unencodable``); unset ones take the ``MOBILGROUP``
-    settings. Everything is checked now: a :class:`ValidationError` means nothing was written.
+    The core prepares it (:meth:`MobilgroupClient.prepare`) with the ``MOBILGROUP`` settings:
+    ``send_options`` are ``prepare``'s (``sender``, ``transliterate``, ``schedule``,
+    ``valid_hours``, ``long_messages``, ``replace_unencodable``), unset ones the settings'.
+    Everything is checked now: a :class:`ValidationError` means nothing was written. A text
+    split in parts (``LONG_MESSAGES = "split"``, the default) is one row per part, all written
+    here; the first part's row is returned (:func:`enqueue_prepared` returns them all).
+
     ``not_after`` (a moment, or a delay from now) is when the message stops being worth sending:
     a row still pending then is marked expired instead. ``track_delivery`` defaults to the
-    ``TRACK_DELIVERY`` setting.
+    ``TRACK_DELIVERY`` setting. The returned row already carries its ``request_id``, the id
+    delivery reports are asked with.
+    """
+    outgoing = settings_client().prepare(phones, text, **send_options)
+    return enqueue_prepared(outgoing, not_after=not_after, track_delivery=track_delivery)[0]
 
-    The returned row already carries its ``request_id``, the id delivery reports are asked with.
+
+def enqueue_prepared(outgoing: Outgoing, *, not_after: datetime | timedelta | None = None,
+                     track_delivery: bool | None = None) -> list[OutboxMessage]:
+    """Write a message the core prepared to the outbox, one row per part (all or none), and
+    queue their send once the transaction commits; the rows, in part order.
+
+    Each row keeps its part as the core made it (``Outgoing.to_dict()``) and is sent as it is.
     """
     config = load_config()
-    core = config.settings
-    send_options.setdefault("transliterate", core.transliterate)
-    send_options.setdefault("valid_hours", core.valid_hours)
-    send_options.setdefault("replace_unencodable", config.replace_unencodable)
-    message = protocol.check_message(phones, text, region=core.region, **send_options)
     if isinstance(not_after, timedelta):
         not_after = timezone.now() + not_after
-    row: OutboxMessage = OutboxMessage.objects.create(
-        request_id=protocol.new_request_id(),
-        phones=list(message.phones),
-        text=message.text,
-        options=message.send_options(),
-        part=part,
-        parts=parts,
-        track_delivery=config.track_delivery if track_delivery is None else track_delivery,
-        not_after=not_after,
-    )
-    _queue_on_commit([row.pk], router.db_for_write(OutboxMessage), config.outbox_batch)
-    return row
+    track = config.track_delivery if track_delivery is None else track_delivery
+    alias = router.db_for_write(OutboxMessage)
+    others = outgoing.request_ids
+    # All parts or none (a half-written text would arrive cut); one row needs no savepoint.
+    with transaction.atomic(using=alias) if len(outgoing.parts) > 1 else nullcontext():
+        rows = [OutboxMessage.objects.create(
+            request_id=part.request_id,
+            phones=list(outgoing.phones),
+            text=part.text,
+            outgoing=outgoing.without(rid for rid in others if rid != part.request_id).to_dict(),
+            part=number,
+            parts=len(outgoing.parts),
+            track_delivery=track,
+            not_after=not_after,
+        ) for number, part in enumerate(outgoing.parts, start=1)]
+    # Outside this function's own savepoint, which is released by now: the rows belong to the
+    # caller's transaction (or are committed already), and their batch need not look them up.
+    _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config.outbox_batch)
+    return rows
 
 
 def requeue(rows: Iterable[OutboxMessage]) -> int:
@@ -101,253 +99,127 @@ def requeue(rows: Iterable[OutboxMessage]) -> int:
     registered them), once the cause is fixed (money added, the account unblocked). Their
     ``not_after`` is cleared and their attempts start again from 0. How many were queued."""
     alias = router.db_for_write(OutboxMessage)
-    pks = [row.pk for row in rows if row.state in (OutboxMessage.REJECTED, OutboxMessage.EXPIRED)]
+    keys = [(row.pk, row.request_id) for row in rows
+            if row.state in (OutboxMessage.REJECTED, OutboxMessage.EXPIRED)]
     with transaction.atomic(using=alias):
         count = int(OutboxMessage.objects.filter(
-            pk__in=pks, state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
+            pk__in=[pk for pk, _ in keys],
+            state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
             state=OutboxMessage.PENDING, not_after=None, attempts=0, updated_at=timezone.now()))
-        _queue_on_commit(pks, alias, load_config().outbox_batch)
+        _queue_on_commit(keys, alias, load_config().outbox_batch)
     return count
-
-
-def settings_client() -> MobilgroupClient:
-    """The process's client for the ``MOBILGROUP`` settings (kept between tasks: one keep-alive
-    connection per worker process, remade after ``fork``). Do not close it."""
-    return shared_client(load_config().settings)
 
 
 # --- queueing on commit ------------------------------------------------------------------------
 
 _BATCH_ATTRIBUTE = "_mobilgroup_outbox_batch"
 
+#: A row as the batch knows it: its primary key and its request id. The request id tells a row
+#: of a rolled-back savepoint from a later row that reused its primary key (SQLite does).
+_Key = tuple[int, int]
+#: Request ids looked up per query at commit (old SQLite takes at most 999 parameters).
+_LOOKUP_CHUNK = 500
+
 
 class _CommitBatch:
-    """The rows written in one transaction (or savepoint), queued together when it commits.
+    """The rows written in one transaction, queued together once it commits.
 
-    One commit hook per transaction instead of one per row, and one task per ``size`` rows: the
-    task backend's own write (a row in the database for django-tasks-db) is what an enqueue costs
-    most, and a worker's per-task overhead is paid once per batch.
+    One commit hook per transaction instead of one per row or per savepoint, and one task per
+    ``size`` rows: the task backend's own write (a row in the database for django-tasks-db) is
+    what an enqueue costs most, and a worker's per-task overhead is paid once per batch.
+
+    Django forgets the hooks of a rolled-back savepoint, so the hook is registered where the
+    first row was written, and a row written in a savepoint the hook does not belong to is
+    *uncertain*: that savepoint may still roll back without the hook. At commit, the uncertain
+    rows are looked up (one query) and only those that exist are queued.
     """
 
     def __init__(self, connection: Any, size: int) -> None:
-        self.savepoint_ids = tuple(connection.savepoint_ids)
-        self.pks: list[int] = []
+        self.savepoint_ids = frozenset(connection.savepoint_ids)
         self.size = size
+        self.keys: list[_Key] = []
+        self.uncertain: set[_Key] = set()
+        self.alias: str = connection.alias
 
-    def accepts(self, connection: Any, size: int) -> bool:
-        """True while rows written now commit or roll back together with this batch's hook.
-
-        Django drops the hooks of a rolled-back savepoint or transaction, and runs and forgets
-        them at commit; a batch whose hook is no longer registered is over. Rows written in
-        another savepoint than the batch's start a batch of their own, so that rolling that
-        savepoint back takes their hook with them, and nothing else.
-        """
-        if size != self.size or tuple(connection.savepoint_ids) != self.savepoint_ids:
+    def alive(self, connection: Any, size: int) -> bool:
+        """True while the hook is still registered (Django drops it with a rolled-back savepoint
+        or transaction, and runs and forgets it at commit)."""
+        if size != self.size:
             return False
         hooks = getattr(connection, "run_on_commit", ())  # (savepoints, hook, robust) entries
-        return any(entry[1] is self for entry in reversed(hooks))
+        return any(getattr(entry[1], "__self__", None) is self for entry in reversed(hooks))
 
-    def __call__(self) -> None:  # the commit hook
-        _queue_now(self.pks, self.size)
+    def add(self, connection: Any, keys: list[_Key]) -> None:
+        self.keys.extend(keys)
+        if not set(connection.savepoint_ids) <= self.savepoint_ids:
+            self.uncertain.update(keys)
+
+    def commit(self) -> None:
+        """The commit hook (a bound method: Django 5.2 logs a failing hook's ``__qualname__``)."""
+        keys = self.keys
+        if self.uncertain:
+            try:
+                kept = self._existing(sorted(request_id for _, request_id in self.uncertain))
+            except Exception as exc:
+                _not_queued([pk for pk, _ in keys], exc)
+                return
+            keys = [key for key in keys if key not in self.uncertain or key in kept]
+        _queue_now([pk for pk, _ in keys], self.size)
+
+    def _existing(self, request_ids: list[int]) -> set[_Key]:
+        """The rows of these request ids that exist, in chunks that every database takes."""
+        rows = OutboxMessage.objects.using(self.alias)
+        found: set[_Key] = set()
+        for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+            chunk = request_ids[start:start + _LOOKUP_CHUNK]
+            found.update(rows.filter(request_id__in=chunk).values_list("pk", "request_id"))
+        return found
 
 
-def _queue_on_commit(pks: list[int], alias: str, size: int) -> None:
+def _queue_on_commit(keys: list[_Key], alias: str, size: int) -> None:
     """Queue the send of these committed-to-be rows once the transaction on ``alias`` commits.
 
     The rows are committed whatever happens to the queueing, and the sweeper sends them if it
-    fails (a broker down, a backend refusing): the caller's request must not fail for that.
+    fails (a broker down, a task backend that does not load): the caller's commit must not fail
+    for that, so nothing here raises after the commit.
     """
     connection = transaction.get_connection(alias)
     if not connection.in_atomic_block:
-        # Autocommit: committed already, so Django runs it now. (With autocommit turned off by
-        # hand, Django refuses on_commit, as it always did here.)
-        transaction.on_commit(functools.partial(_queue_now, pks, size), using=alias, robust=True)
+        # Autocommit: the rows are committed already. (With autocommit turned off by hand,
+        # Django refuses on_commit: raise as it always did here.)
+        pks = [pk for pk, _ in keys]
+        transaction.on_commit(lambda: _queue_now(pks, size), using=alias)
         return
     batch = getattr(connection, _BATCH_ATTRIBUTE, None)
-    if not (isinstance(batch, _CommitBatch) and batch.accepts(connection, size)):
+    if not (isinstance(batch, _CommitBatch) and batch.alive(connection, size)):
         batch = _CommitBatch(connection, size)
         setattr(connection, _BATCH_ATTRIBUTE, batch)
-        transaction.on_commit(batch, using=alias, robust=True)
-    batch.pks.extend(pks)
+        transaction.on_commit(batch.commit, using=alias, robust=True)
+    batch.add(connection, keys)
 
 
 def _queue_now(pks: list[int], size: int) -> None:
-    """One ``send_outboxed`` task per row, or ``send_outboxed_batch`` per ``size`` rows. A
-    batch that cannot be queued is logged and left to the sweeper; the others are still queued."""
-    from .tasks import send_outboxed, send_outboxed_batch
-
-    for start in range(0, len(pks), max(1, size)):
-        chunk = pks[start:start + max(1, size)]
+    """One ``send_outboxed`` task per row, or ``send_outboxed_batch`` per ``size`` rows. Never
+    raises: a batch that cannot be queued is logged (one line) and left to the sweeper; the
+    others are still queued."""
+    try:
+        from .tasks import send_outboxed, send_outboxed_batch
+    except Exception as exc:  # the task backend named in TASKS does not load
+        _not_queued(pks, exc)
+        return
+    step = max(1, size)
+    for start in range(0, len(pks), step):
+        chunk = pks[start:start + step]
         try:
             if len(chunk) == 1:
                 send_outboxed.enqueue(chunk[0])
             else:
                 send_outboxed_batch.enqueue(chunk)
-        except Exception:
-            logger.exception("SMS outbox rows %s not queued; the sweeper will send them",
-                             ",".join(map(str, chunk)))
+        except Exception as exc:
+            _not_queued(chunk, exc)
 
 
-# --- sending one row ------------------------------------------------------------------------
-
-
-def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
-    """Send one outbox row if it is still pending and no one else holds it; its state after.
-
-    Used by the task and by the sweeper. The gateway is called outside any transaction; the
-    outcome (and the delivery tracking record) is written in one transaction, and only while
-    this run's lease still holds. A failure that another attempt may mend (network, timeout, a
-    garbled answer) leaves the row pending for the next run; a refusal marks it ``rejected``.
-    """
-    if client is None:
-        client = settings_client()
-    now = timezone.now()
-    token = secrets.token_hex(16)
-    free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
-    claimed = OutboxMessage.objects.filter(free, pk=pk, state=OutboxMessage.PENDING).update(
-        lease_token=token, leased_until=now + _lease(client), attempts=F("attempts") + 1,
-        updated_at=now)
-    if claimed != 1:
-        state = OutboxMessage.objects.filter(pk=pk).values_list("state", flat=True).first()
-        return "leased" if state == OutboxMessage.PENDING else str(state or "missing")
-    row = OutboxMessage.objects.get(pk=pk)
-    if row.not_after is not None and now >= row.not_after:
-        return _expire(client, row, token)
-    try:
-        result = client.send(row.phones, row.text, request_id=row.request_id, resend=True,
-                             **row.options)
-    except ConfigurationError as exc:
-        _finish(row, token, OutboxMessage.PENDING, str(exc))
-        raise
-    except (GatewayError, ValidationError) as exc:
-        # The gateway has no "try later" answer: each of its refusals (funds, bad phones, a
-        # blocked account) holds for this message until someone acts on it.
-        logger.warning("SMS request %s refused: %s", row.request_id, exc)
-        _finish(row, token, OutboxMessage.REJECTED, str(exc))
-        return OutboxMessage.REJECTED
-    except MobilgroupError as exc:
-        logger.warning("SMS request %s not sent yet, left pending: %s", row.request_id, exc)
-        _finish(row, token, OutboxMessage.PENDING, str(exc))
-        return OutboxMessage.PENDING
-    except BaseException:
-        _finish(row, token, OutboxMessage.PENDING, "interrupted")
-        raise
-    return _accepted(row, token, result)
-
-
-def _expire(client: MobilgroupClient, row: OutboxMessage, token: str) -> str:
-    """Past ``not_after``: never send. But an earlier attempt may have reached the gateway with
-    its answer lost; the gateway's status of the request id says whether it did."""
-    if row.attempts <= 1:  # this run's claim is the first attempt: nothing went out before
-        _finish(row, token, OutboxMessage.EXPIRED, EXPIRED_ERROR)
-        return OutboxMessage.EXPIRED
-    try:
-        client.status(row.request_id, extended=False)
-    except UnknownRequestId:
-        _finish(row, token, OutboxMessage.EXPIRED, EXPIRED_ERROR)
-        return OutboxMessage.EXPIRED
-    except MobilgroupError as exc:
-        _finish(row, token, OutboxMessage.PENDING, f"past not_after, status unknown: {exc}")
-        return OutboxMessage.PENDING
-    sent = SendResult(request_id=row.request_id, phones=tuple(row.phones), text=row.text,
-                      sender=row.options.get("sender") or client.sender, accepted_earlier=True)
-    return _accepted(row, token, sent)
-
-
-def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
-    """Record that the gateway has the request, with its tracking record, in one transaction."""
-    # One statement needs no transaction of its own.
-    with (transaction.atomic(using=router.db_for_write(OutboxMessage)) if row.track_delivery
-          else contextlib.nullcontext()):
-        if not _finish(row, token, OutboxMessage.ACCEPTED, "", accepted_at=timezone.now()):
-            # The lease ran out mid-send and another run holds the row: its resend is answered
-            # as "accepted earlier" and it records the outcome.
-            return OutboxMessage.PENDING
-        if row.track_delivery:
-            from .tracking import record_sent
-
-            records = record_sent([result], parts=row.parts, first_part=row.part,
-                                  valid_hours=row.options.get("valid_hours"))
-            OutboxMessage.objects.filter(pk=row.pk).update(tracking=records[0])
-    return OutboxMessage.ACCEPTED
-
-
-def _lease(client: MobilgroupClient) -> timedelta:
-    """Twice the longest one send can take: the claim must outlive the send it covers."""
-    return timedelta(seconds=2 * client.longest_call())
-
-
-def _finish(row: OutboxMessage, token: str, state: str, error: str, **values: Any) -> bool:
-    """Write the outcome and release the lease, if the lease is still this run's."""
-    written = OutboxMessage.objects.filter(pk=row.pk, lease_token=token).update(
-        state=state, last_error=error[:300], lease_token="", leased_until=None,
-        updated_at=timezone.now(), **values)
-    return int(written) == 1
-
-
-# --- the sweeper ----------------------------------------------------------------------------
-
-
-@dataclass
-class SweepResult:
-    """What one :func:`sweep` run did: the request ids it sent or tried, by outcome."""
-
-    accepted: list[int] = field(default_factory=list)
-    pending: list[int] = field(default_factory=list)
-    rejected: list[int] = field(default_factory=list)
-    expired: int = 0
-    skipped: int = 0
-
-    @property
-    def tried(self) -> int:
-        return len(self.accepted) + len(self.pending) + len(self.rejected)
-
-
-def sweep(*, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int | None = None,
-          concurrency: int = 1, client: MobilgroupClient | None = None) -> SweepResult:
-    """Send, here and now, every row left pending longer than ``stale_after``; expire the rows
-    past their ``not_after``.
-
-    This is what recovers a lost enqueue, a task backend that never ran the task, and a worker
-    killed mid-send, whatever task backend is used. Rows a task holds (an unexpired lease) are
-    left to it. ``concurrency`` threads send at once (each with its own database connection),
-    over the one client's pooled connections.
-    """
-    if client is None:
-        client = settings_client()
-    now = timezone.now()
-    free = Q(leased_until__isnull=True) | Q(leased_until__lte=now)
-    pending = OutboxMessage.objects.filter(free, state=OutboxMessage.PENDING)
-    result = SweepResult()
-    # Never tried: expired at once. Tried before: deliver() asks the gateway whether it has it.
-    result.expired = pending.filter(not_after__lte=now, attempts=0).update(
-        state=OutboxMessage.EXPIRED, last_error=EXPIRED_ERROR, updated_at=now)
-    due = Q(updated_at__lte=now - stale_after) | Q(not_after__lte=now)
-    stale = list(pending.filter(due).order_by("updated_at")
-                 .values_list("pk", "request_id")[:limit])
-    if concurrency <= 1 or len(stale) <= 1:
-        outcomes = [(request_id, deliver(pk, client=client)) for pk, request_id in stale]
-    else:
-        shares = [stale[n::concurrency] for n in range(min(concurrency, len(stale)))]
-        with ThreadPoolExecutor(len(shares), thread_name_prefix="mobilgroup-sweep") as pool:
-            runs = [pool.submit(_deliver_share, share, client) for share in shares]
-            outcomes = [outcome for run in runs for outcome in run.result()]
-    for request_id, outcome in outcomes:
-        if outcome == OutboxMessage.ACCEPTED:
-            result.accepted.append(request_id)
-        elif outcome == OutboxMessage.PENDING:
-            result.pending.append(request_id)
-        elif outcome == OutboxMessage.REJECTED:
-            result.rejected.append(request_id)
-        elif outcome == OutboxMessage.EXPIRED:
-            result.expired += 1
-        else:
-            result.skipped += 1  # a task got to it first
-    return result
-
-
-def _deliver_share(rows: list[tuple[int, int]], client: MobilgroupClient) -> list[tuple[int, str]]:
-    try:
-        return [(request_id, deliver(pk, client=client)) for pk, request_id in rows]
-    finally:
-        connections.close_all()  # this thread's own connections
+def _not_queued(pks: list[int], exc: Exception) -> None:
+    logger.error("SMS outbox rows %s committed but not queued (%s: %s); they stay pending and "
+                 "the sweeper (manage.py mobilgroup outbox) will send them",
+                 ",".join(map(str, pks)), type(exc).__name__, exc)

@@ -1,10 +1,16 @@
 """Delivery tracking: record accepted requests, ask for their reports once they are due.
 
 The gateway asks its clients not to poll: a report is asked for once the message lifetime
-(``valid``, 1 hour by default) has run out. :func:`track` therefore only looks at requests whose
-``report_due_at`` has passed, asks once, and marks the request complete when every recipient has
-a final status. An incomplete report is asked for again later, with growing pauses, until
+(``valid``, 1 hour by default) has run out, counted from the ``schedule`` when the message was
+scheduled for later (:func:`mobilgroup_backends.protocol.report_due`, the one place that rule
+lives). :func:`track` therefore only looks at requests whose ``report_due_at`` has passed, asks
+once, and marks the request complete when every recipient has a final status. An incomplete
+report is asked for again later, with growing pauses (the core's backoff), until
 :data:`GIVE_UP_AFTER` past the first due time.
+
+A failure acts on its verdict: one that may mend itself (a timeout, HTTP 5xx) leaves the request
+for a later run; one that will not (an account the gateway refuses, a 404 endpoint, an untrusted
+certificate) stops the run at once instead of spending a request on every due record.
 
 Many workers may track at once (``manage.py mobilgroup track`` from cron on several hosts,
 ``track --loop`` processes, the ``track_due`` task). A run claims due requests in batches: on
@@ -18,17 +24,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..client import MobilgroupClient, SendResult
+from .. import protocol
+from ..client import MobilgroupClient, backoff_delay
 from ..errors import ConfigurationError, MobilgroupError, UnknownRequestId
+from ..outgoing import Outgoing
 from ..protocol import DeliveryStatus, StatusReport
 from .models import SmsRecipient, SmsRequest
 from .signals import delivery_status
@@ -46,7 +54,7 @@ __all__ = [
 logger = logging.getLogger("mobilgroup_backends.django.tracking")
 
 #: The gateway's default message lifetime, in hours.
-DEFAULT_VALID_HOURS = 1
+DEFAULT_VALID_HOURS = protocol.DEFAULT_VALID_HOURS
 #: First pause before an incomplete report is asked for again; it doubles each time, up to 6 h.
 RECHECK_AFTER = timedelta(minutes=15)
 MAX_RECHECK = timedelta(hours=6)
@@ -60,34 +68,53 @@ def _now() -> datetime:
     return timezone.now()
 
 
-def record_sent(results: Sequence[SendResult], *, parts: int = 1, first_part: int = 1,
-                valid_hours: int | None = None, sent_at: datetime | None = None) -> list[SmsRequest]:
-    """Record accepted requests (one per part of a message, from part ``first_part`` on) for
-    tracking."""
+def record_sent(outgoing: Outgoing, *, parts: int | None = None, first_part: int = 1,
+                sent_at: datetime | None = None) -> list[SmsRequest]:
+    """Record the accepted requests of a prepared message for tracking: one record per part of
+    ``outgoing``, numbered from ``first_part`` among ``parts`` (default: its own parts; the
+    outbox records one part of a longer message at a time). The report is due when the gateway's
+    rule says (:func:`~mobilgroup_backends.protocol.report_due`: the lifetime, counted from the
+    ``schedule`` when the message was scheduled for later)."""
     sent_at = sent_at or _now()
-    hours = valid_hours or DEFAULT_VALID_HOURS
+    hours = outgoing.valid_hours or DEFAULT_VALID_HOURS
+    due = protocol.report_due(sent_at, hours, _schedule_time(outgoing.schedule))
     records: list[SmsRequest] = []
     with transaction.atomic():
-        for number, result in enumerate(results, start=first_part):
+        for number, part in enumerate(outgoing.parts, start=first_part):
             record = SmsRequest.objects.create(
-                request_id=result.request_id,
-                sender=result.sender or "",
-                text_length=len(result.text),
+                request_id=part.request_id,
+                sender=outgoing.sender or "",
+                text_length=len(part.text),
                 part=number,
-                parts=parts,
+                parts=parts or len(outgoing.parts),
                 valid_hours=hours,
                 sent_at=sent_at,
-                report_due_at=sent_at + timedelta(hours=hours),
+                report_due_at=due,
             )
             SmsRecipient.objects.bulk_create(
-                [SmsRecipient(request=record, phone=phone) for phone in result.phones])
+                [SmsRecipient(request=record, phone=phone) for phone in outgoing.phones])
             records.append(record)
     return records
 
 
+def _schedule_time(schedule: str | None) -> datetime | None:
+    """A prepared message's ``schedule`` (the gateway's local ``YYYY-MM-DD HH:MM``) as an aware
+    datetime."""
+    # TODO(core): an Outgoing.schedule_time (or report_due taking the text) would keep the
+    # gateway's time format in the core alone.
+    if schedule is None:
+        return None
+    return datetime.strptime(schedule, protocol.SCHEDULE_FORMAT).replace(
+        tzinfo=protocol.GATEWAY_TIMEZONE)
+
+
 @dataclass
 class TrackResult:
-    """What one :func:`track` run did."""
+    """What one :func:`track` run did.
+
+    ``stopped`` is set when the run stopped early on a failure that will not mend by itself (the
+    account refused, the endpoint refusing every request): its verdict and the error.
+    """
 
     polled: list[int] = field(default_factory=list)
     complete: int = 0
@@ -98,6 +125,22 @@ class TrackResult:
     skipped: int = 0
     changed: int = 0
     errors: list[str] = field(default_factory=list)
+    stopped: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON shape of a tracking run, as ``manage.py mobilgroup track --json``, the
+        Django task and the Celery task give it."""
+        return {"polled": len(self.polled), "request_ids": self.polled,
+                "complete": self.complete, "pending": self.pending, "expired": self.expired,
+                "unknown": self.unknown, "failed": self.failed, "skipped": self.skipped,
+                "changed": self.changed, "errors": self.errors, "stopped": self.stopped}
+
+    def summary(self) -> str:
+        """One line for people."""
+        line = (f"Polled {len(self.polled)} request(s): {self.complete} complete, "
+                f"{self.pending} pending, {self.expired} expired, {self.unknown} unknown, "
+                f"{self.failed} failed; {self.changed} recipient status(es) changed.")
+        return f"{line} Stopped: {self.stopped}" if self.stopped else line
 
 
 @dataclass(frozen=True)
@@ -139,11 +182,18 @@ def track(client: MobilgroupClient, *, now: datetime | None = None, limit: int |
             try:
                 _poll(client, SmsRequest.objects.get(pk=pk), token, now, result)
             except BaseException:
-                # Hand the rest of the batch back now rather than when the lease runs out.
-                SmsRequest.objects.filter(pk__in=fresh[number + 1:], claim_token=token).update(
-                    claimed_until=None, claim_token="")
+                _hand_back(fresh[number + 1:], token)
                 raise
+            if result.stopped:
+                _hand_back(fresh[number + 1:], token)
+                return result
     return result
+
+
+def _hand_back(pks: list[int], token: str) -> None:
+    """Release claimed requests now rather than when the lease runs out."""
+    SmsRequest.objects.filter(pk__in=pks, claim_token=token).update(claimed_until=None,
+                                                                    claim_token="")
 
 
 def _claim(claimable: Q, size: int, token: str, until: datetime) -> tuple[int, list[int]]:
@@ -185,6 +235,13 @@ def _poll(client: MobilgroupClient, record: SmsRequest, token: str, now: datetim
         result.polled.append(record.request_id)
         result.failed += 1
         result.errors.append(f"request {record.request_id}: {exc}")
+        if not exc.verdict.try_again:
+            # Not this request's fault and not mended by waiting: the same answer awaits every
+            # other due request. Keep this one due as it was, and stop.
+            result.stopped = f"{exc.verdict.value}: {exc}"
+            logger.warning("delivery tracking stopped (%s): %s", exc.verdict.value, exc)
+            _release(record, token, now, error=str(exc))
+            return
         logger.warning("delivery report for request %s not fetched: %s", record.request_id, exc)
         _release(record, token, now, error=str(exc), due=now + _pause(record.polls + 1))
         return
@@ -216,8 +273,10 @@ def _lease(client: MobilgroupClient) -> timedelta:
 
 
 def _pause(polls: int) -> timedelta:
-    pause: timedelta = RECHECK_AFTER * (2 ** max(0, polls - 1))
-    return min(MAX_RECHECK, pause)
+    """The pause before an incomplete report is asked for again: the core's backoff, from
+    :data:`RECHECK_AFTER` up to :data:`MAX_RECHECK`."""
+    return timedelta(seconds=backoff_delay(RECHECK_AFTER.total_seconds(), polls,
+                                           cap=MAX_RECHECK.total_seconds()))
 
 
 def _release(record: SmsRequest, token: str, now: datetime, *, error: str,

@@ -31,7 +31,7 @@ from ....errors import (
 )
 from ....protocol import check_sender
 from ...backend import SmsBackend
-from ...outbox import DEFAULT_STALE_AFTER
+from ...dispatch import DEFAULT_STALE_AFTER
 
 
 class _Message:
@@ -95,6 +95,7 @@ class Command(BaseCommand):
                            help="keep running, one run every --interval seconds")
         track.add_argument("--interval", type=float, default=60.0,
                            help="seconds between runs with --loop (default 60)")
+        track.add_argument("--json", action="store_true", help="print JSON, one line a run")
 
         outbox = action("outbox", "Send the outbox rows left pending longer than --stale-after "
                                   "(a lost enqueue, a killed worker), and expire those past "
@@ -111,6 +112,7 @@ class Command(BaseCommand):
                             help="keep running, one run every --interval seconds")
         outbox.add_argument("--interval", type=float, default=30.0,
                             help="seconds between runs with --loop (default 30)")
+        outbox.add_argument("--json", action="store_true", help="print JSON, one line a run")
 
         codes = action("codes", "Print the one-time code guard's counts: codes sent this hour, "
                                 "refusals today by reason, and the limits.")
@@ -216,17 +218,17 @@ class Command(BaseCommand):
                 return
 
     def _outbox(self, options: dict[str, Any]) -> None:
-        from ...outbox import sweep
+        from ...dispatch import sweep
 
         stale_after = timedelta(seconds=options["stale_after"])
 
         def run(client: MobilgroupClient) -> None:
             result = sweep(stale_after=stale_after, limit=options["limit"],
                            concurrency=options["concurrency"], client=client)
-            self.stdout.write(
-                f"Sent {result.tried} pending message(s): {len(result.accepted)} accepted, "
-                f"{len(result.pending)} still pending, {len(result.rejected)} rejected; "
-                f"{result.expired} expired.")
+            if options["json"]:
+                self.stdout.write(json.dumps({"ok": True, **result.to_dict()}))
+            else:
+                self.stdout.write(result.summary())
 
         self._repeat(options, run)
 
@@ -237,12 +239,12 @@ class Command(BaseCommand):
         from ...tracking import track
 
         result = track(client, limit=options["limit"])
-        self.stdout.write(
-            f"Polled {len(result.polled)} request(s): {result.complete} complete, "
-            f"{result.pending} pending, {result.expired} expired, {result.unknown} unknown, "
-            f"{result.failed} failed; {result.changed} recipient status(es) changed.")
-        for error in result.errors:
-            self.stderr.write(error)
+        if options["json"]:
+            self.stdout.write(json.dumps({"ok": True, **result.to_dict()}, ensure_ascii=False))
+        else:
+            self.stdout.write(result.summary())
+            for error in result.errors:
+                self.stderr.write(error)
         if result.failed and result.failed == len(result.polled) and not options["loop"]:
             raise CommandError("no delivery report could be fetched", returncode=EXIT_UNREACHABLE)
 
