@@ -325,7 +325,7 @@ def enqueue(phones: str | Iterable[str], text: str, *, app: Celery | None = None
     """Prepare the message, queue ``mobilgroup.send_sms`` with it; return its request id.
 
     The core prepares it (:meth:`MobilgroupClient.prepare`) with this app's settings (the Celery
-    setting ``mobilgroup_url``, Django's ``MOBILGROUP``, the environment, as the worker reads
+    setting ``mobilgroup_secret_url``, Django's ``MOBILGROUP``, the environment, as the worker reads
     them); options left None take those settings, the URL's ``region``, ``valid``, ``translit``
     and ``sender`` included. The task gets the prepared message as JSON and sends it as it is.
     Bad input raises :class:`~mobilgroup_backends.errors.ValidationError` here, in the caller,

@@ -46,7 +46,7 @@ def test_enqueue_queues_the_message_the_core_prepared_as_json(
         app: Celery, broker: str, redis_server: RedisServer) -> None:
     # The app's own URL says the region, lifetime and transliteration: enqueue applies them
     # through the core, and the worker gets the result as it is.
-    app.conf.mobilgroup_url = "mobilgroup://l:p@1000?region=BY&valid=24&translit=no"
+    app.conf.mobilgroup_secret_url = "mobilgroup://l:p@1000?region=BY&valid=24&translit=no"
     request_id = mobilgroup_celery.enqueue("8 029 123-45-67", "Код 4521", app=app,
                                            sender="Shop")
     [message] = _queued(redis_server, broker)
@@ -72,7 +72,7 @@ def test_enqueue_queues_the_message_the_core_prepared_as_json(
 def test_bad_input_is_refused_before_anything_is_queued(
         app: Celery, broker: str, redis_server: RedisServer, phones: str, text: str,
         options: dict[str, object], field: str) -> None:
-    app.conf.mobilgroup_url = "mobilgroup://l:p@1000?long_messages=error"
+    app.conf.mobilgroup_secret_url = "mobilgroup://l:p@1000?long_messages=error"
     with pytest.raises(ValidationError) as refused:
         mobilgroup_celery.enqueue(phones, text, app=app, **options)  # type: ignore[arg-type]
     assert refused.value.field == field
@@ -148,7 +148,7 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(
     with Emulator(price_per_sms=Decimal(0)) as gateway:
         # No retries inside the client: every fault becomes a task retry or a redelivery.
         url = gateway.url(retries=0, timeout=5)
-        app.conf.mobilgroup_url = url
+        app.conf.mobilgroup_secret_url = url
         gateway.faults.random(rate=0.15, seed=11)
         log = str(tmp_path / "workers.log")
         first = Worker(broker, url, log, concurrency=4, name="first")
@@ -193,9 +193,9 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(
 
 @pytest.fixture
 def gateway_app(mobilgroup_emulator: Emulator) -> Celery:
-    """An app configured through Celery's own settings (``mobilgroup_url``), run eagerly."""
+    """An app configured through Celery's own settings (``mobilgroup_secret_url``), run eagerly."""
     app = Celery("eager", broker="memory://")
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(retries=0)
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(retries=0)
     return app
 
 
@@ -218,7 +218,7 @@ def test_a_transport_failure_is_retried_under_the_same_id(
 def test_a_long_text_is_one_task_sending_every_part_the_core_split(
         gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
     gateway_app.conf.task_always_eager = True  # the task runs here, as a worker would run it
-    gateway_app.conf.mobilgroup_url = mobilgroup_emulator.url(long_messages="split")
+    gateway_app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(long_messages="split")
     first = mobilgroup_celery.enqueue("79031234567", "word " * 60, app=gateway_app)
     texts = [m.text for m in mobilgroup_emulator.outbox]
     assert len(texts) == 3 and " ".join(texts).split() == ["word"] * 60
@@ -252,8 +252,8 @@ def test_a_real_worker_fails_a_404_endpoint_after_one_request(
         app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
     gateway = mobilgroup_emulator
     gateway.faults.next("body", count=50, status=404, body=b"not found")
-    app.conf.mobilgroup_url = gateway.url(retries=3, backoff=0.01)
-    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
+    app.conf.mobilgroup_secret_url = gateway.url(retries=3, backoff=0.01)
+    worker = Worker(broker, app.conf.mobilgroup_secret_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "wrong endpoint", app=app)
         log = _worker_outcome(worker, request_id)
@@ -270,8 +270,8 @@ def test_a_real_worker_fails_a_404_endpoint_after_one_request(
 @pytest.mark.slow
 def test_a_real_worker_fails_an_untrusted_certificate_at_once(
         app: Celery, broker: str, tmp_path: Path, tls_gateway: Emulator) -> None:
-    app.conf.mobilgroup_url = tls_gateway.url(retries=3, backoff=0.01)
-    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
+    app.conf.mobilgroup_secret_url = tls_gateway.url(retries=3, backoff=0.01)
+    worker = Worker(broker, app.conf.mobilgroup_secret_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "untrusted", app=app)
         _worker_outcome(worker, request_id)
@@ -289,8 +289,8 @@ def test_a_real_worker_retries_an_account_refusal_until_money_is_added(
         app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
     gateway = mobilgroup_emulator
     gateway.account.balance = Decimal(0)
-    app.conf.mobilgroup_url = gateway.url(retries=0)
-    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
+    app.conf.mobilgroup_secret_url = gateway.url(retries=0)
+    worker = Worker(broker, app.conf.mobilgroup_secret_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "paid later", app=app)
         _wait(lambda: sum(1 for ex in gateway.requests.snapshot() if ex.error == 9) >= 2, 60,
@@ -310,7 +310,7 @@ def test_the_worker_client_is_made_once_per_process_and_app(gateway_app: Celery)
     client = mobilgroup_celery.worker_client(gateway_app)
     assert mobilgroup_celery.worker_client(gateway_app) is client
     other = Celery("other", broker="memory://")
-    other.conf.mobilgroup_url = gateway_app.conf.mobilgroup_url
+    other.conf.mobilgroup_url = gateway_app.conf.mobilgroup_secret_url
     assert mobilgroup_celery.worker_client(other) is not client
     read, write = os.pipe()
     pid = os.fork()
@@ -335,7 +335,7 @@ def test_track_due_without_django_names_the_fix(tmp_path: Path) -> None:
 
     code = ("from celery import Celery; import mobilgroup_backends.celery as c\n"
             "app = Celery('x', broker='memory://')\n"
-            "app.conf.mobilgroup_url = 'mobilgroup://l:p@1/79031234567'\n"
+            "app.conf.mobilgroup_secret_url = 'mobilgroup://l:p@1/79031234567'\n"
             "try:\n    app.tasks[c.TRACK_TASK]()\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"), pytest.mark.
 @pytest.fixture
 def app(mobilgroup_emulator: Emulator) -> Celery:
     app = Celery("tracking", broker="memory://")
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(retries=0)
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(retries=0)
     return app
 
 
@@ -73,7 +73,7 @@ def test_without_track_delivery_nothing_is_recorded(app: Celery, settings: Any) 
 
 def test_track_delivery_in_the_celery_url_is_honoured(
         app: Celery, mobilgroup_emulator: Emulator) -> None:
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(retries=0, track_delivery="yes")
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(retries=0, track_delivery="yes")
     assert send(app)["tracked"] is True
     assert SmsRequest.objects.filter(request_id=REQUEST_ID).exists()
 

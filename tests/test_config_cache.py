@@ -82,11 +82,11 @@ def test_the_outbox_takes_a_changed_setting(mobilgroup_emulator: Emulator, setti
 def test_the_celery_worker_client_follows_a_changed_setting(
         mobilgroup_emulator: Emulator) -> None:
     app = Celery("changing", broker="memory://")
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="First")
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(sender="First")
     client = mobilgroup_celery.worker_client(app)
     assert mobilgroup_celery.worker_client(app) is client  # the same settings: the same client
     assert client.sender == "First"
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="Second")
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(sender="Second")
     changed = mobilgroup_celery.worker_client(app)
     assert changed is not client and changed.sender == "Second"
 
@@ -98,11 +98,11 @@ def open_pools(client: Any) -> int:
 
 def test_a_replaced_celery_worker_client_is_closed(mobilgroup_emulator: Emulator) -> None:
     app = Celery("closing", broker="memory://")
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="First")
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(sender="First")
     old = mobilgroup_celery.worker_client(app)
     old.send(PHONE, "warm")
     assert open_pools(old) == 1
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="Second")
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(sender="Second")
     mobilgroup_celery.worker_client(app)
     assert open_pools(old) == 0  # no task ran with it (a prefork child between tasks)
 
@@ -111,10 +111,10 @@ def test_a_replaced_client_is_closed_after_the_last_task_using_it(
         mobilgroup_emulator: Emulator) -> None:
     """A thread pool: a task still running with the old client keeps it open until it ends."""
     app = Celery("threads", broker="memory://")
-    app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="First")
+    app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(sender="First")
     with mobilgroup_celery._task_client(app) as old:
         old.send(PHONE, "before")
-        app.conf.mobilgroup_url = mobilgroup_emulator.url(sender="Second")
+        app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(sender="Second")
         assert mobilgroup_celery.worker_client(app).sender == "Second"
         old.send(PHONE, "still running")
         assert open_pools(old) == 1

@@ -191,7 +191,7 @@ def celery_worker(wire: Wire) -> bool:
     broker = wire.fixture("redis_server").url(15)
     wire.fixture("redis_server").client(15).flushdb()
     app = make_app(broker)
-    app.conf.mobilgroup_url = wire.url
+    app.conf.mobilgroup_secret_url = wire.url
     worker = Worker(broker, wire.url, str(wire.folder / "worker.log"), concurrency=1)
     try:
         mobilgroup_celery.enqueue(PHONE, TEXT, app=app, schedule=SCHEDULE)
