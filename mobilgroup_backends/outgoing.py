@@ -66,6 +66,20 @@ class Outgoing:
         """The parts' texts joined by a space: what the recipient reads, near enough."""
         return " ".join(part.text for part in self.parts)
 
+    @property
+    def schedule_time(self) -> datetime | None:
+        """``schedule`` as an aware moment (the gateway's clock, Moscow time), or None."""
+        if self.schedule is None:
+            return None
+        return datetime.strptime(self.schedule, protocol.SCHEDULE_FORMAT).replace(
+            tzinfo=protocol.GATEWAY_TIMEZONE)
+
+    def report_due(self, sent_at: datetime) -> datetime:
+        """When the gateway's rule allows asking for this message's delivery report, had it
+        been accepted at ``sent_at`` (aware): its lifetime, counted from the schedule when it
+        was scheduled for later (:func:`protocol.report_due`)."""
+        return protocol.report_due(sent_at, self.valid_hours, self.schedule_time)
+
     def without(self, request_ids: Iterable[int]) -> Outgoing:
         """The same message minus the parts whose ids are given (those accepted already)."""
         done = set(request_ids)

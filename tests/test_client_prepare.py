@@ -132,3 +132,20 @@ def test_an_id_given_for_a_text_in_parts_is_refused() -> None:
     ):
         client.prepare("+7 900 000-00-05", "y " * 100, request_id=42)
     assert caught.value.field == "request_id" and caught.value.request_id == 42
+
+
+def test_the_report_is_due_when_the_lifetime_has_run_out_counting_the_schedule() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    client = MobilgroupClient("1000", "demo", "demo", endpoint="http://127.0.0.1:9/extxml.php")
+    sent_at = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
+    now = client.prepare("+79031234567", "now", valid_hours=6)
+    assert now.schedule_time is None
+    assert now.report_due(sent_at) == sent_at + timedelta(hours=6)
+    later = client.prepare("+79031234567", "later", valid_hours=2,
+                           schedule="2026-12-08 15:30")  # the gateway's clock: Moscow time
+    assert later.schedule_time == datetime(2026, 12, 8, 12, 30, tzinfo=timezone.utc)
+    assert later.report_due(sent_at) == datetime(2026, 12, 8, 14, 30, tzinfo=timezone.utc)
+    # The rule survives the JSON a queue stores the message as.
+    assert Outgoing.from_dict(json.loads(json.dumps(later.to_dict()))).report_due(sent_at) \
+        == later.report_due(sent_at)

@@ -77,7 +77,7 @@ def record_sent(outgoing: Outgoing, *, parts: int | None = None, first_part: int
     ``schedule`` when the message was scheduled for later)."""
     sent_at = sent_at or _now()
     hours = outgoing.valid_hours or DEFAULT_VALID_HOURS
-    due = protocol.report_due(sent_at, hours, _schedule_time(outgoing.schedule))
+    due = outgoing.report_due(sent_at)
     records: list[SmsRequest] = []
     with transaction.atomic():
         for number, part in enumerate(outgoing.parts, start=first_part):
@@ -95,17 +95,6 @@ def record_sent(outgoing: Outgoing, *, parts: int | None = None, first_part: int
                 [SmsRecipient(request=record, phone=phone) for phone in outgoing.phones])
             records.append(record)
     return records
-
-
-def _schedule_time(schedule: str | None) -> datetime | None:
-    """A prepared message's ``schedule`` (the gateway's local ``YYYY-MM-DD HH:MM``) as an aware
-    datetime."""
-    # TODO(core): an Outgoing.schedule_time (or report_due taking the text) would keep the
-    # gateway's time format in the core alone.
-    if schedule is None:
-        return None
-    return datetime.strptime(schedule, protocol.SCHEDULE_FORMAT).replace(
-        tzinfo=protocol.GATEWAY_TIMEZONE)
 
 
 @dataclass
