@@ -59,9 +59,11 @@ def answer_status(exc: MobilgroupError) -> int:
 @dataclass(frozen=True)
 class Outcome:
     """What became of one notification: ``verdict`` is ``sent``, ``held`` (the budget, counted
-    for the summary) or ``duplicate`` (dedupe); ``request_ids`` those of its parts."""
+    for the summary) or ``duplicate`` (dedupe); ``phones`` its recipients as the gateway gets
+    them; ``request_ids`` those of its parts."""
 
     verdict: str
+    phones: tuple[str, ...]
     request_ids: tuple[int, ...] = ()
     accepted_earlier: bool = False
     parts: int = 0
@@ -94,17 +96,18 @@ class Delivery:
         text = f"{self.prefix} {notification.text}" if self.prefix else notification.text
         return " ".join(text.split())
 
-    def deliver(self, notification: Notification, phones: Sequence[str]) -> Outcome:
-        """Send ``notification`` to ``phones`` within the budget; raise what the gateway raised
-        (the budget slot is then given back: the tool retries, and the retry takes one again).
-        A notification the client refuses to make takes no slot."""
+    def deliver(self, notification: Notification, phones: str | Sequence[str]) -> Outcome:
+        """Send ``notification`` to ``phones`` (read by the client, as any message's) within the
+        budget; raise what the gateway raised (the budget slot is then given back: the tool
+        retries, and the retry takes one again). A notification the client refuses to make (a
+        ``ValidationError``: its phones, its text) takes no slot."""
         text = self.text(notification)
         outgoing = self.client.prepare(phones, text)
         if notification.identity is not None:
             # Derived ids are this notification's own: the gateway's "this id was sent already"
             # then means this very SMS went out before (an earlier try, another replica).
             outgoing = outgoing.with_request_ids(
-                request_ids(notification.identity, phones, len(outgoing.parts)))
+                request_ids(notification.identity, outgoing.phones, len(outgoing.parts)))
         item = Item(time.time(), logging.CRITICAL if notification.status == "firing"
                     else logging.INFO, notification.status.upper(),
                     notification.receiver or notification.source,
@@ -112,10 +115,10 @@ class Delivery:
         with self._lock:
             decision = self.policy.store.admit(item, paused=False)
         if decision.verdict is Verdict.DUPLICATE:
-            return Outcome("duplicate")
+            return Outcome("duplicate", outgoing.phones)
         if decision.verdict is not Verdict.SEND:
             self._start_summaries()
-            return Outcome("held")
+            return Outcome("held", outgoing.phones)
         try:
             sent = self._send(outgoing, resend=notification.identity is not None)
         except BaseException:
@@ -126,7 +129,8 @@ class Delivery:
         if earlier:  # another process (or an earlier try) sent it and spent the budget on it
             with self._lock:
                 self.policy.store.release(item, decision)
-        return Outcome("sent", outgoing.request_ids, earlier, len(outgoing.parts))
+        return Outcome("sent", outgoing.phones, outgoing.request_ids, earlier,
+                       len(outgoing.parts))
 
     def _send(self, outgoing: Outgoing, *, resend: bool) -> Sent:
         started = time.perf_counter()
