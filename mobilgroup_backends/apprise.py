@@ -82,7 +82,7 @@ DEFAULT_BACKOFF: float = BY_NAME["backoff"].default_for("apprise")
 #: The options of the package's option table this plugin takes from its URL.
 _TABLE_ARGS_BY_OPTION = ("sender", "valid_hours", "transliterate", "endpoint", "timeout",
                          "retries", "backoff", "allow_insecure_http", "region", "long_messages",
-                         "replace_unencodable", "deadline")
+                         "max_parts", "replace_unencodable", "deadline")
 
 
 def _template_arg(option: Option) -> dict[str, Any]:
@@ -220,6 +220,7 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         allow_insecure_http: bool | str | None = None,
         region: str | None = None,
         long_messages: str | None = None,
+        max_parts: int | str | None = None,
         replace_unencodable: bool | str | None = None,
         deadline: float | str | None = None,
         **kwargs: Any,
@@ -233,8 +234,8 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         options = {"sender": sender, "valid": valid, "translit": translit, "endpoint": endpoint,
                    "timeout": timeout, "retries": retries, "backoff": backoff,
                    "allow_insecure_http": allow_insecure_http, "region": region,
-                   "long_messages": long_messages, "replace_unencodable": replace_unencodable,
-                   "deadline": deadline,
+                   "long_messages": long_messages, "max_parts": max_parts,
+                   "replace_unencodable": replace_unencodable, "deadline": deadline,
                    "user_id": str(self.host or ""), "login": self.user,
                    "password": self.password}
         try:
@@ -388,7 +389,8 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
                 fitted.append({"body": "", "title": ""})
                 continue
             fitted.extend({"body": part, "title": ""}
-                          for part in fit_text(text, int(self.body_maxlen), how))
+                          for part in fit_text(text, int(self.body_maxlen), how,
+                                               max_parts=self.settings.max_parts))
         return fitted
 
     def _batches(self) -> Iterator[tuple[str, ...]]:

@@ -134,9 +134,9 @@ class MobilgroupClient:
     commonly give a request (gunicorn's worker timeout, most load balancers), with time left to
     answer the user.
 
-    ``sender``, ``transliterate``, ``valid_hours``, ``long_messages``, ``replace_unencodable`` and
-    ``region`` are the message settings :meth:`prepare` (and so :meth:`send`) applies to every
-    message whose call does not say otherwise. Plain
+    ``sender``, ``transliterate``, ``valid_hours``, ``long_messages``, ``max_parts``,
+    ``replace_unencodable`` and ``region`` are the message settings :meth:`prepare` (and so
+    :meth:`send`) applies to every message whose call does not say otherwise. Plain
     ``http://`` endpoints are refused outside loopback unless ``allow_insecure_http`` is set,
     since the password travels in the body.
 
@@ -166,6 +166,7 @@ class MobilgroupClient:
         long_messages: LongMessages = "error",
         replace_unencodable: bool = False,
         deadline: float = 20.0,
+        max_parts: int | None = None,
         session: requests.Session | None = None,
         pool_size: int = 16,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
@@ -176,7 +177,7 @@ class MobilgroupClient:
                             allow_insecure_http=allow_insecure_http, region=region,
                             transliterate=transliterate, valid_hours=valid_hours,
                             long_messages=long_messages, replace_unencodable=replace_unencodable,
-                            deadline=deadline)
+                            deadline=deadline, max_parts=max_parts)
         #: The settings this client applies and keeps (checked by the option table).
         self.settings = settings
         self.credentials = protocol.Credentials(settings.user_id, login, password)
@@ -257,6 +258,7 @@ class MobilgroupClient:
             "region": settings.region, "transliterate": settings.transliterate,
             "valid_hours": settings.valid_hours, "long_messages": settings.long_messages,
             "replace_unencodable": settings.replace_unencodable, "deadline": settings.deadline,
+            "max_parts": settings.max_parts,
         }
         kwargs.update(overrides)
         return cls(settings.user_id, settings.login, settings.password, **kwargs)
@@ -305,13 +307,15 @@ class MobilgroupClient:
         long_messages: LongMessages | None = None,
         replace_unencodable: bool | None = None,
         request_id: int | str | Sequence[int | str] | None = None,
+        max_parts: int | None = None,
     ) -> Outgoing:
         """The message(s) the gateway will get, with every setting applied once: the message as
         plain data, to send now (:meth:`send_prepared`) or to store and send later as it is.
 
         Arguments left None take the client's settings (its URL's ``sender``, ``translit``,
-        ``valid``, ``long_messages``, ``replace_unencodable``, ``region``). A text over the limit
-        is split in parts (one request id each), cut, or refused, as ``long_messages`` says.
+        ``valid``, ``long_messages``, ``max_parts``, ``replace_unencodable``, ``region``). A text
+        over the limit is split in parts (one request id each; at most ``max_parts``, the last
+        cut), cut, or refused, as ``long_messages`` says.
         ``request_id`` gives the id of a one-part message, or one id per part (a sequence).
         Nothing is sent; a ``ValidationError`` names what is wrong.
         """
@@ -323,6 +327,7 @@ class MobilgroupClient:
             schedule=schedule,
             valid_hours=config.valid_hours if valid_hours is None else valid_hours,
             long_messages=cast(LongMessages, long_messages or config.long_messages),
+            max_parts=config.max_parts if max_parts is None else max_parts,
             replace_unencodable=(config.replace_unencodable if replace_unencodable is None
                                  else replace_unencodable),
             request_id=request_id)

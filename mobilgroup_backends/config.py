@@ -281,6 +281,16 @@ def _number(kind: type[int] | type[float]) -> Converter:
     return convert
 
 
+def _optional_number(kind: type[int] | type[float]) -> Converter:
+    """A number, or unset (None, or an empty text)."""
+    number = _number(kind)
+
+    def convert(label: str, value: Any) -> Any:
+        return None if value is None or value == "" else number(label, value)
+
+    return convert
+
+
 def _bool(label: str, value: Any) -> bool:
     return parse_bool(label, value)
 
@@ -440,10 +450,13 @@ OPTIONS: tuple[Option, ...] = (
             "message lifetime, 1 to 48 hours; unset: the gateway's 1 hour", url="valid"),
     _option("long_messages", "choice", _choice("split", "truncate", "error"), "error",
             "a text over the limit: split (one request per part), truncate or error",
-            adapter_defaults={"django": "split", "apprise": "split"}),
+            adapter_defaults={"django": "split", "apprise": "split", "serve": "split"}),
+    _option("max_parts", "int", _optional_number(int), None,
+            "with long_messages=split, the most parts one message takes (the last is cut); "
+            "unset: as many as it takes", low=1, high=10, adapter_defaults={"serve": 1}),
     _option("replace_unencodable", "bool", _bool, False,
             "replace characters windows-1251 cannot carry (emoji) with '?' instead of refusing",
-            adapter_defaults={"logging": True, "apprise": True}),
+            adapter_defaults={"logging": True, "apprise": True, "serve": True}),
     _option("timeout", "seconds>0", _number(float), 10.0,
             "seconds to connect, and for each answer", low=0, high=600,
             adapter_defaults={"logging": 5.0, "serve": 5.0}),
@@ -519,9 +532,6 @@ OPTIONS: tuple[Option, ...] = (
     _option("receiver_token_file", "text", _text, None,
             "a file whose first line is the receiver's token (instead of receiver_token)",
             url=False, adapters=_RECEIVER, in_settings=False),
-    _option("max_parts", "int", _number(int), 1,
-            "SMS parts one notification may take; a longer text is cut", low=1, high=10,
-            adapters=_RECEIVER, in_settings=False),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -554,6 +564,7 @@ class Settings:
     transliterate: bool = True
     valid_hours: int | None = None
     long_messages: str = "error"
+    max_parts: int | None = None
     replace_unencodable: bool = False
     timeout: float = 10.0
     retries: int = 3
@@ -569,8 +580,8 @@ class Settings:
         except ValidationError as exc:
             raise ConfigurationError(exc.field, exc.value, exc.problem, exc.fix) from None
         for name in ("user_id", "login", "password", "sender", "transliterate", "valid_hours",
-                     "long_messages", "replace_unencodable", "timeout", "retries", "backoff",
-                     "deadline", "allow_insecure_http", "region"):
+                     "long_messages", "max_parts", "replace_unencodable", "timeout", "retries",
+                     "backoff", "deadline", "allow_insecure_http", "region"):
             value = getattr(self, name)
             checked = BY_NAME[name].parse(name, value)
             if checked != value or type(checked) is not type(value):

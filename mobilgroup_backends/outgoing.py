@@ -1,11 +1,11 @@
 """A message ready to send: every setting applied once, its request ids minted, plain data.
 
 :func:`prepare` turns (phones, text, options) into an :class:`Outgoing`: the phones read with the
-region, the sender alias, transliteration, the lifetime, the schedule, a long text split or cut
-(:func:`protocol.message_parts`) or refused, unencodable characters replaced or refused, and one
-request id per part. ``MobilgroupClient.prepare`` calls it with the client's settings; every
-adapter stores, forwards and sends the result as it is (``MobilgroupClient.send_prepared``), and
-applies no setting itself.
+region, the sender alias, transliteration, the lifetime, the schedule, a long text split (in at
+most ``max_parts`` parts, the last cut) or cut (:func:`protocol.message_parts`) or refused,
+unencodable characters replaced or refused, and one request id per part.
+``MobilgroupClient.prepare`` calls it with the client's settings; every adapter stores, forwards
+and sends the result as it is (``MobilgroupClient.send_prepared``), and applies no setting itself.
 
 An :class:`Outgoing` is JSON-safe (:meth:`Outgoing.to_dict`, :meth:`Outgoing.from_dict`): outbox
 rows, task arguments and the mailing state file keep it as it is, so that a resend is the very
@@ -85,6 +85,22 @@ class Outgoing:
         done = set(request_ids)
         return replace(self, parts=tuple(p for p in self.parts if p.request_id not in done))
 
+    def with_request_ids(self, request_ids: Sequence[int | str]) -> Outgoing:
+        """The same message under other ids, one per part in order: ids derived from what the
+        message stands for (an alert's identity), so that a retry made from scratch, in any
+        process, is the same request and goes out once. Known only once the parts are."""
+        ids = [protocol.check_request_id(one) for one in request_ids]
+        if len(ids) != len(self.parts):
+            raise ValidationError("request_id", ",".join(map(str, ids)),
+                                  f"the message has {len(self.parts)} part(s), each needs its "
+                                  f"own id ({len(ids)} given)",
+                                  f"give {len(self.parts)} ids, one per part")
+        if len(set(ids)) != len(ids):
+            raise ValidationError("request_id", ",".join(map(str, ids)),
+                                  "the same id given for two parts", "give every part its own id")
+        return replace(self, parts=tuple(Part(i, part.text)
+                                         for i, part in zip(ids, self.parts, strict=True)))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values; :meth:`from_dict` reads them back."""
         return {"account": self.account, "phones": list(self.phones),
@@ -146,11 +162,15 @@ def prepare(
     schedule: datetime | str | None = None,
     valid_hours: int | None = None,
     long_messages: LongMessages = "error",
+    max_parts: int | None = None,
     replace_unencodable: bool = False,
     request_id: int | str | Sequence[int | str] | None = None,
 ) -> Outgoing:
     """The message the gateway will get, every argument already resolved (no defaults here:
     ``MobilgroupClient.prepare`` fills them from its settings).
+
+    With ``long_messages="split"`` a long text goes out in at most ``max_parts`` parts (None: as
+    many as it takes), the last cut with an ellipsis; ``truncate`` is the one-part case.
 
     Everything is checked before anything is sent: a ``ValidationError`` means nothing went out
     (its ``request_id`` is the first id given, when one was). Without ``request_id`` each part
@@ -174,7 +194,7 @@ def prepare(
             raise ValidationError("text", text, "the message text must be a string",
                                   "pass the text as str")
         pieces = protocol.message_parts(text, transliterate=transliterate,
-                                        long_messages=long_messages)
+                                        long_messages=long_messages, max_parts=max_parts)
         checked = protocol.check_message(
             phones, pieces[0], sender=sender, transliterate=transliterate, schedule=schedule,
             valid_hours=valid_hours, replace_unencodable=replace_unencodable, region=region)

@@ -567,24 +567,32 @@ def new_request_id() -> int:
     return 10**17 + secrets.randbelow(9 * 10**17)
 
 
-def fit_text(text: str, limit: int, mode: Literal["split", "truncate"] = "split") -> list[str]:
+def fit_text(text: str, limit: int, mode: Literal["split", "truncate"] = "split", *,
+             max_parts: int | None = None) -> list[str]:
     """Fit a long text into messages of at most ``limit`` characters.
 
-    ``split`` cuts on white space where it can (a word longer than a whole message is cut hard);
-    ``truncate`` keeps one message ending in an ellipsis. A text that fits is returned as is.
+    ``split`` cuts on white space where it can (a word longer than a whole message is cut hard),
+    into at most ``max_parts`` messages (None: as many as it takes), the last ending in an
+    ellipsis when the text goes on; ``truncate`` keeps one message ending in an ellipsis (the
+    one-part case). A text that fits is returned as is.
     """
     if limit < 2:
         raise ValidationError("limit", limit, "too small to fit any text", "use at least 2")
-    text = text.strip()
-    if len(text) <= limit:
-        return [text]
-    if mode == "truncate":
-        return [text[: limit - 1].rstrip() + "…"]
-    if mode != "split":
+    if mode not in ("split", "truncate"):
         raise ValidationError("mode", mode, "unknown mode", "use 'split' or 'truncate'")
+    if max_parts is not None and max_parts < 1:
+        raise ValidationError("max_parts", max_parts, "no room for any part",
+                              "give at least 1, or None for as many parts as it takes")
+    rest = text.strip()
+    if len(rest) <= limit:
+        return [rest]
+    if mode == "truncate":
+        max_parts = 1
     parts: list[str] = []
-    rest = text
     while len(rest) > limit:
+        if max_parts is not None and len(parts) == max_parts - 1:
+            parts.append(rest[: limit - 1].rstrip() + "…")
+            return parts
         cut = rest.rfind(" ", 0, limit + 1)
         if cut <= 0:
             cut = limit
@@ -596,14 +604,15 @@ def fit_text(text: str, limit: int, mode: Literal["split", "truncate"] = "split"
 
 
 def message_parts(text: str, *, transliterate: bool = True,
-                  long_messages: Literal["error", "split", "truncate"] = "error") -> list[str]:
+                  long_messages: Literal["error", "split", "truncate"] = "error",
+                  max_parts: int | None = None) -> list[str]:
     """The texts a message goes out as: itself, or with ``split``/``truncate`` the pieces that
-    fit the limit (:func:`fit_text`). With ``error`` a long text is left whole, for
-    :func:`check_text` to refuse."""
+    fit the limit (:func:`fit_text`; ``split`` in at most ``max_parts`` of them). With ``error``
+    a long text is left whole, for :func:`check_text` to refuse."""
     limit = text_limit(transliterate)
     if long_messages == "error" or len(text) <= limit:
         return [text]
-    return fit_text(text, limit, long_messages)
+    return fit_text(text, limit, long_messages, max_parts=max_parts)
 
 
 def report_due(sent_at: datetime, valid_hours: int | None = None,

@@ -4,6 +4,7 @@ client applied, kept as JSON, and sent as it is (against the emulator)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,55 @@ def test_the_report_is_due_when_the_lifetime_has_run_out_counting_the_schedule()
     # The rule survives the JSON a queue stores the message as.
     assert Outgoing.from_dict(json.loads(json.dumps(later.to_dict()))).report_due(sent_at) \
         == later.report_due(sent_at)
+
+
+def test_max_parts_caps_a_split_and_cuts_the_last_part(frozen_emulator: Emulator) -> None:
+    text = " ".join(["слово"] * 30)  # three Unicode parts when split freely
+    with MobilgroupClient.from_url(url(frozen_emulator, long_messages="split",
+                                       max_parts=2)) as client:
+        capped = client.prepare(BY_PHONE, text)
+        one = client.prepare(BY_PHONE, text, max_parts=1)  # the call wins over the URL
+        client.send_prepared(capped)
+    with MobilgroupClient.from_url(url(frozen_emulator, long_messages="truncate")) as client:
+        truncated = client.prepare(BY_PHONE, text)
+    assert [len(part.text) for part in capped.parts] == [59, MAX_TEXT_UNICODE]
+    assert capped.parts[0].text == " ".join(["слово"] * 10)
+    assert capped.parts[1].text.endswith("…") and not capped.parts[0].text.endswith("…")
+    assert one.text == truncated.text  # truncate is the one-part case
+    assert [m.text for m in frozen_emulator.outbox] == [part.text for part in capped.parts]
+
+
+def test_max_parts_comes_from_every_place_settings_come_from() -> None:
+    from mobilgroup_backends.config import parse_url, resolve
+
+    assert MobilgroupClient("1000", "demo", "pw").settings.max_parts is None
+    assert parse_url("mobilgroup://demo:pw@1000?max_parts=3")[0].max_parts == 3
+    assert resolve("client", environ={"MOBILGROUP_URL": "mobilgroup://demo:pw@1000",
+                                      "MOBILGROUP_MAX_PARTS": "4"}).settings.max_parts == 4
+    with pytest.raises(errors.ConfigurationError) as caught:
+        parse_url("mobilgroup://demo:pw@1000?max_parts=0")
+    assert caught.value.field == "max_parts" and caught.value.value == 0
+
+
+def test_ids_given_once_the_parts_are_known_make_the_same_requests(
+        frozen_emulator: Emulator) -> None:
+    text = " ".join(["слово"] * 30)
+    ids = [10**17 + 1, 10**17 + 2, 10**17 + 3]
+    with MobilgroupClient.from_url(url(frozen_emulator, long_messages="split")) as client:
+        first = client.prepare(BY_PHONE, text).with_request_ids(ids)
+        again = client.prepare(BY_PHONE, text).with_request_ids(ids)  # a retry from scratch
+        assert first == again and first.request_ids == tuple(ids)
+        client.send_prepared(first)
+        resent = client.send_prepared(again, resend=True)
+    assert [r.accepted_earlier for r in resent] == [True, True, True]
+    assert sent_ids(frozen_emulator) == dict.fromkeys(ids, 1)
+
+
+@pytest.mark.parametrize(("ids", "problem"), [([1, 2], "3 part(s)"), ([1, 2, 2], "same id"),
+                                              ([1, 2, "x"], "")])
+def test_ids_that_do_not_fit_the_parts_are_refused(ids: list[Any], problem: str) -> None:
+    with MobilgroupClient("1000", "demo", "pw", long_messages="split") as client:
+        outgoing = client.prepare("+7 900 000-00-05", " ".join(["слово"] * 60))
+    with pytest.raises(errors.ValidationError) as caught:
+        outgoing.with_request_ids(ids)
+    assert caught.value.field == "request_id" and problem in caught.value.problem

@@ -18,6 +18,7 @@ import requests
 
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ConfigurationError
+from mobilgroup_backends.protocol import MAX_TEXT_UNICODE
 from mobilgroup_backends.serve import make_app, zabbix_media_type
 from tests.conftest import RunCommand
 from tests.helpers import in_threads, sent_ids, texts, wait_until
@@ -173,7 +174,38 @@ def test_one_sms_by_default_however_long_the_text(receiver: Receiver,
     assert len(text) == 140 and text.endswith("…")
 
 
+def test_the_sms_follows_the_receiver_s_message_settings(
+        receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
+    with receiver(transliterate=False, sender="Ops", valid_hours=6) as base:
+        post(base, "/alertmanager", alertmanager_payload(summary="диск 👍 " + "полон " * 30))
+    [message] = mobilgroup_emulator.outbox
+    assert (message.transliterate, message.sender, message.valid_hours) == (False, "Ops", 6)
+    assert len(message.text) == MAX_TEXT_UNICODE and message.text.endswith("…")
+    assert "диск ? полон" in message.text  # the receiver's default: replaced, not refused
+
+
+def test_a_notification_the_settings_refuse_gets_422_and_takes_no_budget(
+        receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
+    with receiver(long_messages="error", max_sms=1) as base:
+        refused = post(base, "/alertmanager", alertmanager_payload(summary="word " * 100))
+        short = post(base, "/alertmanager", alertmanager_payload())
+    assert refused.status_code == 422 and refused.json()["verdict"] == "invalid", refused.text
+    assert short.status_code == 200 and short.json()["outcome"] == "sent", short.text
+    assert len(mobilgroup_emulator.outbox) == 1
+
+
 # --- refused: nothing sent, nothing lost ------------------------------------------------------
+
+
+def test_a_wrong_phone_on_the_route_gets_400_and_takes_no_budget(
+        receiver: Receiver, mobilgroup_emulator: Emulator) -> None:
+    with receiver(max_sms=1) as base:
+        refused = post(base, "/alertmanager?to=12", alertmanager_payload())
+        sent = post(base, "/alertmanager?to=79000000002", alertmanager_payload())
+    assert refused.status_code == 400 and refused.json()["field"] == "?to=", refused.text
+    assert "not a phone number" in refused.json()["message"]
+    assert sent.status_code == 200 and sent.json()["outcome"] == "sent", sent.text
+    assert [m.phones for m in mobilgroup_emulator.outbox] == [("79000000002",)]
 
 
 @pytest.mark.parametrize("headers", [

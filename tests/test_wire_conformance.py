@@ -4,7 +4,7 @@ The same ``mobilgroup://`` URL, with every message setting of the option table s
 default, goes through each path; what the emulator received is compared field by field. Each
 setting is chosen so that the default would show on the wire, or refuse the message outright:
 a BY national number (``region``), a Unicode text (``translit=no``), a text over the limit
-(``long_messages``), an emoji (``replace_unencodable``).
+(``long_messages``, ``max_parts``), an emoji (``replace_unencodable``).
 
 Adding a setting to the option table fails ``test_every_message_setting_of_the_table_is_checked``
 until it is given a URL value and an expectation on the wire here (or named as one that never
@@ -34,7 +34,9 @@ from mobilgroup_backends import MobilgroupClient, Outgoing
 from mobilgroup_backends.config import OPTIONS
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.emulator.records import OutboxMessage
+from mobilgroup_backends.serve import make_app
 from tests.conftest import RunCommand
+from tests.receiver import TOKEN, post, serving
 
 PHONE = "8 029 123-45-67"  # a national number of Belarus: only region=BY reads it
 TEXT = "Привет 👍 " + "ещё " * 20  # 88 characters, an emoji among them
@@ -47,9 +49,12 @@ URL_VALUES: dict[str, tuple[str, str, Any]] = {
     "transliterate": ("no", "transliterate", False),
     "valid_hours": ("24", "valid_hours", 24),
     "region": ("BY", "phones", ("375291234567",)),
-    # Cut to the 64 characters of a Unicode SMS, ending in an ellipsis (the default refuses it).
-    "long_messages": ("truncate", "text", "Привет ? ещё ещё ещё ещё ещё ещё ещё ещё ещё ещё ещё "
-                                          "ещё ещё ещ…"),
+    # Split, in one part at most (below): cut to the 64 characters of a Unicode SMS, ending in an
+    # ellipsis (the default refuses it).
+    "long_messages": ("split", "text", "Привет ? ещё ещё ещё ещё ещё ещё ещё ещё ещё ещё ещё "
+                                       "ещё ещё ещ…"),
+    # One part, not the two the split would take (the default): see the text above.
+    "max_parts": ("1", "text", None),
     # The emoji goes out as '?' (the default refuses it): see the text above.
     "replace_unencodable": ("yes", "text", None),
 }
@@ -201,10 +206,17 @@ def celery_worker(wire: Wire) -> bool:
     return True
 
 
+def receiver_send_route(wire: Wire) -> bool:
+    with serving(make_app(wire.url, receiver_token=TOKEN)) as base:
+        answer = post(base, "/send", {"to": PHONE, "text": TEXT})
+    assert answer.status_code == 200, answer.text
+    return False
+
+
 PATHS: list[SendPath] = [client_from_url, client_from_env, client_prepared_and_stored,
                          command_send, command_mailing, apprise_notify, logging_dictconfig,
                          django_sms_backend, django_queued_backend, django_outbox_swept,
-                         celery_worker]
+                         celery_worker, receiver_send_route]
 #: The paths that write to Django's database (real commits: ``transaction=True``).
 USES_THE_DATABASE = {django_queued_backend, django_outbox_swept}
 

@@ -18,7 +18,7 @@ from ..client import MobilgroupClient
 from ..config import LAYERS, Resolved, django_setting, resolve
 from ..errors import HIDDEN, ConfigurationError, MobilgroupError, ValidationError, error_to_dict
 from ..logging.store import make_store
-from ..protocol import mask_phone, normalize_phones
+from ..protocol import mask_phone
 from .delivery import Delivery, answer_status
 from .metrics import CONTENT_TYPE_LATEST, ReceiverMetrics
 from .notifications import BadPayload, Notification, from_alertmanager, from_grafana, from_send
@@ -97,12 +97,11 @@ class ReceiverApp:
     """
 
     def __init__(self, delivery: Delivery, *, token: str | None, default_phones: tuple[str, ...],
-                 routes: Routes, region: str, max_body: int = MAX_BODY,
+                 routes: Routes, max_body: int = MAX_BODY,
                  metrics: ReceiverMetrics | None = None) -> None:
         self.delivery = delivery
         self.default_phones = default_phones
         self.routes = routes
-        self.region = region
         self.max_body = max_body
         self.metrics = metrics or ReceiverMetrics()
         self._token = token
@@ -210,24 +209,22 @@ class ReceiverApp:
             raise HttpError(400, "bad_json", "the body's JSON nests too deeply; send the tool's "
                             "webhook payload") from None
 
-    def _phones(self, environ: Mapping[str, Any], notification: Notification) -> tuple[str, ...]:
-        query = parse_qs(str(environ.get("QUERY_STRING", "")))
-        wanted = ",".join(query.get("to", []))
-        try:
-            if wanted:
-                return normalize_phones(wanted, region=self.region)
-            if notification.phones:
-                return normalize_phones(notification.phones, region=self.region)
-        except ValidationError as exc:
-            field = "?to=" if wanted else "to"
-            raise HttpError(400, "bad_payload", f"{field}: {exc.problem}; {exc.fix}",
-                            field=field) from None
+    def _recipients(self, environ: Mapping[str, Any],
+                    notification: Notification) -> tuple[str | tuple[str, ...], str | None]:
+        """The phones as the request names them (``?to=``, else the body's ``to``), read by the
+        client with every other setting, and where the request named them; else the routing
+        file's or the default ones (read at start-up), and None."""
+        wanted = ",".join(parse_qs(str(environ.get("QUERY_STRING", ""))).get("to", []))
+        if wanted:
+            return wanted, "?to="
+        if notification.phones:
+            return notification.phones, "to"
         phones = self.routes.phones_for(notification) or self.default_phones
         if not phones:  # the receiver's set-up: 5xx, so the tool keeps it until it is fixed
             raise HttpError(500, "no_recipient", "no recipient: add ?to=PHONE to the webhook URL, "
                             "give \"to\" in the body, or put default phones in the receiver's "
                             "URL (mobilgroup://...@USER_ID/PHONE)", field="to")
-        return phones
+        return phones, None
 
     def _notify(self, route: str, reader: Callable[[Any], Notification],
                 environ: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,12 +233,15 @@ class ReceiverApp:
             notification = reader(body)
         except BadPayload as exc:
             raise HttpError(400, "bad_payload", str(exc), field=exc.field) from None
-        phones = self._phones(environ, notification)
+        phones, named_in = self._recipients(environ, notification)
         name = route.lstrip("/")
         counted = self.metrics.notifications
         try:
             outcome = self.delivery.deliver(notification, phones)
         except MobilgroupError as exc:
+            if named_in and isinstance(exc, ValidationError) and exc.field == "phones":
+                raise HttpError(400, "bad_payload", f"{named_in}: {exc.problem}; {exc.fix}",
+                                field=named_in) from None
             status = answer_status(exc)
             counted.labels(name, "failed" if status >= 500 else "invalid").inc()
             logger.warning("%s notification (%s) not sent, answered %d: %s", name,
@@ -255,7 +255,7 @@ class ReceiverApp:
         if outcome.parts:
             self.metrics.sms.labels(name, str(outcome.accepted_earlier).lower()).inc(outcome.parts)
         logger.info("%s notification (%s, %d alert(s)) to %s: %s%s", name, notification.status,
-                    notification.alerts, ", ".join(mask_phone(p) for p in phones),
+                    notification.alerts, ", ".join(mask_phone(p) for p in outcome.phones),
                     outcome.verdict, " (accepted earlier)" if outcome.accepted_earlier else "")
         return {"ok": True, "outcome": outcome.verdict,
                 "request_ids": [str(i) for i in outcome.request_ids],
@@ -303,12 +303,10 @@ def make_app(url: str | None = None, *, allow_no_auth: bool = False,
                        "the URL (mobilgroup://...@USER_ID/PHONE) or MOBILGROUP_ALERT_PHONES")
     metrics = ReceiverMetrics()
     client = MobilgroupClient.from_settings(settings)
-    delivery = Delivery(client, store, transliterate=settings.transliterate,
-                        max_parts=resolved["max_parts"],
-                        prefix=" ".join(str(resolved["prefix"]).split()),
+    delivery = Delivery(client, store, prefix=" ".join(str(resolved["prefix"]).split()),
                         failure_backoff=resolved["failure_backoff"],
                         summary_phones=summary_phones,
                         observe=metrics.latency.observe,
                         on_summary=metrics.summaries.inc)
     return ReceiverApp(delivery, token=token, default_phones=settings.phones, routes=table,
-                       region=settings.region, max_body=max_body, metrics=metrics)
+                       max_body=max_body, metrics=metrics)

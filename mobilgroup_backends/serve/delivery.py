@@ -1,4 +1,10 @@
-"""Sending a notification: the alert budget first, then each part under its own request id.
+"""Sending a notification: the alert budget first, then the message the client prepared.
+
+The client makes the SMS (:meth:`~mobilgroup_backends.client.MobilgroupClient.prepare`), every
+setting applied as for any message: ``max_parts`` (the receiver's default: one), the last part
+cut with an ellipsis, transliteration, characters the gateway cannot carry replaced. The receiver
+only gives the parts ids derived from the notification, and sends it as it is with
+``resend=True``.
 
 The budget, dedupe memory and pending summary are the logging handler's
 (:mod:`mobilgroup_backends.logging.store`, this process's or a whole fleet's in Redis), and so is
@@ -17,11 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..client import MobilgroupClient, SendResult
-from ..errors import GatewayError, MobilgroupError, TransportError, ValidationError
+from ..client import MobilgroupClient, Sent
+from ..errors import MobilgroupError
+from ..errors import Verdict as Failure
 from ..logging.policy import AlertPolicy
 from ..logging.store import Item, Store, Verdict
-from .notifications import Notification, fit_parts, request_ids
+from ..outgoing import Outgoing
+from .notifications import Notification, request_ids
 
 __all__ = ["Delivery", "Outcome", "answer_status"]
 
@@ -32,42 +40,30 @@ MAX_KEPT_CHARS = 512
 #: The summary thread looks at the budget at least this often (seconds).
 SUMMARY_POLL = 5.0
 
+#: The answer to a failed send, by the error's verdict. 5xx whenever the notification can still
+#: go out later, so that Alertmanager and Grafana try again (with the same ids: nothing goes
+#: twice): 503 when trying again can mend it (the gateway down, the answer lost), 502 when the
+#: set-up must be fixed first (the account blocked or out of money; the endpoint refusing HTTP,
+#: an untrusted certificate, a request the gateway refuses for good). 422 when the local checks
+#: refuse the notification as it is, which the tools do not retry.
+STATUS_BY_VERDICT: dict[Failure, int] = {
+    Failure.RETRY: 503, Failure.UNKNOWN: 503, Failure.ACCOUNT: 502, Failure.REFUSED: 502,
+    Failure.INVALID: 422}
+
 
 def answer_status(exc: MobilgroupError) -> int:
-    """The HTTP status a failed send is answered with.
-
-    5xx whenever the notification can still go out later, so that Alertmanager and Grafana try
-    again (with the same ids: nothing goes twice): 503 when trying again can mend it (the gateway
-    down, the answer lost), 502 when the set-up must be fixed first (the account blocked or out
-    of money, the endpoint refusing HTTP, an untrusted certificate). 422 when this notification
-    can never go out as it is (the gateway refuses its phones or text; a local check refused it),
-    which the tools do not retry.
-
-    The error's ``verdict`` decides where the errors carry one; until then the same classes.
-    """
-    verdict = getattr(exc, "verdict", None)
-    if verdict is not None:
-        name = str(getattr(verdict, "value", verdict))
-        if name in ("retry", "unknown"):
-            return 503
-        if name == "invalid" or (name == "refused" and isinstance(exc, GatewayError)):
-            return 422
-        return 502
-    if isinstance(exc, ValidationError):
-        return 422
-    if isinstance(exc, GatewayError):
-        return 502 if exc.code in (3, 4, 5, 9) else 422
-    if isinstance(exc, TransportError) and not exc.retryable:
-        return 502
-    return 503
+    """The HTTP status a failed send is answered with (:data:`STATUS_BY_VERDICT`)."""
+    return STATUS_BY_VERDICT[exc.verdict]
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of one notification: ``verdict`` is ``sent``, ``held`` (the budget, counted
-    for the summary) or ``duplicate`` (dedupe); ``request_ids`` those of its parts."""
+    for the summary) or ``duplicate`` (dedupe); ``phones`` its recipients as the gateway gets
+    them; ``request_ids`` those of its parts."""
 
     verdict: str
+    phones: tuple[str, ...]
     request_ids: tuple[int, ...] = ()
     accepted_earlier: bool = False
     parts: int = 0
@@ -76,70 +72,70 @@ class Outcome:
 class Delivery:
     """Budget, sending and the summary thread of one receiver."""
 
-    def __init__(self, client: MobilgroupClient, store: Store, *, transliterate: bool,
-                 max_parts: int, prefix: str, failure_backoff: float, summary_phones: Sequence[str],
+    def __init__(self, client: MobilgroupClient, store: Store, *, prefix: str,
+                 failure_backoff: float, summary_phones: Sequence[str],
                  observe: Callable[[float], None] = lambda seconds: None,
                  on_summary: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
-        self.transliterate = transliterate
-        self.max_parts = max_parts
         self.prefix = prefix
         self.summary_phones = tuple(summary_phones)
         self.observe = observe
         self.on_summary = on_summary
         self.policy = AlertPolicy(store, clock=clock, failure_backoff=failure_backoff,
                                   prefix=prefix, report=self._report)
-        self.policy.transliterate = transliterate
+        # The summary is fitted to one SMS of the client's kind.
+        self.policy.transliterate = client.settings.transliterate
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._thread: threading.Thread | None = None
 
     def text(self, notification: Notification) -> str:
-        return f"{self.prefix} {notification.text}" if self.prefix else notification.text
+        """The SMS text: one line, after the prefix."""
+        text = f"{self.prefix} {notification.text}" if self.prefix else notification.text
+        return " ".join(text.split())
 
-    def deliver(self, notification: Notification, phones: Sequence[str]) -> Outcome:
-        """Send ``notification`` to ``phones`` within the budget; raise what the gateway raised
-        (the budget slot is then given back: the tool retries, and the retry takes one again)."""
+    def deliver(self, notification: Notification, phones: str | Sequence[str]) -> Outcome:
+        """Send ``notification`` to ``phones`` (read by the client, as any message's) within the
+        budget; raise what the gateway raised (the budget slot is then given back: the tool
+        retries, and the retry takes one again). A notification the client refuses to make (a
+        ``ValidationError``: its phones, its text) takes no slot."""
         text = self.text(notification)
-        parts = fit_parts(text, transliterate=self.transliterate, max_parts=self.max_parts)
-        ids = request_ids(notification, phones, len(parts))
+        outgoing = self.client.prepare(phones, text)
+        if notification.identity is not None:
+            # Derived ids are this notification's own: the gateway's "this id was sent already"
+            # then means this very SMS went out before (an earlier try, another replica).
+            outgoing = outgoing.with_request_ids(
+                request_ids(notification.identity, outgoing.phones, len(outgoing.parts)))
         item = Item(time.time(), logging.CRITICAL if notification.status == "firing"
                     else logging.INFO, notification.status.upper(),
                     notification.receiver or notification.source,
-                    " ".join(text.split())[:MAX_KEPT_CHARS], "", None)
+                    text[:MAX_KEPT_CHARS], "", None)
         with self._lock:
             decision = self.policy.store.admit(item, paused=False)
         if decision.verdict is Verdict.DUPLICATE:
-            return Outcome("duplicate")
+            return Outcome("duplicate", outgoing.phones)
         if decision.verdict is not Verdict.SEND:
             self._start_summaries()
-            return Outcome("held")
-        # Derived ids are this notification's own: the gateway's "this id was sent already"
-        # then means this very SMS went out before (an earlier try, another replica).
-        resend = notification.identity is not None
-        results: list[SendResult] = []
+            return Outcome("held", outgoing.phones)
         try:
-            for part, request_id in zip(parts, ids, strict=True):
-                results.append(self._send(phones, part, request_id, resend=resend))
+            sent = self._send(outgoing, resend=notification.identity is not None)
         except BaseException:
             with self._lock:
                 self.policy.store.release(item, decision)
             raise
-        earlier = all(result.accepted_earlier for result in results)
+        earlier = all(result.accepted_earlier for result in sent)
         if earlier:  # another process (or an earlier try) sent it and spent the budget on it
             with self._lock:
                 self.policy.store.release(item, decision)
-        return Outcome("sent", tuple(ids), earlier, len(parts))
+        return Outcome("sent", outgoing.phones, outgoing.request_ids, earlier,
+                       len(outgoing.parts))
 
-    def _send(self, phones: Sequence[str], text: str, request_id: int | None, *,
-              resend: bool) -> SendResult:
+    def _send(self, outgoing: Outgoing, *, resend: bool) -> Sent:
         started = time.perf_counter()
         try:
-            return self.client.send(phones, text, transliterate=self.transliterate,
-                                    replace_unencodable=True, request_id=request_id,
-                                    resend=resend)
+            return self.client.send_prepared(outgoing, resend=resend)
         finally:
             self.observe(time.perf_counter() - started)
 
@@ -148,7 +144,8 @@ class Delivery:
     def _send_summary(self, text: Callable[[], str], *, request_id: int | None = None,
                       resend: bool = False) -> None:
         """The policy's sender: a summary gets a fresh id, a resend of one the id it had."""
-        self._send(self.summary_phones, text(), request_id, resend=resend)
+        self._send(self.client.prepare(self.summary_phones, text(), request_id=request_id),
+                   resend=resend)
 
     def summary_if_due(self, *, final: bool = False) -> None:
         """Send the pending summary if the budget has room (at close: anyway)."""

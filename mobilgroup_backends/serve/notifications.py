@@ -2,7 +2,8 @@
 
 Pure: no I/O. Each reader takes the decoded JSON body and returns a :class:`Notification`, or
 raises :class:`BadPayload` naming the field that is wrong. The text is made short (status, alert
-name, the most telling labels, the summary, the count of alerts) and fitted to the parts allowed.
+name, the most telling labels, the summary, the count of alerts); fitting it to the parts allowed
+(``max_parts``) is the client's, as for every message.
 
 The request ids are derived from the notification itself, never drawn at random, so that a
 retry of the same notification (Alertmanager and Grafana retry when an answer is lost) carries
@@ -17,17 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import protocol
-
-__all__ = ["BadPayload", "Notification", "derived_request_id", "fit_parts", "from_alertmanager",
-           "from_grafana", "from_send", "request_ids"]
+__all__ = ["BadPayload", "Notification", "derived_request_id", "from_alertmanager", "from_grafana",
+           "from_send", "request_ids"]
 
 #: Labels worth their room in an SMS, in this order, after the group's own labels.
 TELLING_LABELS = ("severity", "instance", "job", "service", "namespace", "cluster")
 #: Annotations that say what is wrong, best first.
 SUMMARY_ANNOTATIONS = ("summary", "message", "description")
 
-_ID_SPAN = 9 * 10**17  # ids of 18 digits, like protocol.new_request_id()
+_ID_SPAN = 9 * 10**17  # ids of 18 digits, like the client's fresh ones
 
 
 class BadPayload(ValueError):
@@ -189,18 +188,6 @@ def from_send(body: Any) -> Notification:
     return Notification("send", "firing", text, identity, phones=phones)
 
 
-def fit_parts(text: str, *, transliterate: bool, max_parts: int) -> list[str]:
-    """``text`` as at most ``max_parts`` SMS: one line, characters the gateway cannot carry
-    replaced, the last part cut with an ellipsis when the text is longer."""
-    text = " ".join(text.split())
-    limit = protocol.text_limit(transliterate)
-    parts = protocol.fit_text(text, limit, "split")
-    if len(parts) > max_parts:
-        rest = " ".join(parts[max_parts - 1:])
-        parts = [*parts[:max_parts - 1], protocol.fit_text(rest, limit, "truncate")[0]]
-    return [protocol.check_text(part, transliterate=transliterate, replace=True) for part in parts]
-
-
 def derived_request_id(*identity: Any) -> int:
     """A request id of 18 digits that is a function of ``identity`` alone."""
     digest = hashlib.sha256(json.dumps(identity, ensure_ascii=True, separators=(",", ":"),
@@ -208,10 +195,7 @@ def derived_request_id(*identity: Any) -> int:
     return 10**17 + int.from_bytes(digest[:16], "big") % _ID_SPAN
 
 
-def request_ids(notification: Notification, phones: Sequence[str], parts: int) -> list[int]:
-    """One id per part: derived from the notification and its recipients when it has an
-    identity (two routes to different phones are two requests), else fresh ones."""
-    if notification.identity is None:
-        return [protocol.new_request_id() for _ in range(parts)]
-    return [derived_request_id(notification.identity, sorted(phones), part, parts)
-            for part in range(parts)]
+def request_ids(identity: tuple[Any, ...], phones: Sequence[str], parts: int) -> list[int]:
+    """One id per part of the notification whose ``identity`` is given, derived from it and its
+    recipients (two routes to different phones are two requests)."""
+    return [derived_request_id(identity, sorted(phones), part, parts) for part in range(parts)]
