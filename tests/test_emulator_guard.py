@@ -225,6 +225,7 @@ def test_on_every_interface_the_printed_address_is_answered() -> None:
         page = program.until(r"^Inbox page:\s+(\S+)$").group(1)
         program.until(r"from another machine or container")
         remote = program.until(URL_LINE.pattern).group(1)
+        program.until(r"Press Ctrl\+C to stop")  # serving: a Ctrl-C now is a clean stop
         host = re.search(r"endpoint=http%3A%2F%2F([^%]+)%3A", remote)
         assert host is not None
         # Sent to 127.0.0.1 (tests contact nothing else), named as another machine names it.

@@ -164,6 +164,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         print_addresses(emulator, out)
         print("Press Ctrl+C to stop." + ("" if args.quiet else " Requests:"), file=out, flush=True)
         emulator.serve_forever()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C while it was still printing its addresses: as clean a stop as any
     finally:
         emulator.stop()
         if handler is not None:
