@@ -175,3 +175,21 @@ def test_a_queued_backend_with_the_documented_task_backend_passes(settings: Any)
     assert check_task_backend() == []
     settings.TASKS = {"default": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"}}
     assert check_task_backend() == []  # chosen on purpose (tests, a small site): no worker needed
+
+
+def test_every_mistake_of_the_setting_in_one_run(settings: Any) -> None:
+    """Four mistakes, four messages, each with its fix: no fixing them one run at a time."""
+    settings.MOBILGROUP = {"URL": "mobilgroup://shop@example.com:pw@1234", "SENDR": "Shop",
+                           "SENDER": "My Shop!", "TIMEOUT": "ten"}
+    messages = {m.id: m for m in run_checks() if (m.id or "").startswith("mobilgroup.")}
+    [misspelt] = [m for m in run_checks() if m.id == "mobilgroup.E002"]
+    assert "MOBILGROUP['SENDR']" in misspelt.msg and misspelt.hint == "Did you mean SENDER?"
+    [timeout, url] = sorted((m for m in run_checks() if m.id == "mobilgroup.E004"),
+                            key=lambda m: m.msg)
+    assert url.msg.startswith("MOBILGROUP['URL']: more than one '@'") and "%40" in url.msg
+    assert timeout.msg.startswith("MOBILGROUP['TIMEOUT']: 'ten': not a number")
+    assert "MOBILGROUP['SENDER']: 'My Shop!'" in messages["mobilgroup.E005"].msg
+    assert sorted(messages) == ["mobilgroup.E002", "mobilgroup.E004", "mobilgroup.E005"]
+    with pytest.raises(SystemCheckError) as caught:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    assert "System check identified 4 issues" in str(caught.value)

@@ -38,11 +38,9 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from ..config import DEFAULT_ENDPOINT
 from .settings import (
-    KNOWN_KEYS,
     BackendConfig,
     MobilgroupImproperlyConfigured,
     load_config,
-    unknown_keys,
     valid_alias,
 )
 
@@ -84,31 +82,33 @@ def _config_or_error() -> tuple[BackendConfig | None, MobilgroupImproperlyConfig
 def check_settings(app_configs: Sequence[AppConfig] | None = None,
                    **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    raw = getattr(django_settings, "MOBILGROUP", None)
-    if isinstance(raw, dict):
-        for key in unknown_keys(raw):
-            messages.append(Error(
-                f"MOBILGROUP[{key!r}] is not a setting of mobilgroup-backends.",
-                hint=f"Known keys: {', '.join(KNOWN_KEYS)}.", id="mobilgroup.E002"))
-    config, error = _config_or_error()
-    if error is not None and error.check_id != "mobilgroup.E002":
-        if error.check_id == "mobilgroup.E003":
+    config, first = _config_or_error()
+    # Every mistake at once, each as its own message with its own fix.
+    for error in (first, *first.also) if first is not None else ():
+        if error.check_id == "mobilgroup.E002":
+            messages.append(Error(f"{error.setting} is not a setting of mobilgroup-backends.",
+                                  hint=_capital(error.hint), id=error.check_id))
+        elif error.check_id == "mobilgroup.E003":
             users = _backends_using_us()
             if users:
                 messages.append(Error(
                     f"{' and '.join(users)} use{'s' if len(users) == 1 else ''} "
-                    f"mobilgroup_backends.django.SmsBackend, but {error}",
+                    f"mobilgroup_backends.django.SmsBackend, but {error.own_text}",
                     hint=_HINTS["mobilgroup.E003"], id="mobilgroup.E003"))
             else:
                 messages.append(Warning(
-                    f"The mobilgroup app is installed but {error}; the mobilgroup management "
+                    f"The mobilgroup app is installed but {error.own_text}; the mobilgroup management "
                     f"command and delivery tracking cannot reach the gateway.",
                     hint=_HINTS["mobilgroup.E003"], id="mobilgroup.W001"))
         else:
-            messages.append(Error(str(error), hint=_HINTS.get(error.check_id),
+            messages.append(Error(error.own_text, hint=_HINTS.get(error.check_id),
                                   id=error.check_id))
     messages.extend(_default_sender_warnings(config))
     return messages
+
+
+def _capital(hint: str) -> str:
+    return hint[:1].upper() + hint[1:]
 
 
 def _default_sender_warnings(config: BackendConfig | None) -> list[CheckMessage]:
