@@ -244,9 +244,31 @@ def test_reset(frozen_emulator: Emulator, frozen_client: MobilgroupClient) -> No
 def test_the_state_the_page_polls(frozen_emulator: Emulator, frozen_client: MobilgroupClient) -> None:
     frozen_client.send("79039587454", TEXT)
     state = get(frozen_emulator, "/api/state?q=" + quote("привет"))
-    assert set(state) == {"clock", "accounts", "faults", "messages", "total", "rejected"}
+    assert set(state) == {"clock", "accounts", "faults", "messages", "matched", "offset", "total",
+                          "rejected"}
     assert state["total"] == 1 and state["messages"][0]["text"] == TEXT
-    assert get(frozen_emulator, "/api/state?q=zzz")["messages"] == []
+    assert state["matched"] == 1 and state["offset"] == 0
+    nothing = get(frozen_emulator, "/api/state?q=zzz")
+    assert nothing["messages"] == [] and nothing["matched"] == 0 and nothing["total"] == 1
+
+
+def test_the_api_pages(frozen_emulator: Emulator, frozen_client: MobilgroupClient) -> None:
+    sent = [frozen_client.send(f"7903000{number:04d}", f"Заказ {number}").request_id
+            for number in range(12)]
+    newest_first = [str(request_id) for request_id in reversed(sent)]
+    pages = [get(frozen_emulator, f"/api/messages?limit=5&offset={offset}")
+             for offset in (0, 5, 10, 15)]
+    assert [[m["request_id"] for m in found] for found in pages] == [
+        newest_first[:5], newest_first[5:10], newest_first[10:], []]
+    state = get(frozen_emulator, "/api/state?limit=5&offset=5")
+    assert [m["request_id"] for m in state["messages"]] == newest_first[5:10]
+    assert (state["matched"], state["offset"], state["total"]) == (12, 5, 12)
+    # A search pages through what it found, and counts all of it.
+    found = get(frozen_emulator, "/api/state?limit=2&offset=2&q=" + quote("+7 903 000-00-1"))
+    assert found["matched"] == 2 and found["messages"] == []
+    found = get(frozen_emulator, "/api/state?limit=1&offset=1&q=" + quote("+7 903 000-00-1"))
+    assert [m["text"] for m in found["messages"]] == ["Заказ 10"]
+    assert "offset" in get(frozen_emulator, "/api/messages?offset=-1", status=400)["error"]
 
 
 def test_api_refusals(frozen_emulator: Emulator) -> None:
