@@ -96,7 +96,7 @@ def test_the_printed_url_works_when_pasted(programs: list[Program]) -> None:
         assert client.balance() == 5
         sent = client.send("79039587454", "Привет от эмулятора")
     # One line per exchange, phones masked.
-    program.until(r"^\d\d:\d\d:\d\d balance -> 0 OK \(\d+\.\d ms\)$")
+    program.until(r"^\d\d:\d\d:\d\d MSK balance -> 0 OK \(\d+\.\d ms\)$")
     line = program.until(rf"send id {sent.request_id} to 7903\*\*\*\*\*54 -> 0 OK").string
     assert "79039587454" not in line
     html = requests.get(page, timeout=10)

@@ -326,9 +326,9 @@ def test_the_request_log(frozen_emulator: Emulator, frozen_client: MobilgroupCli
     refused = next(line for line in lines if " balance " in line)
     accepted = next(line for line in lines if line not in (faulty, refused))
     assert re.fullmatch(
-        rf"12:00:00 send id {sent.request_id} to 7903\*\*\*\*\*54,7913\*\*\*\*\*00,"
+        rf"12:00:00 MSK send id {sent.request_id} to 7903\*\*\*\*\*54,7913\*\*\*\*\*00,"
         r"7923\*\*\*\*\*99 -> 0 OK \(\d+\.\d ms\)", accepted), accepted
-    assert re.fullmatch(r"12:00:00 balance -> 4 wrong login and/or password \(\d+\.\d ms\)",
+    assert re.fullmatch(r"12:00:00 MSK balance -> 4 wrong login and/or password \(\d+\.\d ms\)",
                         refused), refused
     assert "-> 0 OK -> fault close_after: processed, then the connection was closed" in faulty
     joined = "\n".join(lines)

@@ -28,7 +28,7 @@ from ..errors import (
     ValidationError,
     error_to_dict,
 )
-from .output import print_json
+from .output import print_json, utc_text
 
 if TYPE_CHECKING:
     from ..mailing import BadRows, Outcome, Plan, RunSummary
@@ -241,7 +241,7 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
             print(f"  failed: {error}", file=sys.stderr)
         if due and counts["accepted_messages"] == counts["messages"]:
             print(f"delivery reports: mobilgroup mailing report --state {state.path} "
-                  f"(after {_local(due)})")
+                  f"(after {utc_text(due)})")
     if summary.interrupted:
         print(f"mobilgroup: interrupted; {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -250,10 +250,6 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
               f"{resume.replace('to resume', 'to retry them')}", file=sys.stderr)
         return EXIT_REFUSED if summary.refused == summary.failed_requests else EXIT_UNREACHABLE
     return EXIT_OK
-
-
-def _local(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 class _PlainProgress:
@@ -354,7 +350,7 @@ def run_report(args: argparse.Namespace) -> int:
             minutes = int((due - now).total_seconds() // 60) + 1
             raise ValidationError(
                 "--force", False, f"the gateway asks for reports only once the message lifetime "
-                f"has run out: ask after {_local(due)} (in {minutes} min)",
+                f"has run out: ask after {utc_text(due)} (in {minutes} min)",
                 "ask then, or add --force to ask now (statuses may not be final)")
         with _client(args, pool_size=args.concurrency) as client:
             fetched, errors = fetch_reports(state, client, concurrency=args.concurrency)

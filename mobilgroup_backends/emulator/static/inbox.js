@@ -4,6 +4,8 @@
 "use strict";
 
 const POLL_MS = 800;
+// Every time on the page is the emulator's clock, which keeps the gateway's time: Moscow.
+const GATEWAY_TIME = "MSK, the gateway's time (Moscow, UTC+3)";
 // Messages per page: the API builds and the page draws only these, however full the outbox.
 const PAGE_SIZE = 50;
 const STATUS_LABELS = {
@@ -127,7 +129,7 @@ function drawMessage(message, today) {
                           "data-status": message.status },
     el("div", { className: "message-head" },
       el("span", { className: "from" }, "To ", to),
-      el("time", { datetime: message.received_at }, shortTime(message.received_at, today))),
+      el("time", { datetime: message.received_at, title: GATEWAY_TIME }, shortTime(message.received_at, today))),
     el("div", { className: "bubble" },
       el("p", { className: "text", lang: "" }, message.text),
       message.parts > 1 ? el("span", { className: "part" }, `part ${message.part} of ${message.parts}`) : null),
@@ -157,7 +159,7 @@ function drawRow(message, today) {
   const row = el("li", { className: "row", "data-request-id": message.request_id,
                          "data-status": message.status, tabindex: 0, role: "button",
                          "aria-expanded": open ? "true" : "false" },
-    el("time", { datetime: message.received_at }, shortTime(message.received_at, today)),
+    el("time", { datetime: message.received_at, title: GATEWAY_TIME }, shortTime(message.received_at, today)),
     el("span", { className: "to" }, formatPhone(message.phones[0]) + more),
     el("span", { className: "snippet" }, message.text),
     el("span", { className: "statuses" },
@@ -244,7 +246,7 @@ function drawSide(data) {
                  request.phones.length ? `to ${request.phones.map(formatPhone).join(", ")}` : null]
       .filter(Boolean).join(" · ");
     return el("li", { "data-error": request.error, "data-fault": request.fault },
-      el("time", {}, shortTime(request.at, today)), " ", what, " ", meaning || "",
+      el("time", { title: GATEWAY_TIME }, shortTime(request.at, today)), " ", what, " ", meaning || "",
       el("div", { className: "what" }, who));
   }));
   $("rejected-empty").hidden = data.rejected.length > 0;
