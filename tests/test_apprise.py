@@ -51,7 +51,7 @@ def warnings_(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFix
 
 def apprise_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "apprise" and r.levelno == logging.WARNING]
+            if r.name == "apprise" and r.levelno >= logging.WARNING]
 
 
 def plugin_for(url: str) -> NotifyMobilgroup:
