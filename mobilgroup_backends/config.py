@@ -636,10 +636,11 @@ def split_url(url: Any, source: str = "url", extra_keys: frozenset[str] = frozen
     if not _USERINFO.fullmatch(userinfo):
         raise refuse("the login or the password holds a character that must be "
                      "percent-encoded", _ENCODE_FIX, HIDDEN)
-    login, colon, password = userinfo.partition(":")
-    if not colon or not login or not password:
-        raise refuse("login and password are missing",
-                     f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID")
+    login, _, password = userinfo.partition(":")
+    if not login or not password:
+        missing = ("login and password are" if not login and not password
+                   else "login is" if not login else "password is")
+        raise refuse(f"the {missing} missing", f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID")
     if "#" in after:
         raise refuse("a '#' must be percent-encoded (%23)", "write '#' as %23")
     host, path, query = _AFTER_AT.fullmatch(after).groups(default="")  # type: ignore[union-attr]
