@@ -162,6 +162,11 @@ def test_the_demo_skips_a_missing_adapter_and_says_how_to_add_it(tmp_path: Path)
     assert "pip install 'mobilgroup-backends[apprise]'" in done.stdout
     assert "Summary: 3 messages to 5 recipients" in done.stdout
     assert "skipped: Apprise" in done.stdout
+    # Without --keep-open the page it pointed to is gone when it exits: it says so.
+    assert "add --keep-open to browse it afterwards" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        "The emulator and its inbox page are closed now. To browse the messages: "
+        "mobilgroup demo --keep-open")
 
 
 def test_the_demo_runs_every_step_and_keeps_the_inbox_open(programs: list[Program]) -> None:
@@ -177,6 +182,7 @@ def test_the_demo_runs_every_step_and_keeps_the_inbox_open(programs: list[Progra
     assert "Balance: 100 -> 94 (6 spent" in out
     assert "mobilgroup://LOGIN:PASSWORD@USER_ID" in out
     assert "skipped" not in out and "Traceback" not in out
+    assert "every message below shows up there too" in out and "closed now" not in out
     assert "demo-password" not in out  # until the demo ends; then the URL to paste shows it
     page = program.until(r"The emulator stays open\. Inbox page: (http://127\.0\.0\.1:\d+/)").group(1)
     url = program.until(URL_LINE.pattern).group(1)

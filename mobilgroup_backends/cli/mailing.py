@@ -25,6 +25,7 @@ from ..errors import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    HIDDEN,
     ValidationError,
     error_to_dict,
 )
@@ -349,8 +350,8 @@ def run_report(args: argparse.Namespace) -> int:
         if now < due and not args.force:
             minutes = int((due - now).total_seconds() // 60) + 1
             raise ValidationError(
-                "--force", False, f"the gateway asks for reports only once the message lifetime "
-                f"has run out: ask after {utc_text(due)} (in {minutes} min)",
+                "delivery report", HIDDEN, f"too early: the gateway gives reports only once the "
+                f"message lifetime has run out, after {utc_text(due)} (in {minutes} min)",
                 "ask then, or add --force to ask now (statuses may not be final)")
         with _client(args, pool_size=args.concurrency) as client:
             fetched, errors = fetch_reports(state, client, concurrency=args.concurrency)
