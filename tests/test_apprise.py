@@ -51,7 +51,7 @@ def warnings_(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFix
 
 def apprise_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "apprise" and r.levelno == logging.WARNING]
+            if r.name == "apprise" and r.levelno >= logging.WARNING]
 
 
 def plugin_for(url: str) -> NotifyMobilgroup:
@@ -175,7 +175,8 @@ def test_no_valid_phone_is_a_configuration_error(gateway: Emulator,
 
 
 @pytest.mark.parametrize(("url", "problem"), [
-    ("mobilgroup://demo@1000/79991234567", "login and password are missing"),
+    ("mobilgroup://demo@1000/79991234567", "the password is missing"),
+    ("mobilgroup://:pw@1000/79991234567", "the login is missing"),
     ("mobilgroup://demo:pw@/79991234567", "user_id"),
     ("mobilgroup://demo:pw@abc/79991234567", "user_id"),
     ("mobilgroup://demo:pw@1000/79991234567?sender=Far-too-long-alias", "sender"),

@@ -8,10 +8,12 @@ what makes it work, and that a failure shows the gateway's code but never the pa
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -159,6 +161,26 @@ def test_apprise_failure_names_the_code_not_the_password(home: Path,
     output = done.stdout + done.stderr
     assert "error 5: the client account is blocked" in output
     assert PASSWORD not in output
+
+
+@pytest.mark.parametrize("mistake", ["password", "url"])
+def test_a_refused_notification_shows_without_verbose(home: Path, mobilgroup_emulator: Emulator,
+                                                      mistake: str) -> None:
+    """The apprise command prints only errors unless given -v: a notification that did not go
+    out must still say why."""
+    install_loader()
+    url = mobilgroup_emulator.url(PHONE)
+    if mistake == "password":
+        url = url.replace(quote(mobilgroup_emulator.account.password, safe=""), "WRONG")
+        expected = "error 4: wrong login and/or password"
+    else:
+        url = re.sub(r"@\d+", "@12ab", url, count=1)
+        expected = "the client ID after '@' must be digits"
+    done = run_apprise("-b", "disk full", url)
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert expected in output and "ERROR" in output, output
+    assert not mobilgroup_emulator.outbox
 
 
 def test_loader_warns_when_the_package_is_missing(home: Path, tmp_path: Path) -> None:

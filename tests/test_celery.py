@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -60,6 +61,26 @@ def test_enqueue_queues_the_message_the_core_prepared_as_json(
         "parts": [{"request_id": request_id, "text": "Код 4521"}], "sender": "Shop",
         "transliterate": False, "valid_hours": 24, "schedule": None}}
     assert 10**17 <= request_id < 10**18
+
+
+def test_the_readme_snippet_runs_as_shown(broker: str, redis_server: RedisServer,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Celery example, with its broker pointed at this test's Redis and
+    ``MOBILGROUP_URL`` set as the README says: it queues the message, prepared, on the app it
+    makes (no fall-back to Celery's default broker)."""
+    monkeypatch.setenv("MOBILGROUP_URL", "mobilgroup://demo:demo@1000?region=RU")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+                 if "mobilgroup_backends.celery" in block]
+    shown_broker = "redis://localhost:6379/0"
+    assert shown_broker in snippet
+    namespace: dict[str, object] = {}
+    exec(snippet.replace(shown_broker, broker), namespace)  # noqa: S102 - the README's own code
+    [message] = _queued(redis_server, broker)
+    body = json.loads(base64.b64decode(str(message["body"])))
+    outgoing = body[1]["outgoing"]
+    assert outgoing["parts"][0]["request_id"] == namespace["request_id"]
+    assert outgoing["phones"] == ["79031234567"]
 
 
 @pytest.mark.parametrize(("phones", "text", "options", "field"), [

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,9 @@ def test_send_status_balance(env: Emulator, capsys: pytest.CaptureFixture[str]) 
 
     code, out, _ = run(["status", request_id], capsys)
     assert "79039587454" in out and "delivered" in out
+    # The gateway reports Moscow time (as --json keeps it); the command line shows UTC, saying so.
+    moscow = datetime.strptime(report["recipients"][0]["time"], "%Y-%m-%d %H:%M")
+    assert f"{moscow - timedelta(hours=3):%Y-%m-%d %H:%M} UTC" in out
 
     code, out, _ = run(["balance", "--json"], capsys)
     assert code == 0 and json.loads(out) == {"ok": True, "balance": "98"}

@@ -96,7 +96,7 @@ def test_the_printed_url_works_when_pasted(programs: list[Program]) -> None:
         assert client.balance() == 5
         sent = client.send("79039587454", "Привет от эмулятора")
     # One line per exchange, phones masked.
-    program.until(r"^\d\d:\d\d:\d\d balance -> 0 OK \(\d+\.\d ms\)$")
+    program.until(r"^\d\d:\d\d:\d\d MSK balance -> 0 OK \(\d+\.\d ms\)$")
     line = program.until(rf"send id {sent.request_id} to 7903\*\*\*\*\*54 -> 0 OK").string
     assert "79039587454" not in line
     html = requests.get(page, timeout=10)
@@ -162,6 +162,11 @@ def test_the_demo_skips_a_missing_adapter_and_says_how_to_add_it(tmp_path: Path)
     assert "pip install 'mobilgroup-backends[apprise]'" in done.stdout
     assert "Summary: 3 messages to 5 recipients" in done.stdout
     assert "skipped: Apprise" in done.stdout
+    # Without --keep-open the page it pointed to is gone when it exits: it says so.
+    assert "add --keep-open to browse it afterwards" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        "The emulator and its inbox page are closed now. To browse the messages: "
+        "mobilgroup demo --keep-open")
 
 
 def test_the_demo_runs_every_step_and_keeps_the_inbox_open(programs: list[Program]) -> None:
@@ -177,6 +182,7 @@ def test_the_demo_runs_every_step_and_keeps_the_inbox_open(programs: list[Progra
     assert "Balance: 100 -> 94 (6 spent" in out
     assert "mobilgroup://LOGIN:PASSWORD@USER_ID" in out
     assert "skipped" not in out and "Traceback" not in out
+    assert "every message below shows up there too" in out and "closed now" not in out
     assert "demo-password" not in out  # until the demo ends; then the URL to paste shows it
     page = program.until(r"The emulator stays open\. Inbox page: (http://127\.0\.0\.1:\d+/)").group(1)
     url = program.until(URL_LINE.pattern).group(1)

@@ -61,7 +61,8 @@ def test_from_alias_and_extra_keys() -> None:
     ("mobilgroup://1", "url", "LOGIN:PASSWORD@USER_ID"),
     ("mobilgroup://demo@1", "url", "LOGIN:PASSWORD@USER_ID"),
     ("mobilgroup://demo:pw@abc", "user_id", "numeric"),
-    ("mobilgroup://demo:pw@1?sendr=Shop", "url option sendr", "one of"),
+    ("mobilgroup://demo:pw@1?sendr=Shop", "url option sendr", "did you mean sender?"),
+    ("mobilgroup://demo:pw@1?zzz=Shop", "url option zzz", "one of"),
     ("mobilgroup://demo:pw@1?sender=Far+Too+Long", "sender", "alias"),
     ("mobilgroup://demo:pw@1?valid=72", "valid", "1 to 48"),
     ("mobilgroup://demo:pw@1?valid=soon", "valid", "number"),
@@ -163,3 +164,16 @@ def test_client_repr_hides_password() -> None:
         assert "TopSecret1" not in repr(client)
         assert "TopSecret1" not in repr(client.credentials)
         assert "TopSecret1" not in str(vars(client).get("credentials"))
+
+
+def test_every_unknown_url_option_at_once_each_with_its_likely_meaning() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_url("mobilgroup://demo:pw@1?sendr=Shop&valdi=3&qqqq=1")
+    first, *others = (caught.value, *caught.value.also)
+    assert [error.field for error in (first, *others)] == [
+        "url option sendr", "url option valdi", "url option qqqq"]
+    assert str(caught.value).splitlines() == [
+        "url option sendr: unknown option; did you mean sender?",
+        "also url option valdi: unknown option; did you mean valid?",
+        "also " + others[1].describe()]
+    assert "one of: allow_insecure_http" in others[1].describe()

@@ -125,7 +125,9 @@ def test_trickled_headers_cannot_hold_the_caller_past_the_timeout(
         with pytest.raises(errors.TransportError) as caught:
             client.send(PHONE, "slowly", request_id=5004)
         elapsed = time.monotonic() - started
-        assert elapsed < 1.2, elapsed
+        # Without the deadline the trickle would hold it for the whole header block (over 10 s);
+        # the margin above the 0.5 s timeout is for a busy machine, not for the client.
+        assert elapsed < 3.0, elapsed
         assert caught.value.timed_out and caught.value.maybe_sent
         assert client.send(PHONE, "slowly", request_id=5004, resend=True).accepted_earlier
     assert len(mobilgroup_emulator.outbox) == 1

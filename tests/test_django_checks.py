@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from io import StringIO
 from typing import Any
 
@@ -9,6 +10,9 @@ import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+
+from mobilgroup_backends.django.checks import check_task_backend
+from tests.django_project import settings as settings_module
 
 GOOD_URL = "mobilgroup://demo:pw@1234?sender=MyShop"
 LOCAL_URL = "mobilgroup://demo:pw@1234?endpoint=http%3A%2F%2F127.0.0.1%3A8080%2Fextxml.php"
@@ -120,3 +124,72 @@ def test_manage_py_check_reports_them(settings: Any) -> None:
     out = StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()
+
+
+
+QUEUED = "mobilgroup_backends.django.QueuedSmsBackend"
+TASKS_PACKAGE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+WITHOUT_TASKS_DB = [app for app in settings_module.INSTALLED_APPS if app != "django_tasks_db"]
+
+
+# The Tasks framework's own check loads every backend and raises on one that does not load
+# (where it runs at all): these call this package's check alone.
+@pytest.mark.parametrize(("tasks", "apps", "expected"), [
+    # Not set: Django's default sends inside the request, with no worker.
+    (None, None, "mobilgroup.W004"),
+    # What a typo or a missing `pip install django-tasks-db` looks like.
+    ({"default": {"BACKEND": "django_tasks_db.DatabaseBackedn"}}, None, "mobilgroup.E008"),
+    ({"default": {"BACKEND": "no_such_package.Backend"}}, None, "mobilgroup.E008"),
+    ({"other": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"}}, None,
+     "mobilgroup.E008"),
+    # The docs' backend without its app in INSTALLED_APPS.
+    ({"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}, WITHOUT_TASKS_DB,
+     "mobilgroup.E009"),
+    ({"default": {"BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"}}, None,
+     "mobilgroup.E010"),
+])
+def test_a_queued_backend_needs_a_task_backend_that_works(
+        settings: Any, tasks: Any, apps: list[str] | None, expected: str) -> None:
+    settings.MOBILGROUP = {"URL": GOOD_URL}
+    settings.SENDSMS_BACKEND = QUEUED
+    if tasks is None:
+        del settings.TASKS
+    else:
+        settings.TASKS = tasks
+    if apps is not None:
+        settings.INSTALLED_APPS = apps
+    [message] = check_task_backend()
+    assert message.id == expected
+    assert "SENDSMS_BACKEND queues messages for a task" in message.msg
+    assert "INSTALLED_APPS += ['django_tasks_db']" in (message.hint or "")
+    # The same settings with a backend that sends now need no task backend at all.
+    settings.SENDSMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
+    assert check_task_backend() == []
+
+
+def test_a_queued_backend_with_the_documented_task_backend_passes(settings: Any) -> None:
+    settings.MOBILGROUP = {"URL": GOOD_URL}
+    settings.SMS_BACKEND = QUEUED
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    assert "django_tasks_db" in settings.INSTALLED_APPS
+    assert check_task_backend() == []
+    settings.TASKS = {"default": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"}}
+    assert check_task_backend() == []  # chosen on purpose (tests, a small site): no worker needed
+
+
+def test_every_mistake_of_the_setting_in_one_run(settings: Any) -> None:
+    """Four mistakes, four messages, each with its fix: no fixing them one run at a time."""
+    settings.MOBILGROUP = {"URL": "mobilgroup://shop@example.com:pw@1234", "SENDR": "Shop",
+                           "SENDER": "My Shop!", "TIMEOUT": "ten"}
+    messages = {m.id: m for m in run_checks() if (m.id or "").startswith("mobilgroup.")}
+    [misspelt] = [m for m in run_checks() if m.id == "mobilgroup.E002"]
+    assert "MOBILGROUP['SENDR']" in misspelt.msg and misspelt.hint == "Did you mean SENDER?"
+    [timeout, url] = sorted((m for m in run_checks() if m.id == "mobilgroup.E004"),
+                            key=lambda m: m.msg)
+    assert url.msg.startswith("MOBILGROUP['URL']: more than one '@'") and "%40" in url.msg
+    assert timeout.msg.startswith("MOBILGROUP['TIMEOUT']: 'ten': not a number")
+    assert "MOBILGROUP['SENDER']: 'My Shop!'" in messages["mobilgroup.E005"].msg
+    assert sorted(messages) == ["mobilgroup.E002", "mobilgroup.E004", "mobilgroup.E005"]
+    with pytest.raises(SystemCheckError) as caught:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    assert "System check identified 4 issues" in str(caught.value)

@@ -9,6 +9,7 @@ test_django_outbox_processes.py.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -244,6 +245,11 @@ def test_a_rejected_row_is_queued_again_from_the_admin(gateway: Emulator,
     row = enqueue(PHONE, "wrong endpoint first")
     page = admin_client.get("/admin/mobilgroup/outboxmessage/", {"state": "rejected"})
     assert page.status_code == 200 and str(row.request_id) in page.content.decode()
+    # To whom and what, in the list itself; long texts and errors shortened to keep it narrow.
+    columns = re.findall(r'<td class="field-(\w+)[^"]*">([^<]*)<', page.content.decode())
+    shown = dict(columns)
+    assert shown["recipients"] == PHONE.lstrip("+") and shown["text_start"] == "wrong endpoint first"
+    assert shown["error_start"].startswith("HTTP 404") and len(shown["error_start"]) <= 40
 
     done = admin_client.post("/admin/mobilgroup/outboxmessage/",
                              {"action": "queue_again", "_selected_action": [row.pk]}, follow=True)

@@ -77,13 +77,18 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, frozen_emulator: Emulator) -> Iterator[Page]:
+    yield from _inbox_page(browser, frozen_emulator)
+
+
+def _inbox_page(browser: Browser, emulator: Emulator) -> Iterator[Page]:
+    """The inbox page of ``emulator``, open and live, in a fresh browser context."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     problems: list[str] = []
     opened.on("console", lambda message: problems.append(message.text)
               if message.type == "error" else None)
     opened.on("pageerror", lambda error: problems.append(str(error)))
-    opened.goto(f"http://127.0.0.1:{frozen_emulator.port}/")
+    opened.goto(f"http://127.0.0.1:{emulator.port}/")
     opened.wait_for_selector("#live:text('live')", timeout=LIVE)
     try:
         yield opened
@@ -212,6 +217,109 @@ def test_texts_are_shown_as_text_and_no_password_is_on_the_page(
         wrong.balance()
     page.wait_for_selector('#rejected li[data-error="4"]', timeout=LIVE)
     assert FROZEN_PASSWORD not in page.content()
+
+
+#: The volume the inbox must stay usable at (an afternoon of a load test, a big mailing).
+VOLUME = 10_000
+PAGE_SIZE = 50
+DASH = "\N{EN DASH}"  # the page writes ranges with an en dash, as typesetters do
+
+
+@pytest.fixture(scope="module")
+def full_emulator() -> Iterator[Emulator]:
+    """A frozen emulator holding ``VOLUME`` messages, sent through the real client, shared by
+    the tests that only read it."""
+    with Emulator([f"1000:demo:{FROZEN_PASSWORD}:{VOLUME}"], start_time=FROZEN_START,
+                  freeze_clock=True) as running:
+        with MobilgroupClient.from_url(running.url(retries=0)) as client:
+            outcomes = client.send_many(
+                [(f"7903{number:07d}", f"Заказ №{number} готов к выдаче") for number in range(VOLUME)],
+                concurrency=8)
+        assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        assert len(running.outbox) == VOLUME
+        yield running
+
+
+@pytest.fixture
+def full_page(browser: Browser, full_emulator: Emulator) -> Iterator[Page]:
+    yield from _inbox_page(browser, full_emulator)
+
+
+def shown_ids(page: Page, selector: str) -> list[str]:
+    return [str(item.get_attribute("data-request-id")) for item in page.query_selector_all(selector)]
+
+
+def newest_ids(emulator: Emulator, offset: int, count: int = PAGE_SIZE) -> list[str]:
+    outbox = emulator.outbox.snapshot()
+    return [str(message.request_id) for message in reversed(outbox)][offset:offset + count]
+
+
+def test_ten_thousand_messages_page_by_page(full_page: Page, full_emulator: Emulator) -> None:
+    full_page.wait_for_selector(f"#count:text('1{DASH}50 of 10,000 messages')", timeout=LIVE)
+    # The page draws one page, and the API sent only that page.
+    assert shown_ids(full_page, "li.message") == newest_ids(full_emulator, 0)
+    assert full_page.is_disabled("#newer") and not full_page.is_hidden("#pager")
+    full_page.click("#older")
+    full_page.wait_for_selector(f"#page-range:text('51{DASH}100 of 10,000 messages')", timeout=LIVE)
+    assert shown_ids(full_page, "li.message") == newest_ids(full_emulator, PAGE_SIZE)
+    full_page.click("#older")
+    full_page.wait_for_selector(f"#count:text('101{DASH}150 of 10,000 messages')", timeout=LIVE)
+    assert shown_ids(full_page, "li.message") == newest_ids(full_emulator, 2 * PAGE_SIZE)
+    full_page.click("#newer")
+    full_page.wait_for_selector(f"#count:text('51{DASH}100 of 10,000 messages')", timeout=LIVE)
+
+    # A search starts at its first page, and finds by text, phone or request id anywhere.
+    full_page.fill("#search", "Заказ №1234 ")
+    full_page.wait_for_selector("#count:text('1 found of 10,000')", timeout=LIVE)
+    [item] = full_page.query_selector_all("li.message")
+    assert item.query_selector(".text").text_content() == "Заказ №1234 готов к выдаче"  # type: ignore[union-attr]
+    assert full_page.is_hidden("#pager")
+    oldest = str(full_emulator.outbox[0].request_id)
+    full_page.fill("#search", oldest)
+    full_page.wait_for_selector(message_selector(int(oldest)), timeout=LIVE)
+    full_page.fill("#search", "+7 903 000-12")  # 100 numbers: two pages
+    full_page.wait_for_selector(f"#count:text('1{DASH}50 of 100 found')", timeout=LIVE)
+    full_page.click("#older")
+    full_page.wait_for_selector(f"#count:text('51{DASH}100 of 100 found')", timeout=LIVE)
+    assert full_page.is_disabled("#older")
+    phones = [node.text_content() for node in full_page.query_selector_all("li.message .phone")]
+    assert len(phones) == PAGE_SIZE and all(phone.startswith("+7 903 000-12") for phone in phones)  # type: ignore[union-attr]
+
+
+def test_ten_thousand_messages_in_the_compact_list(full_page: Page, full_emulator: Emulator) -> None:
+    full_page.wait_for_selector("li.message", timeout=LIVE)
+    card_height = full_page.eval_on_selector("li.message", "node => node.offsetHeight")
+    full_page.click("#compact")
+    full_page.wait_for_selector("li.row", timeout=LIVE)
+    assert full_page.query_selector_all("li.message") == []
+    assert shown_ids(full_page, "li.row") == newest_ids(full_emulator, 0)
+    # One line each: a laptop screen shows dozens, not four.
+    heights = full_page.eval_on_selector_all("li.row", "rows => rows.map(row => row.offsetHeight)")
+    assert max(heights) * 4 <= card_height and max(heights) <= 40, (heights, card_height)
+    newest = full_emulator.outbox[-1]
+    first = full_page.query_selector("li.row")
+    assert first is not None
+    assert first.query_selector(".snippet").text_content() == newest.text  # type: ignore[union-attr]
+    assert first.query_selector(".to").text_content() == "+7 903 " + (  # type: ignore[union-attr]
+        f"{newest.phones[0][4:7]}-{newest.phones[0][7:9]}-{newest.phones[0][9:]}")
+    assert first.query_selector(".badge").text_content() == "queued"  # type: ignore[union-attr]
+
+    # A click opens the whole card under its line, and keeps it open across refreshes.
+    first.click()
+    card = full_page.wait_for_selector(message_selector(newest.request_id), timeout=LIVE)
+    assert card is not None and card.query_selector(".recipients") is not None
+    full_page.wait_for_timeout(1000)  # a few polls: the open card is drawn again, still open
+    assert full_page.query_selector(message_selector(newest.request_id)) is not None
+    full_page.click(f'li.row[data-request-id="{newest.request_id}"]')
+    full_page.wait_for_selector(message_selector(newest.request_id), state="detached", timeout=LIVE)
+
+    # Paging works the same in the compact list, and the choice outlives a reload.
+    full_page.click("#older")
+    full_page.wait_for_selector(f"#count:text('51{DASH}100 of 10,000 messages')", timeout=LIVE)
+    assert shown_ids(full_page, "li.row") == newest_ids(full_emulator, PAGE_SIZE)
+    full_page.reload()
+    full_page.wait_for_selector("li.row", timeout=LIVE)
+    assert full_page.get_attribute("#compact", "aria-pressed") == "true"
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -166,7 +166,8 @@ def test_answers_are_fast_on_one_connection(emulator: Emulator) -> None:
         for _ in range(300):
             post(conn, BALANCE)
         elapsed = time.monotonic() - started
-    assert elapsed < 3.0, f"300 requests took {elapsed:.2f} s"
+    # Stalled, they would take 12 s at least; the margin below that is for a busy machine.
+    assert elapsed < 6.0, f"300 requests took {elapsed:.2f} s"
 
 
 def test_other_paths_and_methods(emulator: Emulator) -> None:

@@ -244,9 +244,31 @@ def test_reset(frozen_emulator: Emulator, frozen_client: MobilgroupClient) -> No
 def test_the_state_the_page_polls(frozen_emulator: Emulator, frozen_client: MobilgroupClient) -> None:
     frozen_client.send("79039587454", TEXT)
     state = get(frozen_emulator, "/api/state?q=" + quote("привет"))
-    assert set(state) == {"clock", "accounts", "faults", "messages", "total", "rejected"}
+    assert set(state) == {"clock", "accounts", "faults", "messages", "matched", "offset", "total",
+                          "rejected"}
     assert state["total"] == 1 and state["messages"][0]["text"] == TEXT
-    assert get(frozen_emulator, "/api/state?q=zzz")["messages"] == []
+    assert state["matched"] == 1 and state["offset"] == 0
+    nothing = get(frozen_emulator, "/api/state?q=zzz")
+    assert nothing["messages"] == [] and nothing["matched"] == 0 and nothing["total"] == 1
+
+
+def test_the_api_pages(frozen_emulator: Emulator, frozen_client: MobilgroupClient) -> None:
+    sent = [frozen_client.send(f"7903000{number:04d}", f"Заказ {number}").request_id
+            for number in range(12)]
+    newest_first = [str(request_id) for request_id in reversed(sent)]
+    pages = [get(frozen_emulator, f"/api/messages?limit=5&offset={offset}")
+             for offset in (0, 5, 10, 15)]
+    assert [[m["request_id"] for m in found] for found in pages] == [
+        newest_first[:5], newest_first[5:10], newest_first[10:], []]
+    state = get(frozen_emulator, "/api/state?limit=5&offset=5")
+    assert [m["request_id"] for m in state["messages"]] == newest_first[5:10]
+    assert (state["matched"], state["offset"], state["total"]) == (12, 5, 12)
+    # A search pages through what it found, and counts all of it.
+    found = get(frozen_emulator, "/api/state?limit=2&offset=2&q=" + quote("+7 903 000-00-1"))
+    assert found["matched"] == 2 and found["messages"] == []
+    found = get(frozen_emulator, "/api/state?limit=1&offset=1&q=" + quote("+7 903 000-00-1"))
+    assert [m["text"] for m in found["messages"]] == ["Заказ 10"]
+    assert "offset" in get(frozen_emulator, "/api/messages?offset=-1", status=400)["error"]
 
 
 def test_api_refusals(frozen_emulator: Emulator) -> None:
@@ -293,14 +315,20 @@ def test_the_request_log(frozen_emulator: Emulator, frozen_client: MobilgroupCli
         with pytest.raises(TransportError):
             frozen_client.send("79039587454", TEXT)
         requests.get(base(frozen_emulator) + "/api/state", timeout=10)  # the page is not logged
+        # A line is written once its answer is out, so the client may be on to its next request
+        # first: stopping joins every connection's thread, and the lines are matched by what they
+        # say, not by the order in which the threads wrote them.
+        frozen_emulator.stop()
     lines = [record.getMessage() for record in caplog.records
              if record.name == "mobilgroup_backends.emulator.requests"]
-    assert len(lines) == 3
-    accepted, refused, faulty = lines
+    assert len(lines) == 3, lines
+    faulty = next(line for line in lines if "fault" in line)
+    refused = next(line for line in lines if " balance " in line)
+    accepted = next(line for line in lines if line not in (faulty, refused))
     assert re.fullmatch(
-        rf"12:00:00 send id {sent.request_id} to 7903\*\*\*\*\*54,7913\*\*\*\*\*00,"
+        rf"12:00:00 MSK send id {sent.request_id} to 7903\*\*\*\*\*54,7913\*\*\*\*\*00,"
         r"7923\*\*\*\*\*99 -> 0 OK \(\d+\.\d ms\)", accepted), accepted
-    assert re.fullmatch(r"12:00:00 balance -> 4 wrong login and/or password \(\d+\.\d ms\)",
+    assert re.fullmatch(r"12:00:00 MSK balance -> 4 wrong login and/or password \(\d+\.\d ms\)",
                         refused), refused
     assert "-> 0 OK -> fault close_after: processed, then the connection was closed" in faulty
     joined = "\n".join(lines)

@@ -318,7 +318,7 @@ def test_burst_is_capped_and_a_timer_sends_the_summary(make: Callable[..., Any],
     time.sleep(0.6)
     assert len(emulator.outbox) == 4  # max_sms + 1
     summary = emulator.outbox[3].text
-    assert re.fullmatch(r"web1 \+997 more CRITICAL since \d\d:\d\d, last: \S+app: db down 999",
+    assert re.fullmatch(r"web1 \+997 more CRITICAL since \d\d:\d\d UTC, last: \S+app: db down 999",
                         summary), summary
     assert handler.stats.summaries == 1
 
@@ -447,7 +447,7 @@ def test_gateway_down_then_back(make: Callable[..., Any], emulator: Emulator) ->
         assert emulator.outbox.wait_for(2, timeout=5)
         handler.flush()
     summary, after = texts(emulator)
-    assert re.fullmatch(r"\+2 more CRITICAL since \d\d:\d\d, last: \S+app: second while down",
+    assert re.fullmatch(r"\+2 more CRITICAL since \d\d:\d\d UTC, last: \S+app: second while down",
                         summary), summary
     assert after.endswith("app: after recovery")
     lines = stderr.getvalue().splitlines()
@@ -515,7 +515,7 @@ def test_an_account_refusal_is_summarised_once_money_is_added(
         clock.advance(11)
         handler.flush()  # the pause is over: the summary is the probe
     assert emulator.outbox.wait_for(1)
-    assert re.fullmatch(r"\+1 more CRITICAL since \d\d:\d\d, last: \S+app: no money",
+    assert re.fullmatch(r"\+1 more CRITICAL since \d\d:\d\d UTC, last: \S+app: no money",
                         texts(emulator)[0])
 
 
@@ -609,4 +609,4 @@ def test_records_dropped_by_a_full_queue_are_counted_in_the_summary(
     assert emulator.outbox.wait_for(3)
     summary = emulator.outbox[2].text
     # The newest record was one of those dropped, and it is the one the summary shows.
-    assert re.fullmatch(r"\+48 more CRITICAL since \d\d:\d\d, last: \S+app: alert 49", summary), summary
+    assert re.fullmatch(r"\+48 more CRITICAL since \d\d:\d\d UTC, last: \S+app: alert 49", summary), summary

@@ -123,7 +123,9 @@ def test_a_mailing_from_csv_to_report(mobilgroup_emulator: Emulator, tmp_path: P
 
     # Too early: refused, and the gateway is not asked.
     early = mobilgroup("mailing", "report", url=url, cwd=tmp_path)
-    assert early.returncode == 2 and "--force" in early.stderr and "ask after" in early.stderr
+    assert early.returncode == 2, early.stderr
+    assert early.stderr.startswith("mobilgroup: delivery report: too early: ")
+    assert " UTC (in " in early.stderr and "add --force to ask now" in early.stderr
     ids = [m.request_id for m in mobilgroup_emulator.outbox]
     assert sum(mobilgroup_emulator.status_queries(i) for i in ids) == 0
 

@@ -93,7 +93,7 @@ ROWS: list[Row] = [
     Row("URL", "`sms://demo:pw@1000`", lambda _: parse_url("sms://demo:pw@1000"),
         errors.ConfigurationError, "the scheme must be mobilgroup://"),
     Row("URL", "`mobilgroup://demo@1000`", lambda _: parse_url("mobilgroup://demo@1000"),
-        errors.ConfigurationError, "login and password are missing"),
+        errors.ConfigurationError, "the password is missing"),
     Row("URL", "`mobilgroup://demo:pw@shop`", lambda _: parse_url("mobilgroup://demo:pw@shop"),
         errors.ConfigurationError, "user_id: the client ID after '@' must be digits"),
     Row("URL", "`?sendr=Shop` (a typo)", lambda _: parse_url(U + "?sendr=Shop"),
@@ -233,7 +233,7 @@ APPRISE_ROWS: list[tuple[str, str, str]] = [
     ("`?retries=50`", f"/{P}?retries=50", "give a whole number from 0 to 10"),
     ("no phone", "", "no valid phone number to send to"),
     ("`/123`", "/123", "Dropped invalid Mobilgroup phone number(s): '123'"),
-    ("no password", "", "login and password are missing"),
+    ("no password", "", "the password is missing"),
     ("`?sendr=x` (a typo)", f"/{P}?sendr=x", "Ignoring unknown Mobilgroup URL option(s): sendr"),
 ]
 APPRISE_DOC_ROWS = APPRISE_ROWS

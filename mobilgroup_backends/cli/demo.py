@@ -171,9 +171,10 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         start_emulator(emulator, args.port)
         demo = Demo(emulator, out)
+        page_note = ("every message below shows up there too" if args.keep_open else
+                     "open while the demo runs; add --keep-open to browse it afterwards")
         demo.say("mobilgroup demo: the whole package against a local emulator of the gateway\n"
-                 f"Inbox page: http://127.0.0.1:{emulator.port}/ (every message below shows "
-                 "up there too)")
+                 f"Inbox page: http://127.0.0.1:{emulator.port}/ ({page_note})")
         demo.step(1, "Python client: a Cyrillic text to three phones", demo.python_client)
         demo.step(2, "Django: a project configured by settings alone (django-sms)", demo.django)
         demo.step(3, "Apprise: a mobilgroup:// URL notifies", demo.apprise)
@@ -194,6 +195,9 @@ def run_demo(args: argparse.Namespace) -> int:
                      f"MOBILGROUP_URL='{emulator.url()}'\n"
                      "Press Ctrl+C to stop. Requests:")
             emulator.serve_forever()
+        else:
+            demo.say("\nThe emulator and its inbox page are closed now. To browse the messages: "
+                     "mobilgroup demo --keep-open")
     finally:
         emulator.stop()
     return EXIT_OK

@@ -26,10 +26,11 @@ from ..errors import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    HIDDEN,
     ValidationError,
     error_to_dict,
 )
-from .output import print_json
+from .output import print_json, utc_text
 
 if TYPE_CHECKING:
     from ..client import MobilgroupClient
@@ -225,7 +226,7 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
                 print(f"  failed: {error}", file=sys.stderr)
         if due and counts["accepted_messages"] == counts["messages"]:
             print(f"delivery reports: mobilgroup mailing report --state {state.path} "
-                  f"(after {_local(due)})")
+                  f"(after {utc_text(due)})")
     if summary.interrupted:
         print(f"mobilgroup: interrupted; {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -241,10 +242,6 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
               f"{resume.replace('to resume', 'to retry them')}", file=sys.stderr)
         return EXIT_REFUSED if summary.refused == summary.failed_requests else EXIT_UNREACHABLE
     return EXIT_OK
-
-
-def _local(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 class _PlainProgress:
@@ -344,8 +341,8 @@ def run_report(args: argparse.Namespace) -> int:
         if now < due and not args.force:
             minutes = int((due - now).total_seconds() // 60) + 1
             raise ValidationError(
-                "--force", False, f"the gateway asks for reports only once the message lifetime "
-                f"has run out: ask after {_local(due)} (in {minutes} min)",
+                "delivery report", HIDDEN, f"too early: the gateway gives reports only once the "
+                f"message lifetime has run out, after {utc_text(due)} (in {minutes} min)",
                 "ask then, or add --force to ask now (statuses may not be final)")
         with _client(args, pool_size=args.concurrency) as client:
             fetched, errors = fetch_reports(state, client, concurrency=args.concurrency)

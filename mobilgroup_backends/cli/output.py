@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "print_error",
     "print_json",
     "print_status",
+    "utc_text",
 ]
 
 
@@ -63,6 +65,12 @@ def print_error(exc: MobilgroupError, as_json: bool,
     return exit_code(exc)
 
 
+def utc_text(moment: datetime) -> str:
+    """A moment as the command line shows every time: in UTC, and saying so (the gateway's
+    reports are in Moscow time, the machine's clock in its own zone)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def print_status(report: StatusReport, as_json: bool, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     if as_json:
@@ -70,5 +78,5 @@ def print_status(report: StatusReport, as_json: bool, out: TextIO | None = None)
         return
     print(f"request {report.request_id}: {report.status.name.lower()}", file=out)
     for r in report.recipients:
-        when = r.time.strftime("%Y-%m-%d %H:%M") if r.time else "-"
+        when = utc_text(r.time) if r.time else "-"
         print(f"  {r.phone:<16} {r.status.name.lower():<12} {when}", file=out)

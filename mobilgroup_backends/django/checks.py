@@ -8,10 +8,17 @@ mobilgroup.E004    a credential or number setting is malformed (URL, USER_ID, TI
 mobilgroup.E005    ``SENDER`` is not an alias the gateway accepts
 mobilgroup.E006    ``LONG_MESSAGES`` is not ``error``, ``split`` or ``truncate``
 mobilgroup.E007    ``ENDPOINT`` is not an http(s) URL, or plain http outside loopback
+mobilgroup.E008    a queued backend is set, but the ``TASKS`` backend cannot be loaded (or
+                   this Django has no Tasks framework)
+mobilgroup.E009    a queued backend is set, but the app of the ``TASKS`` backend is not in
+                   ``INSTALLED_APPS`` (``django_tasks_db``)
+mobilgroup.E010    a queued backend is set, but the ``TASKS`` backend never runs a task
 mobilgroup.W001    the app is installed but no credentials are set and no backend uses them
 mobilgroup.W002    ``DEFAULT_FROM_SMS``/``SENDSMS_DEFAULT_FROM_PHONE`` is not a valid alias
 mobilgroup.W003    the gateway refuses the account (errors 3, 4, 5, 9) and outbox messages wait
                    for it to be fixed (read from the outbox table while it lasts)
+mobilgroup.W004    a queued backend is set, but ``TASKS`` is not: Django's default backend
+                   sends within the request, with no worker
 mobilgroup.W020    ``TWO_FACTOR_CALL_GATEWAY`` names the SMS gateway, which cannot make calls
 mobilgroup.W010    (deploy) ``ENDPOINT`` is not the real gateway
 mobilgroup.W011    (deploy) ``ALLOW_INSECURE_HTTP`` is on, or the endpoint is plain http
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from importlib.util import find_spec
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,20 +41,23 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from ..config import DEFAULT_ENDPOINT
 from .settings import (
-    KNOWN_KEYS,
     BackendConfig,
     MobilgroupImproperlyConfigured,
     load_config,
-    unknown_keys,
     valid_alias,
 )
 
-__all__ = ["check_call_gateway", "check_deploy", "check_settings"]
+__all__ = ["check_call_gateway", "check_deploy", "check_settings", "check_task_backend"]
 
 BACKEND_PATHS = {"mobilgroup_backends.django.SmsBackend",
                  "mobilgroup_backends.django.backend.SmsBackend",
                  "mobilgroup_backends.django.QueuedSmsBackend",
                  "mobilgroup_backends.django.queued.QueuedSmsBackend"}
+QUEUED_BACKEND_PATHS = {path for path in BACKEND_PATHS if "Queued" in path}
+#: What docs/django.md sets up: the fix every task backend message points to.
+_TASKS_HINT = ("pip install django-tasks-db; INSTALLED_APPS += ['django_tasks_db']; TASKS = "
+               "{'default': {'BACKEND': 'django_tasks_db.DatabaseBackend'}}; then manage.py "
+               "migrate, and run manage.py db_worker beside the web processes.")
 _HINTS = {
     "mobilgroup.E001": "MOBILGROUP = {'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}",
     "mobilgroup.E003": "Set MOBILGROUP = {'URL': 'mobilgroup://LOGIN:PASSWORD@USER_ID'}, or the "
@@ -58,9 +69,9 @@ _HINTS = {
 }
 
 
-def _backends_using_us() -> list[str]:
+def _backends_using_us(paths: set[str] = BACKEND_PATHS) -> list[str]:
     return [name for name in ("SMS_BACKEND", "SENDSMS_BACKEND")
-            if getattr(django_settings, name, None) in BACKEND_PATHS]
+            if getattr(django_settings, name, None) in paths]
 
 
 def _config_or_error() -> tuple[BackendConfig | None, MobilgroupImproperlyConfigured | None]:
@@ -74,31 +85,33 @@ def _config_or_error() -> tuple[BackendConfig | None, MobilgroupImproperlyConfig
 def check_settings(app_configs: Sequence[AppConfig] | None = None,
                    **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    raw = getattr(django_settings, "MOBILGROUP", None)
-    if isinstance(raw, dict):
-        for key in unknown_keys(raw):
-            messages.append(Error(
-                f"MOBILGROUP[{key!r}] is not a setting of mobilgroup-backends.",
-                hint=f"Known keys: {', '.join(KNOWN_KEYS)}.", id="mobilgroup.E002"))
-    config, error = _config_or_error()
-    if error is not None and error.check_id != "mobilgroup.E002":
-        if error.check_id == "mobilgroup.E003":
+    config, first = _config_or_error()
+    # Every mistake at once, each as its own message with its own fix.
+    for error in (first, *first.also) if first is not None else ():
+        if error.check_id == "mobilgroup.E002":
+            messages.append(Error(f"{error.setting} is not a setting of mobilgroup-backends.",
+                                  hint=_capital(error.hint), id=error.check_id))
+        elif error.check_id == "mobilgroup.E003":
             users = _backends_using_us()
             if users:
                 messages.append(Error(
                     f"{' and '.join(users)} use{'s' if len(users) == 1 else ''} "
-                    f"mobilgroup_backends.django.SmsBackend, but {error}",
+                    f"mobilgroup_backends.django.SmsBackend, but {error.own_text}",
                     hint=_HINTS["mobilgroup.E003"], id="mobilgroup.E003"))
             else:
                 messages.append(Warning(
-                    f"The mobilgroup app is installed but {error}; the mobilgroup management "
+                    f"The mobilgroup app is installed but {error.own_text}; the mobilgroup management "
                     f"command and delivery tracking cannot reach the gateway.",
                     hint=_HINTS["mobilgroup.E003"], id="mobilgroup.W001"))
         else:
-            messages.append(Error(str(error), hint=_HINTS.get(error.check_id),
+            messages.append(Error(error.own_text, hint=_HINTS.get(error.check_id),
                                   id=error.check_id))
     messages.extend(_default_sender_warnings(config))
     return messages
+
+
+def _capital(hint: str) -> str:
+    return hint[:1].upper() + hint[1:]
 
 
 def _default_sender_warnings(config: BackendConfig | None) -> list[CheckMessage]:
@@ -159,6 +172,58 @@ def check_paused_outbox(app_configs: Sequence[AppConfig] | None = None,
 PAUSED_HINT = ("Fix the account (add money, check the credentials, ask the provider to unblock "
                "it): the waiting messages are then sent by the tasks or the sweeper (manage.py "
                "mobilgroup outbox), each once.")
+
+
+@register(Tags.compatibility)
+def check_task_backend(app_configs: Sequence[AppConfig] | None = None,
+                       **kwargs: Any) -> list[CheckMessage]:
+    """A queued backend hands each message to the ``default`` task backend: it must load, have
+    its app installed, and run tasks. Checked here, because the first ``send_sms`` is otherwise
+    where the mistake shows."""
+    users = _backends_using_us(QUEUED_BACKEND_PATHS)
+    if not users:
+        return []
+    who = f"{' and '.join(users)} queue{'s' if len(users) == 1 else ''} messages for a task"
+    framework = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+    if framework == "django_tasks" and find_spec("django_tasks") is None:
+        import django
+
+        return [Error(f"{who}, but Django {django.get_version()} has no Tasks framework.",
+                      hint="pip install django-tasks (Django 6 has it built in). " + _TASKS_HINT,
+                      id="mobilgroup.E008")]
+    tasks = getattr(django_settings, "TASKS", None)
+    if not tasks:
+        return [Warning(
+            f"{who}, but TASKS is not set: Django's default ImmediateBackend would send each "
+            f"message inside the request that queued it, with no worker and no retries.",
+            hint=_TASKS_HINT, id="mobilgroup.W004")]
+    return _task_backend_errors(who, tasks)
+
+
+def _task_backend_errors(who: str, tasks: Any) -> list[CheckMessage]:
+    from django.apps import apps
+    from django.utils.module_loading import import_string
+
+    params = tasks.get("default") if isinstance(tasks, dict) else None
+    path = params.get("BACKEND") if isinstance(params, dict) else None
+    if not isinstance(path, str):
+        return [Error(f"{who} on TASKS['default'], which is not set.", hint=_TASKS_HINT,
+                      id="mobilgroup.E008")]
+    try:
+        backend_class = import_string(path)
+    except ImportError as exc:
+        return [Error(f"{who}, but the TASKS backend {path!r} cannot be loaded: {exc}.",
+                      hint=_TASKS_HINT, id="mobilgroup.E008")]
+    package = backend_class.__module__.partition(".")[0]
+    if find_spec(f"{package}.models") is not None and not apps.is_installed(package):
+        return [Error(
+            f"{who}, but the TASKS backend {path!r} keeps tasks in the app {package!r}, which is "
+            f"not in INSTALLED_APPS.",
+            hint=f"INSTALLED_APPS += [{package!r}], then manage.py migrate.", id="mobilgroup.E009")]
+    if backend_class.__name__ == "DummyBackend":
+        return [Error(f"{who}, but the TASKS backend {path!r} never runs a task: no message "
+                      f"would be sent.", hint=_TASKS_HINT, id="mobilgroup.E010")]
+    return []
 
 
 @register(Tags.security, deploy=True)

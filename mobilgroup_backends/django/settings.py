@@ -47,17 +47,24 @@ class MobilgroupImproperlyConfigured(PicklableError, ImproperlyConfigured):
 
     ``setting`` names it as the project wrote it (``MOBILGROUP['SENDER']``, ``sender= argument``,
     ``MOBILGROUP_URL environment variable``); ``check_id`` is the system check that reports it.
+    ``also`` holds the other mistakes of the same settings, each an error of its own, and the text
+    names them all; ``own_text`` is this one's alone, and ``hint`` its fix.
     """
 
     message_first = False
 
-    def __init__(self, setting: str, message: str, *, check_id: str = "mobilgroup.E004") -> None:
+    def __init__(self, setting: str, message: str, *, check_id: str = "mobilgroup.E004",
+                 hint: str = "", also: tuple[MobilgroupImproperlyConfigured, ...] = ()) -> None:
         self.setting = setting
         self.check_id = check_id
-        super().__init__(f"{setting}: {message}")
+        self.own_text = f"{setting}: {message}"
+        self.hint = hint
+        self.also = also
+        super().__init__("".join([self.own_text, *(f"\nalso {other}" for other in also)]))
 
     def fields_from_message(self, message: str) -> dict[str, Any]:
-        return {"setting": message.partition(":")[0], "check_id": "mobilgroup.E004"}
+        return {"setting": message.partition(":")[0], "check_id": "mobilgroup.E004",
+                "own_text": message.partition("\nalso ")[0], "hint": "", "also": ()}
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,9 @@ def improperly_configured(exc: ConfigurationError) -> MobilgroupImproperlyConfig
                         if part)
     check_id = "mobilgroup.E001" if exc.field == SETTING_NAME else _CHECK_IDS.get(
         exc.option or "", "mobilgroup.E004")
-    return MobilgroupImproperlyConfigured(label, message, check_id=check_id)
+    return MobilgroupImproperlyConfigured(
+        label, message, check_id=check_id, hint=hint,
+        also=tuple(improperly_configured(other) for other in exc.also))
 
 
 @sensitive_variables()  # its locals hold the password

@@ -30,6 +30,7 @@ __all__ = [
     "find_message",
     "message_parts",
     "messages",
+    "page",
     "requests",
     "state",
 ]
@@ -164,18 +165,31 @@ def _matches(message: OutboxMessage, query: str) -> bool:
     return False
 
 
-def messages(emulator: Emulator, query: str = "", limit: int = 500) -> list[dict[str, Any]]:
-    """Accepted messages matching ``query``, newest first, at most ``limit``."""
+def page(emulator: Emulator, query: str = "", limit: int = 500,
+         offset: int = 0) -> dict[str, Any]:
+    """One page of the accepted messages matching ``query``, newest first: ``messages`` (at
+    most ``limit``, after skipping the ``offset`` newest), ``matched`` (how many match in all)
+    and ``offset``. Only the page's messages are built, so a page costs the same with 10,000
+    messages in the outbox as with 10."""
     outbox = emulator.outbox.snapshot()
-    parts = message_parts(outbox)
+    if query.strip():
+        hits = [index for index in range(len(outbox) - 1, -1, -1)
+                if _matches(outbox[index], query)]
+    else:
+        hits = list(range(len(outbox) - 1, -1, -1))
+    chosen = hits[offset:offset + limit]
+    parts = message_parts(outbox) if chosen else {}
     now = emulator.clock.now()
-    found: list[dict[str, Any]] = []
-    for index in range(len(outbox) - 1, -1, -1):
-        if len(found) >= limit:
-            break
-        message = outbox[index]
-        if _matches(message, query):
-            found.append(_message(emulator, message, now, parts[index]))
+    return {"messages": [_message(emulator, outbox[index], now, parts[index])
+                         for index in chosen],
+            "matched": len(hits), "offset": offset}
+
+
+def messages(emulator: Emulator, query: str = "", limit: int = 500,
+             offset: int = 0) -> list[dict[str, Any]]:
+    """Accepted messages matching ``query``, newest first, at most ``limit`` after skipping the
+    ``offset`` newest."""
+    found: list[dict[str, Any]] = page(emulator, query, limit, offset)["messages"]
     return found
 
 
@@ -250,13 +264,15 @@ def requests(emulator: Emulator, *, rejected: bool = False, limit: int = 200) ->
     return found
 
 
-def state(emulator: Emulator, query: str = "", limit: int = 500) -> dict[str, Any]:
-    """Everything the page shows, in one answer (the page polls this)."""
+def state(emulator: Emulator, query: str = "", limit: int = 500,
+          offset: int = 0) -> dict[str, Any]:
+    """Everything the page shows, in one answer (the page polls this): one page of messages
+    (see :func:`page`), with ``total`` the size of the whole outbox."""
     return {
         "clock": clock(emulator),
         "accounts": accounts(emulator),
         "faults": faults(emulator),
-        "messages": messages(emulator, query, limit),
+        **page(emulator, query, limit, offset),
         "total": len(emulator.outbox),
         "rejected": requests(emulator, rejected=True, limit=50),
     }

@@ -29,9 +29,10 @@ def _phones(phones: tuple[str, ...]) -> str:
 
 
 def describe(exchange: Exchange, milliseconds: float) -> str:
-    """``18:20:01 send id 42 to 7903*****54 -> 0 OK (1.3 ms)``, and for errors and faults the
-    code or fault with its meaning."""
-    parts = [exchange.at.strftime("%H:%M:%S"), exchange.command or "request (not read)"]
+    """``18:20:01 MSK send id 42 to 7903*****54 -> 0 OK (1.3 ms)`` (the emulator's clock, which
+    keeps the gateway's Moscow time), and for errors and faults the code or fault with its
+    meaning."""
+    parts = [exchange.at.strftime("%H:%M:%S MSK"), exchange.command or "request (not read)"]
     if exchange.request_id is not None:
         parts.append(f"id {exchange.request_id}")
     if exchange.phones:

@@ -158,12 +158,14 @@ class Web:
     def _state(self, request: HttpRequest) -> Any:
         query = _query(request)
         limit = min(_int(query.get("limit"), "limit", 500), MAX_LIMIT)
-        return inbox.state(self.emulator, query.get("q", ""), limit)
+        offset = _int(query.get("offset"), "offset", 0)
+        return inbox.state(self.emulator, query.get("q", ""), limit, offset)
 
     def _messages(self, request: HttpRequest) -> Any:
         query = _query(request)
         limit = min(_int(query.get("limit"), "limit", 500), MAX_LIMIT)
-        return inbox.messages(self.emulator, query.get("q", ""), limit)
+        offset = _int(query.get("offset"), "offset", 0)
+        return inbox.messages(self.emulator, query.get("q", ""), limit, offset)
 
     def _message(self, request: HttpRequest, request_id: str) -> Any:
         user_id = _query(request).get("user_id")

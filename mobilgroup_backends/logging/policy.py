@@ -197,7 +197,8 @@ class AlertPolicy:
     def summary_text(self, pending: Pending) -> str:
         last = pending.last
         assert last is not None
-        since = time.strftime("%H:%M", time.localtime(pending.since))
+        # UTC, said: the hosts of a fleet share one budget, and may not share a time zone.
+        since = time.strftime("%H:%M UTC", time.gmtime(pending.since))
         level = logging.getLevelName(pending.levelno)
         head = f"{self.prefix} " if self.prefix else ""
         text = f"{head}+{pending.count} more {level} since {since}, last: {last.name}: {last.message}"

@@ -77,6 +77,8 @@ TEMPLATES = [{
 }]
 
 ROOT_URLCONF = "tests.django_project.urls"
+# Where the admin's pages link their stylesheets (the admin's browser test serves them there).
+STATIC_URL = "static/"
 
 # A file, not memory: the tracking tests run two `track` runs in threads at once, and SQLite's
 # shared in-memory databases lock whole tables instead of waiting.

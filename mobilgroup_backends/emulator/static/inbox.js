@@ -4,8 +4,10 @@
 "use strict";
 
 const POLL_MS = 800;
-// The newest messages shown; older ones stay in the API (and in search results).
-const PAGE_SIZE = 200;
+// Every time on the page is the emulator's clock, which keeps the gateway's time: Moscow.
+const GATEWAY_TIME = "MSK, the gateway's time (Moscow, UTC+3)";
+// Messages per page: the API builds and the page draws only these, however full the outbox.
+const PAGE_SIZE = 50;
 const STATUS_LABELS = {
   queued: "queued",
   sent: "sent",
@@ -29,6 +31,10 @@ const FAULT_LABELS = {
 
 const page = {
   query: "",
+  offset: 0,
+  compact: false,
+  open: new Set(),  // messages opened in the compact list, by key
+  data: null,
   drawnMessages: null,
   drawnSide: null,
   known: new Set(),
@@ -83,6 +89,10 @@ function dayOf(iso) {
   return iso ? iso.slice(0, 10) : "";
 }
 
+function count(n) {
+  return n.toLocaleString("en-US");
+}
+
 function shortTime(iso, today) {
   if (!iso) return "";
   return dayOf(iso) === today ? timeOf(iso) : `${dayOf(iso).slice(5)} ${timeOf(iso).slice(0, 5)}`;
@@ -119,28 +129,83 @@ function drawMessage(message, today) {
                           "data-status": message.status },
     el("div", { className: "message-head" },
       el("span", { className: "from" }, "To ", to),
-      el("time", { datetime: message.received_at }, shortTime(message.received_at, today))),
+      el("time", { datetime: message.received_at, title: GATEWAY_TIME }, shortTime(message.received_at, today))),
     el("div", { className: "bubble" },
       message.code ? el("p", { className: "otp-code", title: "one-time code" }, message.code) : null,
       el("p", { className: "text", lang: "" }, message.text),
       message.parts > 1 ? el("span", { className: "part" }, `part ${message.part} of ${message.parts}`) : null),
     el("ul", { className: "meta" }, ...meta),
     el("ul", { className: "recipients" }, ...message.recipients.map((r) => drawRecipient(r, today))));
-  const key = `${message.user_id}:${message.request_id}`;
+  markFresh(item, message);
+  return item;
+}
+
+function keyOf(message) {
+  return `${message.user_id}:${message.request_id}`;
+}
+
+function markFresh(item, message) {
+  const key = keyOf(message);
   if (!page.firstDraw && !page.known.has(key)) item.classList.add("fresh");
   page.known.add(key);
-  return item;
+}
+
+// The compact list: one line per message (time, recipients, text, statuses), like a mail
+// client's; a click opens the whole card below its line.
+function drawRow(message, today) {
+  const key = keyOf(message);
+  const open = page.open.has(key);
+  const statuses = [...new Set(message.recipients.map((r) => r.status || "queued"))];
+  const more = message.phones.length > 1 ? ` +${message.phones.length - 1}` : "";
+  const row = el("li", { className: "row", "data-request-id": message.request_id,
+                         "data-status": message.status, tabindex: 0, role: "button",
+                         "aria-expanded": open ? "true" : "false" },
+    el("time", { datetime: message.received_at, title: GATEWAY_TIME }, shortTime(message.received_at, today)),
+    el("span", { className: "to" }, formatPhone(message.phones[0]) + more),
+    el("span", { className: "snippet" }, message.text),
+    el("span", { className: "statuses" },
+      ...statuses.map((status) => el("span", { className: `badge ${status}` }, STATUS_LABELS[status] || status))));
+  const toggle = () => {
+    if (page.open.has(key)) page.open.delete(key);
+    else page.open.add(key);
+    drawMessages(page.data);
+  };
+  row.addEventListener("click", toggle);
+  row.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      toggle();
+    }
+  });
+  markFresh(row, message);
+  return open ? [row, drawMessage(message, today)] : [row];
+}
+
+function describeCount(data) {
+  const shown = data.messages.length;
+  if (!shown) return page.query ? `0 found of ${count(data.total)}` : `${count(data.total)} messages`;
+  const first = data.offset + 1;
+  const last = data.offset + shown;
+  if (page.query) {
+    if (data.offset === 0 && shown === data.matched) return `${count(shown)} found of ${count(data.total)}`;
+    return `${count(first)}–${count(last)} of ${count(data.matched)} found`;
+  }
+  if (data.offset === 0 && shown === data.total) return `${count(data.total)} message${data.total === 1 ? "" : "s"}`;
+  return `${count(first)}–${count(last)} of ${count(data.total)} messages`;
 }
 
 function drawMessages(data) {
   const today = dayOf(data.clock.now);
   const list = $("messages");
-  list.replaceChildren(...data.messages.map((m) => drawMessage(m, today)));
-  const shown = data.messages.length;
-  const total = `${data.total} message${data.total === 1 ? "" : "s"}`;
-  if (page.query) $("count").textContent = `${shown} found of ${data.total}`;
-  else $("count").textContent = shown < data.total ? `newest ${shown} of ${total}` : total;
+  list.classList.toggle("compact", page.compact);
+  list.replaceChildren(...data.messages.flatMap((m) =>
+    page.compact ? drawRow(m, today) : [drawMessage(m, today)]));
+  $("count").textContent = describeCount(data);
   $("empty").hidden = data.total > 0;
+  $("pager").hidden = data.matched <= PAGE_SIZE;
+  $("newer").disabled = data.offset === 0;
+  $("older").disabled = data.offset + data.messages.length >= data.matched;
+  $("page-range").textContent = describeCount(data);
   page.firstDraw = false;
 }
 
@@ -182,7 +247,7 @@ function drawSide(data) {
                  request.phones.length ? `to ${request.phones.map(formatPhone).join(", ")}` : null]
       .filter(Boolean).join(" · ");
     return el("li", { "data-error": request.error, "data-fault": request.fault },
-      el("time", {}, shortTime(request.at, today)), " ", what, " ", meaning || "",
+      el("time", { title: GATEWAY_TIME }, shortTime(request.at, today)), " ", what, " ", meaning || "",
       el("div", { className: "what" }, who));
   }));
   $("rejected-empty").hidden = data.rejected.length > 0;
@@ -195,8 +260,9 @@ function drawClock(clock) {
 }
 
 function draw(data) {
+  page.data = data;
   drawClock(data.clock);
-  const messagesKey = JSON.stringify([data.messages, data.total]);
+  const messagesKey = JSON.stringify([data.messages, data.total, data.matched, data.offset, page.compact]);
   if (messagesKey !== page.drawnMessages) {
     page.drawnMessages = messagesKey;
     drawMessages(data);
@@ -219,7 +285,13 @@ function setLive(ok, text) {
 async function refresh() {
   clearTimeout(page.timer);
   try {
-    draw(await api(`/api/state?limit=${PAGE_SIZE}&q=${encodeURIComponent(page.query)}`));
+    const data = await api(`/api/state?limit=${PAGE_SIZE}&offset=${page.offset}&q=${encodeURIComponent(page.query)}`);
+    if (page.offset > 0 && data.offset >= data.matched) {
+      // The page it was on is gone (messages cleared, a narrower search): the last one left.
+      page.offset = Math.max(0, Math.floor((data.matched - 1) / PAGE_SIZE) * PAGE_SIZE);
+      return refresh();
+    }
+    draw(data);
     setLive(true, "live");
   } catch (error) {
     setLive(false, "emulator not reachable, retrying");
@@ -263,6 +335,7 @@ function start() {
   $("clear").addEventListener("click", () => {
     page.known.clear();
     page.firstDraw = true;
+    page.offset = 0;
     act("/api/reset", "POST", {});
   });
   let typing = null;
@@ -270,8 +343,25 @@ function start() {
     clearTimeout(typing);
     typing = setTimeout(() => {
       page.query = event.target.value;
+      page.offset = 0;
       refresh();
     }, 150);
+  });
+  $("newer").addEventListener("click", () => {
+    page.offset = Math.max(0, page.offset - PAGE_SIZE);
+    refresh();
+  });
+  $("older").addEventListener("click", () => {
+    page.offset += PAGE_SIZE;
+    refresh();
+  });
+  page.compact = localStorage.getItem("inbox-view") === "compact";
+  $("compact").setAttribute("aria-pressed", page.compact ? "true" : "false");
+  $("compact").addEventListener("click", () => {
+    page.compact = !page.compact;
+    localStorage.setItem("inbox-view", page.compact ? "compact" : "cards");
+    $("compact").setAttribute("aria-pressed", page.compact ? "true" : "false");
+    if (page.data) draw(page.data);
   });
   refresh();
 }
