@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -47,7 +48,7 @@ from .errors import (
 )
 from .outgoing import LongMessages, Outgoing, Part, prepare
 from .protocol import DEFAULT_REGION, StatusReport, mask_phone
-from .transport import GatewayAdapter, attempt
+from .transport import GatewayAdapter, attempt, request_head
 
 __all__ = ["AttemptHook", "MobilgroupClient", "SendResult", "Sent", "backoff_delay",
            "sent_to_dict", "shared_client"]
@@ -245,6 +246,11 @@ class MobilgroupClient:
             adapter = self._own_adapter = GatewayAdapter(pool_connections=1,
                                                          pool_maxsize=self.pool_size)
         self._adapter = adapter
+        # What every request of this client shares, made once: the stock path's request with
+        # the URL (the transport finds its pool by it) and the head of the direct path.
+        self._template = template
+        self._head = request_head(self._url, self._headers)
+        self._direct = adapter if type(adapter) is GatewayAdapter else None
 
     # --- construction from settings ---------------------------------------------------------
 
@@ -554,15 +560,30 @@ class MobilgroupClient:
             return result
 
     def _post(self, body: bytes, request_id: int | None, timeout: float) -> bytes:
-        request = requests.PreparedRequest()
-        request.method = "POST"
-        request.url = self._url
-        request.headers = CaseInsensitiveDict(self._headers)
-        request.headers["Content-Length"] = str(len(body))
-        request.body = body
         timeout = max(timeout, MIN_ATTEMPT_SECONDS)
         attempt.begin(timeout)
         try:
+            if self._direct is not None:
+                # A kept-alive connection of our own transport: the pre-built head and the body
+                # go straight onto it (transport.GatewayAdapter.exchange).
+                try:
+                    exchange = self._direct.exchange(self._template, self._head, body, timeout,
+                                                     self._verify, self._cert, self._proxies)
+                except requests.exceptions.RequestException as exc:
+                    raise self._failure(exc, request_id, timeout) from None
+                if exchange is not None:
+                    answer = exchange.response
+                    try:
+                        return self._read(answer.status, answer.reason, answer.headers,
+                                          answer.read1, request_id, timeout)
+                    finally:
+                        exchange.release()
+            request = requests.PreparedRequest()
+            request.method = "POST"
+            request.url = self._url
+            request.headers = CaseInsensitiveDict(self._headers)
+            request.headers["Content-Length"] = str(len(body))
+            request.body = body
             try:
                 response = self._adapter.send(
                     request, stream=True, timeout=timeout,
@@ -570,7 +591,10 @@ class MobilgroupClient:
             except requests.exceptions.RequestException as exc:
                 raise self._failure(exc, request_id, timeout) from None
             try:
-                return self._read(response, request_id, timeout)
+                raw = response.raw
+                read1 = getattr(raw, "read1", raw.read)
+                return self._read(response.status_code, response.reason, response.headers,
+                                  partial(read1, decode_content=False), request_id, timeout)
             finally:
                 response.close()
         finally:
@@ -606,19 +630,20 @@ class MobilgroupClient:
         return _transport(f"request to {self.endpoint} failed: {_reason(exc)}", request_id,
                           maybe_sent=written is not False)
 
-    def _read(self, response: requests.Response, request_id: int | None,
-              timeout: float) -> bytes:
-        status = response.status_code
+    def _read(self, status: int, reason: str, headers: Mapping[str, str] | Any,
+              read: Callable[[int], bytes], request_id: int | None, timeout: float) -> bytes:
+        """The body of an answer (``read`` returns what has arrived of it, up to n bytes),
+        refused when it is not a 200, too large, or late."""
         if status != 200:
             if 300 <= status < 400:
-                raise _transport(f"HTTP {status} redirect to {response.headers.get('Location')!r} "
+                raise _transport(f"HTTP {status} redirect to {headers.get('Location')!r} "
                                  f"refused: the request carries the password", request_id,
                                  status_code=status, retryable=False)
             retryable = status >= 500 or status in (408, 429)
-            raise _transport(f"HTTP {status} {response.reason} from {self.endpoint}", request_id,
+            raise _transport(f"HTTP {status} {reason} from {self.endpoint}", request_id,
                              status_code=status, retryable=retryable)
         cap = self.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
+        declared = headers.get("Content-Length") or ""
         expected = int(declared) if declared.isdigit() and len(declared) < 19 else None
         if expected is not None and expected > cap:
             raise ProtocolError(f"answer of {declared} bytes refused: more than {cap} bytes is "
@@ -627,12 +652,11 @@ class MobilgroupClient:
         # read; a caller's own transport only bounds each read, so it is checked here too).
         deadline = attempt.deadline if attempt.deadline is not None else (
             time.monotonic() + timeout)
-        read = getattr(response.raw, "read1", response.raw.read)
         chunks: list[bytes] = []
         size = 0
         try:
             while expected is None or size < expected:
-                chunk = read(min(cap + 1 - size, 65536), decode_content=False)
+                chunk = read(min(cap + 1 - size, 65536))
                 if not chunk:
                     break
                 chunks.append(chunk)
