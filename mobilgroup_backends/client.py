@@ -21,7 +21,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -459,7 +458,8 @@ class MobilgroupClient:
         larger ``concurrency`` is lowered to it, with a warning; make the client with a larger
         ``pool_size`` to go wider.
         """
-        calls = [_send_arguments(self.send, index, message)
+        signature = inspect.signature(self.send)
+        calls = [_send_arguments(signature, index, message)
                  for index, message in enumerate(messages)]
         if not calls:
             return []
@@ -481,8 +481,7 @@ class MobilgroupClient:
         workers = max(1, min(concurrency, self.pool_size, len(calls)))
         if workers == 1:
             return [one(call) for call in calls]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mobilgroup-send") as pool:
-            return list(pool.map(one, calls))
+        return _in_workers(one, calls, workers)
 
     # --- retries ----------------------------------------------------------------------------
 
@@ -767,7 +766,43 @@ def _late(client: MobilgroupClient, request_id: int | None, timeout: float) -> T
                       f"to arrive", request_id, timed_out=True)
 
 
-def _send_arguments(send: Callable[..., SendResult], index: int,
+def _in_workers(work: Callable[[Any], T], items: list[Any], workers: int) -> list[T]:
+    """``[work(item) for item in items]`` on ``workers`` threads (the caller's among them), each
+    taking the next item as it finishes one: no queue, no future per item, one hand-off per
+    thread rather than per item. An exception ``work`` lets out is raised here, once the threads
+    have stopped (each stops taking items when one has failed)."""
+    results: list[Any] = [None] * len(items)
+    taken = iter(range(len(items)))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        while not failures:
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            try:
+                results[index] = work(items[index])
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=run, name=f"mobilgroup-send-{n}", daemon=True)
+               for n in range(1, workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        run()
+    finally:
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
+def _send_arguments(signature: inspect.Signature, index: int,
                     message: object) -> dict[str, Any] | ValidationError:
     """One row of ``send_many`` as ``send`` keyword arguments with a request id, or the
     ValidationError that says what is wrong with the row."""
@@ -781,7 +816,7 @@ def _send_arguments(send: Callable[..., SendResult], index: int,
                                "not a mapping of send() arguments nor a (phones, text) tuple",
                                "give {'phones': ..., 'text': ...} or (phones, text)")
     try:
-        inspect.signature(send).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError as exc:
         return ValidationError(field, sorted(map(str, kwargs)), str(exc),
                                "use the keyword arguments of MobilgroupClient.send")

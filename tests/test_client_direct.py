@@ -192,3 +192,13 @@ def test_an_answer_trickling_on_a_kept_connection_ends_at_the_attempt_deadline()
     assert caught.value.timed_out is True
     assert caught.value.maybe_sent is True
     assert took < 1.5  # one 0.4 s attempt, though each byte came well inside it
+
+
+def test_send_many_workers_share_the_kept_connections_and_keep_the_order() -> None:
+    rows = [("+79000000001", f"row {n}") for n in range(40)]
+    with KeepAliveServer([ok] * 40) as server, client_of(server, pool_size=4) as client:
+        outcomes = client.send_many(rows, concurrency=4)
+    assert [o.text for o in outcomes] == [text for _, text in rows]  # type: ignore[union-attr]
+    sent = {int(body.split(b"<id>")[1].split(b"</id>")[0]) for _, body in server.requests}
+    assert sent == {o.request_id for o in outcomes}  # type: ignore[union-attr]
+    assert server.connections <= 4
