@@ -28,170 +28,14 @@ Run: ``python bench/faults.py [-n 5000] [--rate 0.2] [--seed 1] [--retries 3]`` 
 from __future__ import annotations
 
 import argparse
-import time
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
+import sys
+from pathlib import Path
 
-from mobilgroup_backends import MobilgroupClient, SendResult, protocol
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from mobilgroup_backends.emulator import Emulator
-from mobilgroup_backends.errors import DuplicateRequestId, MobilgroupError, TransportError
-
-#: Every fault a client must survive by retrying.
-KINDS = ("close_before", "close_after", "http_500", "delay", "garbage")
-USER_ID, LOGIN, PASSWORD = "1000", "faults", "faults-password"
-
-
-@dataclass
-class Report:
-    """What became of every message, from the client's outcomes and the emulator's outbox."""
-
-    messages: int
-    accepted: int = 0
-    accepted_earlier: int = 0
-    retried: int = 0
-    failed: Counter[str] = field(default_factory=Counter)
-    failed_but_delivered: int = 0
-    wrongly_not_sent: int = 0
-    duplicate_texts: int = 0
-    duplicate_ids: int = 0
-    lost: int = 0
-    unexpected: list[str] = field(default_factory=list)
-    resent_accepted: int = 0
-    resent_failed: int = 0
-    final_lost: int = 0
-    final_duplicates: int = 0
-    exchanges: int = 0
-    injected: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def failed_total(self) -> int:
-        return sum(self.failed.values())
-
-    def lines(self) -> list[str]:
-        injected = ", ".join(f"{k} {v}" for k, v in self.injected.items() if v)
-        failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items())) or "-"
-        return [
-            f"messages:                         {self.messages}",
-            f"exchanges:                        {self.exchanges} "
-            f"({sum(self.injected.values())} faulty: {injected})",
-            f"accepted:                         {self.accepted} "
-            f"(after a retry: {self.retried}; of them accepted earlier: {self.accepted_earlier})",
-            f"failed with a typed error:        {self.failed_total} ({failed})",
-            f"  of them delivered once anyway:  {self.failed_but_delivered} "
-            f"(the error said it may have been sent)",
-            f"  said 'not sent' but delivered:  {self.wrongly_not_sent}",
-            f"duplicates in the outbox:         {self.duplicate_texts + self.duplicate_ids} "
-            f"(same text twice: {self.duplicate_texts}, same id twice: {self.duplicate_ids})",
-            f"lost:                             {self.lost}",
-            f"resent with the same id:          {self.resent_accepted + self.resent_failed} "
-            f"(accepted or accepted earlier: {self.resent_accepted}, failed: {self.resent_failed})",
-            f"after the resend: lost {self.final_lost}, duplicates {self.final_duplicates}, "
-            f"delivered {self.messages - self.final_lost} of {self.messages}",
-            f"time:                             {self.seconds:.1f} s",
-        ]
-
-
-def _audit(emulator: Emulator, texts: dict[int, str]) -> tuple[Counter[int], Counter[str]]:
-    outbox = emulator.outbox.snapshot()
-    by_id = Counter(message.request_id for message in outbox)
-    by_text = Counter(message.text for message in outbox)
-    for message in outbox:
-        if texts.get(message.request_id) != message.text:
-            by_text[f"<unexpected message {message.request_id}>"] += 2  # counts as a duplicate
-    return by_id, by_text
-
-
-def run(
-    n: int = 5000,
-    *,
-    rate: float = 0.2,
-    seed: int = 1,
-    retries: int = 3,
-    timeout: float = 0.25,
-    delay: float = 0.6,
-    backoff: float = 0.005,
-    concurrency: int = 16,
-    kinds: Sequence[str] = KINDS,
-    resend: bool = True,
-) -> Report:
-    """Send ``n`` distinct messages under seeded random faults and audit the outbox.
-
-    ``delay`` (the delay fault) must exceed ``timeout`` (the client's): such an answer arrives
-    too late, after the request was processed, which is what makes a naive retry send twice.
-    """
-    if delay <= timeout:
-        raise ValueError("the delay fault must outlast the client's timeout")
-    report = Report(messages=n)
-    balance = Decimal(10 * n + 100)
-    with Emulator([f"{USER_ID}:{LOGIN}:{PASSWORD}:{balance}"]) as emulator:
-        ids = set[int]()
-        while len(ids) < n:
-            ids.add(protocol.new_request_id())
-        # The request id is chosen by the caller, as an application with a database row per
-        # message does: then even a message that failed can be resent, or looked up, by its id.
-        messages: list[dict[str, Any]] = [
-            {"phones": f"7903{i % 10_000_000:07d}", "text": f"Заказ {i} готов, код {seed}-{i}",
-             "request_id": request_id}
-            for i, request_id in enumerate(ids)
-        ]
-        texts = {m["request_id"]: m["text"] for m in messages}
-        started = time.perf_counter()
-        with MobilgroupClient(USER_ID, LOGIN, PASSWORD, endpoint=emulator.endpoint,
-                              timeout=timeout, retries=retries, backoff=backoff,
-                              pool_size=concurrency) as client:
-            emulator.faults.random(rate, seed=seed, kinds=kinds, seconds=delay)
-            outcomes = client.send_many(messages, concurrency=concurrency)
-            emulator.faults.clear()
-            by_id, _ = _audit(emulator, texts)
-            failed_messages: list[dict[str, Any]] = []
-            for message, outcome in zip(messages, outcomes, strict=True):
-                rid = message["request_id"]
-                delivered = by_id[rid] > 0
-                if isinstance(outcome, SendResult):
-                    report.accepted += 1
-                    report.retried += outcome.attempts > 1
-                    report.accepted_earlier += outcome.accepted_earlier
-                    if not delivered or outcome.request_id != rid:
-                        report.lost += 1
-                elif isinstance(outcome, MobilgroupError):
-                    report.failed[type(outcome).__name__] += 1
-                    failed_messages.append(message)
-                    if delivered:
-                        report.failed_but_delivered += 1
-                        if isinstance(outcome, TransportError) and not outcome.maybe_sent:
-                            report.wrongly_not_sent += 1
-                else:  # send_many returns only the two; anything else is a bug
-                    report.unexpected.append(repr(outcome))
-                    report.lost += 1
-            by_id, by_text = _audit(emulator, texts)
-            report.duplicate_ids = sum(c - 1 for c in by_id.values() if c > 1)
-            report.duplicate_texts = sum(c - 1 for c in by_text.values() if c > 1)
-            # What an application does with a failure: send it again, with the same id. Error 7
-            # on that first attempt then means the earlier copy got through.
-            if resend:
-                for message in failed_messages:
-                    try:
-                        client.send(**message)
-                    except DuplicateRequestId:
-                        pass
-                    except MobilgroupError:
-                        report.resent_failed += 1
-                        continue
-                    report.resent_accepted += 1
-        report.seconds = time.perf_counter() - started
-        by_id, by_text = _audit(emulator, texts)
-        report.final_lost = sum(1 for rid in texts if by_id[rid] == 0)
-        report.final_duplicates = (sum(c - 1 for c in by_id.values() if c > 1)
-                                   + sum(c - 1 for c in by_text.values() if c > 1))
-        report.exchanges = len(emulator.requests)
-        report.injected = dict(emulator.faults.injected)
-        if emulator.errors:
-            report.unexpected.extend(repr(exc) for exc in emulator.errors)
-    return report
+from tests.helpers import FAULT_KINDS as KINDS  # noqa: F401 - what the command runs
+from tests.helpers import send_under_faults as run
 
 
 def main() -> None:
@@ -230,15 +74,12 @@ def matrix() -> int:
     cell holds."""
     import os
     import ssl
-    import sys
     import tempfile
-    from pathlib import Path
 
     import django
     import trustme
     from django.conf import settings
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.exactly_once import FAULTS, PATHS, run_cell
 
     settings.configure(INSTALLED_APPS=[], USE_TZ=True)

@@ -55,7 +55,9 @@ from .errors import (
     ProtocolError,
     TransportError,
     ValidationError,
+    Verdict,
 )
+from .outgoing import Outgoing
 from .protocol import (
     MAX_SENDER_LENGTH,
     MAX_TEXT_TRANSLIT,
@@ -63,7 +65,6 @@ from .protocol import (
     MAX_VALID_HOURS,
     fit_text,
     mask_phone,
-    new_request_id,
     normalize_phones,
 )
 
@@ -80,7 +81,8 @@ DEFAULT_BACKOFF: float = BY_NAME["backoff"].default_for("apprise")
 
 #: The options of the package's option table this plugin takes from its URL.
 _TABLE_ARGS_BY_OPTION = ("sender", "valid_hours", "transliterate", "endpoint", "timeout",
-                         "retries", "backoff", "allow_insecure_http", "region")
+                         "retries", "backoff", "allow_insecure_http", "region", "long_messages",
+                         "replace_unencodable", "deadline")
 
 
 def _template_arg(option: Option) -> dict[str, Any]:
@@ -104,6 +106,11 @@ def _template_arg(option: Option) -> dict[str, Any]:
 
 _TABLE_ARGS = {BY_NAME[name].url or name: _template_arg(BY_NAME[name])
                for name in _TABLE_ARGS_BY_OPTION}
+
+#: Apprise's overflow mode for each ``long_messages``: ``error`` hands the text over whole, for
+#: the client to refuse it if it is too long.
+_OVERFLOW = {"split": OverflowMode.SPLIT, "truncate": OverflowMode.TRUNCATE,
+             "error": OverflowMode.UPSTREAM}
 
 _PHONE_SEPARATORS = re.compile(r"[,;]")
 _PHONE_JUNK = re.compile(r"[\s()\-.+]")
@@ -212,6 +219,9 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         backoff: float | str | None = None,
         allow_insecure_http: bool | str | None = None,
         region: str | None = None,
+        long_messages: str | None = None,
+        replace_unencodable: bool | str | None = None,
+        deadline: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -223,6 +233,8 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         options = {"sender": sender, "valid": valid, "translit": translit, "endpoint": endpoint,
                    "timeout": timeout, "retries": retries, "backoff": backoff,
                    "allow_insecure_http": allow_insecure_http, "region": region,
+                   "long_messages": long_messages, "replace_unencodable": replace_unencodable,
+                   "deadline": deadline,
                    "user_id": str(self.host or ""), "login": self.user,
                    "password": self.password}
         try:
@@ -235,6 +247,10 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
                                       else None)
         if not self.settings.transliterate:
             self.body_maxlen = MAX_TEXT_UNICODE
+        if "overflow" not in kwargs:
+            # Apprise fits the text before the plugin sees it: the setting every adapter
+            # shares decides how, unless Apprise's own overflow= says otherwise.
+            self.overflow_mode = _OVERFLOW[self.settings.long_messages]
         if not self.verify_certificate:
             # Every request carries the password: a certificate is always checked. A private CA
             # is trusted through REQUESTS_CA_BUNDLE instead.
@@ -315,21 +331,28 @@ class NotifyMobilgroup(NotifyBase):  # type: ignore[misc]  # Apprise is Any to m
         for batch in self._batches():
             if self.is_delivered(batch):
                 continue  # an Apprise retry: this batch already has this piece
-            # A piece that may have reached the gateway keeps its id for Apprise's retries of
-            # this notification: the retry resends it, and the client takes the gateway's
-            # "already sent" as accepted. One the gateway surely did not take gets a new id.
-            remembered = self.recall(batch)
-            resend = isinstance(remembered, int)
-            request_id = remembered if resend else new_request_id()
             who = _describe_phones(batch)
-            self.throttle()
+            # An Apprise retry of this notification resends the piece exactly as it was
+            # prepared, under its id, with resend=True (the client takes the gateway's "already
+            # sent" as accepted); one refused for good is not tried again.
+            remembered = self.recall(batch)
+            if isinstance(remembered, MobilgroupError):
+                self.logger.warning("Mobilgroup SMS to %s not retried: %s", who,
+                                    _explain(remembered))
+                has_error = True
+                continue
+            resend = isinstance(remembered, Outgoing)
+            outgoing: Outgoing | None = remembered if resend else None
             try:
-                result = client.send(batch, text, transliterate=self.transliterate,
-                                     valid_hours=self.valid_hours, request_id=request_id,
-                                     resend=resend, replace_unencodable=True)
+                if outgoing is None:
+                    # Apprise has fitted the text already (overflow=, from long_messages); one
+                    # it handed over whole (overflow=upstream) and too long is refused.
+                    outgoing = client.prepare(batch, text, long_messages="error")
+                self.throttle()
+                [result] = client.send_prepared(outgoing, resend=resend)
             except MobilgroupError as exc:
-                # Whether it may have arrived is the client's to know (over all its attempts).
-                self.remember(batch, request_id if exc.maybe_sent else None)
+                # What to do next is the error's verdict (the client judged all its attempts).
+                self.remember(batch, outgoing if exc.verdict.try_again else exc)
                 self.logger.warning("Failed to send Mobilgroup SMS to %s: %s", who, _explain(exc))
                 has_error = True
                 continue
@@ -469,12 +492,16 @@ def _describe_phones(phones: tuple[str, ...]) -> str:
 
 
 def _explain(exc: MobilgroupError) -> str:
-    """One line that says what happened and what to do; never the password (no core error
-    text carries it)."""
+    """One line that says what happened and what to do, by the error's verdict; never the
+    password (no core error text carries it)."""
     text = _what_happened(exc)
-    if exc.maybe_sent:
+    if exc.verdict is Verdict.UNKNOWN:
         text += (f" It may have been sent (request id {exc.request_id}): a retry (retry= in the "
                  f"URL) resends that id, and the gateway never sends it twice.")
+    elif exc.verdict is Verdict.RETRY:
+        text += " Nothing was sent; a retry (retry= in the URL) tries again."
+    else:
+        text += " Not retried: another try would meet the same refusal."
     return text
 
 

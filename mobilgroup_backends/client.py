@@ -20,7 +20,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -309,7 +309,7 @@ class MobilgroupClient:
         valid_hours: int | None = None,
         long_messages: LongMessages | None = None,
         replace_unencodable: bool | None = None,
-        request_id: int | str | None = None,
+        request_id: int | str | Sequence[int | str] | None = None,
     ) -> Outgoing:
         """The message(s) the gateway will get, with every setting applied once: the message as
         plain data, to send now (:meth:`send_prepared`) or to store and send later as it is.
@@ -317,6 +317,7 @@ class MobilgroupClient:
         Arguments left None take the client's settings (its URL's ``sender``, ``translit``,
         ``valid``, ``long_messages``, ``replace_unencodable``, ``region``). A text over the limit
         is split in parts (one request id each), cut, or refused, as ``long_messages`` says.
+        ``request_id`` gives the id of a one-part message, or one id per part (a sequence).
         Nothing is sent; a ``ValidationError`` names what is wrong.
         """
         config = self.settings

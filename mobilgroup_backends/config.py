@@ -403,7 +403,7 @@ OPTIONS: tuple[Option, ...] = (
             "message lifetime, 1 to 48 hours; unset: the gateway's 1 hour", url="valid"),
     _option("long_messages", "choice", _choice("split", "truncate", "error"), "error",
             "a text over the limit: split (one request per part), truncate or error",
-            adapter_defaults={"django": "split"}),
+            adapter_defaults={"django": "split", "apprise": "split"}),
     _option("replace_unencodable", "bool", _bool, False,
             "replace characters windows-1251 cannot carry (emoji) with '?' instead of refusing",
             adapter_defaults={"logging": True, "apprise": True}),

@@ -133,21 +133,28 @@ def prepare(
     valid_hours: int | None = None,
     long_messages: LongMessages = "error",
     replace_unencodable: bool = False,
-    request_id: int | str | None = None,
+    request_id: int | str | Sequence[int | str] | None = None,
 ) -> Outgoing:
     """The message the gateway will get, every argument already resolved (no defaults here:
     ``MobilgroupClient.prepare`` fills them from its settings).
 
     Everything is checked before anything is sent: a ``ValidationError`` means nothing went out
-    (its ``request_id`` is the id given, when one was). A ``request_id`` names a message of one
-    part; a text that goes out in several parts gets a fresh id per part.
+    (its ``request_id`` is the first id given, when one was). Without ``request_id`` each part
+    gets a fresh id; with one, the message must go out in one part; a sequence of ids gives one
+    per part, in order (how a message sent in parts before is made again, under the same ids,
+    to resend it).
     """
     if long_messages not in _LONG_MESSAGES:
         raise ValidationError("long_messages", long_messages, "not one of split, truncate, error",
                               "use 'split', 'truncate' or 'error'")
-    given = request_id is not None
+    if request_id is None:
+        given: list[int] = []
+    elif isinstance(request_id, (int, str)):
+        given = [protocol.check_request_id(request_id)]
+    else:
+        given = [protocol.check_request_id(one) for one in request_id]
     # Minted before the checks, so that a refusal names the message it refused.
-    rid = protocol.new_request_id() if request_id is None else protocol.check_request_id(request_id)
+    rid = given[0] if given else protocol.new_request_id()
     try:
         if not isinstance(text, str):
             raise ValidationError("text", text, "the message text must be a string",
@@ -160,15 +167,23 @@ def prepare(
         texts = [checked.text] + [
             protocol.check_text(piece, transliterate=transliterate, replace=replace_unencodable)
             for piece in pieces[1:]]
-        if given and len(texts) > 1:
+        if given and len(given) != len(texts):
             raise ValidationError(
-                "request_id", rid, f"the text goes out as {len(texts)} messages, each needs "
-                "its own id", "leave request_id out (each part gets its own)",
-                hints={"cli": "leave --id out (each part gets its own)"})
+                "request_id", ",".join(map(str, given)),
+                (f"the text goes out as {len(texts)} messages, each needs its own id "
+                 f"({len(given)} given)") if len(texts) > 1 else
+                f"the text goes out as one message, which takes one id ({len(given)} given)",
+                f"leave request_id out (each part gets its own), or give {len(texts)} ids",
+                hints={"cli": f"leave --id out (each part gets its own), or give {len(texts)} "
+                              f"ids separated by commas"})
+        if len(set(given)) != len(given):
+            raise ValidationError("request_id", ",".join(map(str, given)),
+                                  "the same id given for two parts",
+                                  "give every part its own id")
     except ValidationError as exc:
         exc.request_id = rid  # nothing was sent; the id still names the message refused
         raise
-    ids = [rid] + [protocol.new_request_id() for _ in texts[1:]]
+    ids = given or [rid] + [protocol.new_request_id() for _ in texts[1:]]
     return Outgoing(account=account, phones=checked.phones,
                     parts=tuple(Part(i, t) for i, t in zip(ids, texts, strict=True)),
                     sender=checked.sender, transliterate=checked.transliterate,

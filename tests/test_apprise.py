@@ -314,13 +314,25 @@ def test_apprise_retry_reuses_the_request_id(gateway: Emulator,
     assert any("accepted earlier" in r.getMessage() for r in warnings_.records)
 
 
-def test_a_refused_send_is_retried_with_a_new_id(gateway: Emulator) -> None:
+def test_a_refusal_that_will_not_mend_is_not_retried(
+        gateway: Emulator, warnings_: pytest.LogCaptureFixture) -> None:
     gateway.accounts["1000"].balance = Decimal(0)
     alerts = apprise.Apprise()
-    assert alerts.add(gateway.url(PHONE, retry=1, wait=0))
+    assert alerts.add(gateway.url(PHONE, retry=2, wait=0))
     assert not alerts.notify(body="no money")
-    assert [r.error for r in gateway.requests] == [9, 9]  # not mistaken for "accepted earlier"
-    assert len({r.request_id for r in gateway.requests}) == 2
+    assert [r.error for r in gateway.requests] == [9]  # Apprise's retries spent no request on it
+    said = [r.getMessage() for r in warnings_.records]
+    assert any("error 9" in line and "Not retried" in line for line in said)
+    assert sum("not retried:" in line for line in said) == 2
+
+
+def test_nothing_sent_is_retried_by_apprise(gateway: Emulator) -> None:
+    # A connection refused (nothing sent: the verdict is "retry"), then the gateway is back.
+    gateway.refuse_connections(0.3)
+    alerts = apprise.Apprise()
+    assert alerts.add(gateway.url(PHONE, retries=0, retry=3, wait=0.2))
+    assert alerts.notify(body="back again")
+    assert [m.text for m in gateway.outbox] == ["back again"]
 
 
 # --- text ---------------------------------------------------------------------------------------
@@ -411,10 +423,11 @@ def test_url_round_trips_every_option(gateway: Emulator) -> None:
 
 def test_defaults_leave_the_url_short(gateway: Emulator) -> None:
     url = plugin_for(f"mobilgroup://demo:{PASSWORD}@1000/{PHONE}").url()
-    # Apprise's own defaults (2 retries, its 4 s socket timeouts) are printed, so that the URL
-    # means the same as MOBILGROUP_URL, where their absence means the table's 3 and 10 s.
+    # Apprise's own defaults (2 retries, its 4 s socket timeouts, long texts split, emoji
+    # replaced) are printed, so that the URL means the same as MOBILGROUP_URL, where their
+    # absence means the table's 3, 10 s, error and no.
     assert url.startswith(f"mobilgroup://demo:{PASSWORD}@1000/{PHONE}?timeout=4&retries=2&"
-                          "overflow=split&")
+                          "long_messages=split&replace_unencodable=yes&overflow=split&")
     for option in ("sender=", "valid=", "translit=", "endpoint=", "backoff=", "region=",
                    "allow_insecure_http="):
         assert option not in url

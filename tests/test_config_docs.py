@@ -23,18 +23,20 @@ def _range(option: Option) -> str:
         f"{unit}, at least {option.low:g}"
 
 
+def _shown(value: object) -> str:
+    if value in (None, (), ""):
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _default(option: Option) -> str:
-    if option.default in (None, (), ""):
-        text = "none"
-    elif isinstance(option.default, bool):
-        text = "yes" if option.default else "no"
-    elif isinstance(option.default, float):
-        text = f"{option.default:g}"
-    else:
-        text = str(option.default)
-    own = ", ".join(f"{adapter} {value:g}" if isinstance(value, float) else f"{adapter} {value}"
+    own = ", ".join(f"{adapter} {_shown(value)}"
                     for adapter, value in option.adapter_defaults.items())
-    return f"`{text}`" + (f" ({own})" if own else "")
+    return f"`{_shown(option.default)}`" + (f" ({own})" if own else "")
 
 
 def _url(option: Option) -> str:

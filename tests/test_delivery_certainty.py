@@ -8,7 +8,9 @@ apart by whether the request had been written. All against the emulator, over HT
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -310,6 +312,28 @@ def test_cli_says_how_to_resend_after_maybe_sent(mobilgroup_emulator: Emulator,
     assert done.returncode == 0, done.stderr
     assert '"request_ids": [91]' in done.stdout
     assert len(mobilgroup_emulator.outbox) == 1
+
+
+def test_cli_resends_a_text_sent_in_parts_under_every_part_s_id(
+        mobilgroup_emulator: Emulator, mobilgroup_command: RunCommand) -> None:
+    text = " ".join(["слово"] * 50)  # three parts
+    # Part 1 is answered (after no delay at all); part 2 is processed, but its answer is not
+    # XML: it may have been sent, and part 3 was not.
+    mobilgroup_emulator.faults.next("delay", seconds=0)
+    mobilgroup_emulator.faults.next("garbage")
+    url = mobilgroup_emulator.url(retries=0)
+    done = mobilgroup_command("send", PHONE, "--text", text, "--split", "--url", url)
+    assert done.returncode == 3
+    said = re.search(r"--id ([0-9]+),([0-9]+),([0-9]+) --resend", done.stderr)
+    assert said is not None, done.stderr
+    ids = [int(said[n]) for n in (1, 2, 3)]
+    assert [m.request_id for m in mobilgroup_emulator.outbox] == ids[:2]
+
+    done = mobilgroup_command("send", PHONE, "--text", text, "--split", "--id", said.group(0)
+                              .split()[1], "--resend", "--url", url, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["request_ids"] == ids
+    assert [m.request_id for m in mobilgroup_emulator.outbox] == ids  # each part once
 
 
 # --- send_many --------------------------------------------------------------------------------

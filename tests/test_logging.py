@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -478,6 +479,54 @@ def test_repeated_failures_back_off(make: Callable[..., Any], emulator: Emulator
         handler.flush()
     assert emulator.outbox.wait_for(1)
     assert emulator.outbox[0].text.startswith("+21 more CRITICAL since")
+
+
+def test_an_alert_refused_for_good_is_not_retried_nor_summarised(
+        make: Callable[..., Any], emulator: Emulator) -> None:
+    # The first exchange meets a 404 (a wrong endpoint will not mend by itself): that alert is
+    # dropped and counted, never put in a summary to be tried again.
+    clock = FakeClock()
+    handler, logger = make(failure_backoff=10, clock=clock, dedupe_seconds=0)
+    emulator.faults.next("body", status=404)
+    with redirect_stderr(io.StringIO()) as stderr:
+        logger.critical("lost to a 404")
+        handler.flush()
+        assert handler.stats.failed == 1 and handler._failures == 1
+        clock.advance(11)
+        logger.critical("after the pause")
+        handler.flush()
+    assert emulator.outbox.wait_for(1)
+    [text] = texts(emulator)  # no summary of the lost one
+    assert text.endswith("app: after the pause")
+    assert len(emulator.requests) == 2
+    assert "HTTP 404" in stderr.getvalue()
+
+
+def test_an_account_refusal_is_summarised_once_money_is_added(
+        make: Callable[..., Any], emulator: Emulator) -> None:
+    clock = FakeClock()
+    handler, logger = make(failure_backoff=10, clock=clock, dedupe_seconds=0)
+    emulator.accounts["2000"].balance = Decimal(0)
+    with redirect_stderr(io.StringIO()):
+        logger.critical("no money")
+        handler.flush()
+        assert handler.stats.failed == 1
+        emulator.accounts["2000"].balance = Decimal(10)
+        clock.advance(11)
+        handler.flush()  # the pause is over: the summary is the probe
+    assert emulator.outbox.wait_for(1)
+    assert re.fullmatch(r"\+1 more CRITICAL since \d\d:\d\d, last: \S+app: no money",
+                        texts(emulator)[0])
+
+
+def test_the_url_s_valid_hours_and_sender_reach_the_gateway(
+        make: Callable[..., Any], emulator: Emulator) -> None:
+    handler, logger = make(url=emulator.url(PHONE, account="2000", valid=24, sender="Ops"))
+    logger.critical("with a lifetime")
+    handler.flush()
+    assert emulator.outbox.wait_for(1)
+    [message] = emulator.outbox
+    assert (message.valid_hours, message.sender) == (24, "Ops")
 
 
 # --- configuration --------------------------------------------------------------------------

@@ -11,19 +11,19 @@ import time
 
 import pytest
 
-from bench import faults as bench_faults
 from mobilgroup_backends import MobilgroupClient, SendResult, errors
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import FAULT_KINDS, send_under_faults
 
 
 def test_exactly_once_under_random_faults() -> None:
     started = time.monotonic()
-    report = bench_faults.run(300, rate=0.2, seed=7, retries=3, timeout=0.2, delay=0.5,
+    report = send_under_faults(300, rate=0.2, seed=7, retries=3, timeout=0.2, delay=0.5,
                               concurrency=8)
     assert time.monotonic() - started < 20
     assert report.unexpected == []
     assert sum(report.injected.values()) >= 40  # the faults really happened
-    assert all(report.injected[kind] > 0 for kind in bench_faults.KINDS)
+    assert all(report.injected[kind] > 0 for kind in FAULT_KINDS)
     assert report.accepted + report.failed_total == 300
     assert report.accepted_earlier > 0  # retries met error 7 and took it as "accepted earlier"
     assert report.duplicate_ids == report.duplicate_texts == 0
@@ -36,14 +36,14 @@ def test_exactly_once_under_random_faults() -> None:
 
 
 def test_every_message_accepted_with_enough_retries() -> None:
-    report = bench_faults.run(200, rate=0.2, seed=3, retries=8, timeout=0.2, delay=0.5,
+    report = send_under_faults(200, rate=0.2, seed=3, retries=8, timeout=0.2, delay=0.5,
                               concurrency=8, resend=False)
     assert report.unexpected == []
     assert report.accepted == 200 and report.failed_total == 0
     assert report.lost == report.duplicate_ids == report.duplicate_texts == 0
 
 
-@pytest.mark.parametrize("kind", bench_faults.KINDS)
+@pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_each_fault_alone_every_exchange_but_the_last(kind: str) -> None:
     """Three faulty exchanges in a row, then a clean one: one message, delivered once."""
     with Emulator() as emulator, MobilgroupClient.from_url(

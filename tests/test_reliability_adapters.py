@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bench.faults import KINDS
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import MobilgroupError
+from tests.helpers import FAULT_KINDS
 
 PHONE = "79031234567"
 
@@ -47,7 +47,7 @@ def test_django_backend_exactly_once_under_faults(faulty: Emulator, settings: An
 
     settings.MOBILGROUP = {"URL": faulty.url(), "RETRIES": 3, "BACKOFF": 0.001, "TIMEOUT": 0.2}
     messages = [_Message(f"Django order {i} is ready", [f"7903{i:07d}"]) for i in range(150)]
-    faulty.faults.random(0.2, seed=11, kinds=KINDS, seconds=0.5)
+    faulty.faults.random(0.2, seed=11, kinds=FAULT_KINDS, seconds=0.5)
     started = time.monotonic()
     with SmsBackend(fail_silently=True) as backend:
         sent = backend.send_messages(messages)
@@ -80,7 +80,7 @@ def test_logging_handler_exactly_once_under_faults(faulty: Emulator) -> None:
     logger = logging.getLogger(f"reliability.faults.{os.getpid()}.{id(handler)}")
     logger.propagate = False
     logger.addHandler(handler)
-    faulty.faults.random(0.2, seed=5, kinds=KINDS, seconds=0.5)
+    faulty.faults.random(0.2, seed=5, kinds=FAULT_KINDS, seconds=0.5)
     try:
         started = time.perf_counter()
         for i in range(100):

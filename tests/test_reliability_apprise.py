@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from bench.faults import KINDS
 from mobilgroup_backends.emulator import Emulator
+from tests.helpers import FAULT_KINDS
 
 apprise = pytest.importorskip("apprise")
 import mobilgroup_backends.apprise  # noqa: E402, F401  (registers mobilgroup://)
@@ -32,7 +32,7 @@ def gateway(mobilgroup_emulator: Emulator) -> Iterator[Emulator]:
 def test_apprise_exactly_once_under_faults(gateway: Emulator) -> None:
     alerts = apprise.Apprise()
     assert alerts.add(gateway.url(PHONE, account="3000", retries=3, timeout=0.2, backoff=0.001))
-    gateway.faults.random(0.2, seed=9, kinds=KINDS, seconds=0.5)
+    gateway.faults.random(0.2, seed=9, kinds=FAULT_KINDS, seconds=0.5)
     outcomes = {f"apprise alert {i}": bool(alerts.notify(body=f"apprise alert {i}"))
                 for i in range(40)}
     gateway.faults.clear()

@@ -111,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="phone numbers, as separate arguments or separated by commas")
     send.add_argument("--text", required=True, help="the message; '-' reads standard input")
     add_text_options(send)
-    send.add_argument("--id", dest="request_id", help="your own request id (digits)")
+    send.add_argument("--id", dest="request_id",
+                      help="your own request id (digits); for a text sent in parts, one per "
+                           "part, separated by commas")
     send.add_argument("--resend", action="store_true",
                       help="this --id may have been sent already with this same message (after "
                            "an error that said it may have been sent): never sends it twice")
@@ -204,9 +206,14 @@ def _send(args: argparse.Namespace) -> int:
     with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
         # One string: the client splits it on commas, so "79031234567,79231234567" works too.
+        ids = args.request_id.split(",") if args.request_id else None
         outgoing = client.prepare(",".join(args.phones), text, schedule=args.schedule,
-                                  request_id=args.request_id)
-        sent = client.send_prepared(outgoing, resend=args.resend)
+                                  request_id=ids)
+        try:
+            sent = client.send_prepared(outgoing, resend=args.resend)
+        except MobilgroupError as exc:
+            # A resend needs the ids of every part, not only of the part that failed.
+            return print_error(exc, args.json, request_ids=outgoing.request_ids)
     if args.json:
         print_json(sent.to_dict())
     else:
@@ -263,12 +270,13 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
           timeout: float | None) -> StatusReport:
     """Ask again until every recipient's status is final: first once the lifetime has run out
     (counted from the latest time the report shows), then after growing pauses."""
+    from ..client import backoff_delay
     from ..protocol import DEFAULT_VALID_HOURS, GATEWAY_TIMEZONE, report_due
 
     hours = valid_hours or DEFAULT_VALID_HOURS
     limit = timeout if timeout is not None else (hours + 1) * 3600.0
     deadline = time.monotonic() + limit
-    pause = FIRST_RECHECK_SECONDS
+    rechecks = 0
     while not report.is_complete:
         now = datetime.now(GATEWAY_TIMEZONE)
         times = [r.time for r in report.recipients if not r.is_final and r.time is not None]
@@ -276,7 +284,9 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
         due = report_due(max(times) + timedelta(minutes=1), hours) if times else now
         wait = (due - now).total_seconds()
         if wait <= 0:
-            wait, pause = pause, min(pause * 2, MAX_RECHECK_SECONDS)
+            rechecks += 1
+            wait = backoff_delay(FIRST_RECHECK_SECONDS, rechecks, jitter=False,
+                                 cap=MAX_RECHECK_SECONDS)
         if time.monotonic() + wait > deadline:
             return report
         time.sleep(wait)

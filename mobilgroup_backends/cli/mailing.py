@@ -145,15 +145,10 @@ def _print_bad_rows(exc: BadRows, as_json: bool) -> int:
 
 
 def _print_plan(plan: Plan, price: Decimal | None, args: argparse.Namespace) -> int:
-    from ..mailing.plan import describe
-
-    numbers = describe(plan)
-    cost = plan.cost(price)
-    samples = [{"phone": request.phones[0], "text": request.text}
-               for request in plan.requests[:SAMPLES]]
+    shape = plan.to_dict(price, SAMPLES)
+    cost, samples = plan.cost(price), shape["samples"]
     if args.json:
-        print_json({"ok": True, "dry_run": True, **numbers,
-                    "cost": str(cost) if cost is not None else None, "samples": samples})
+        print_json(shape)
         return EXIT_OK
     print(f"dry run: nothing sent\n"
           f"  recipients: {plan.recipients}"
@@ -218,20 +213,7 @@ def _print_summary(args: argparse.Namespace, state: MailingState, summary: RunSu
               f"the same --text and options"
               + (f", --state {state.path}" if args.state else "") + "): nothing is sent twice")
     if args.json:
-        print_json({"ok": counts["accepted_messages"] == counts["messages"],
-                    "interrupted": summary.interrupted, "state": str(state.path),
-                    "messages": counts["messages"], "accepted": counts["accepted_messages"],
-                    "failed": counts["failed_messages"],
-                    "left": counts["messages"] - counts["accepted_messages"],
-                    "requests": counts["requests"],
-                    "accepted_earlier": counts["accepted_earlier"],
-                    "this_run": {"accepted": summary.accepted_messages,
-                                 "failed": summary.failed_messages,
-                                 "seconds": round(summary.seconds, 3)},
-                    "report_due": due.isoformat(timespec="minutes") if due else None,
-                    "stopped": error_to_dict(summary.account_error, "cli")
-                    if summary.account_error else None,
-                    "errors": [str(e) for e in summary.errors]})
+        print_json(summary.to_dict(state))
     else:
         print(f"{counts['accepted_messages']} of {counts['messages']} SMS accepted "
               f"({counts['accepted_requests']} of {counts['requests']} requests"

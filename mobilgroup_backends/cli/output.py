@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import (
@@ -40,16 +41,25 @@ def print_json(payload: dict[str, Any], out: TextIO | None = None) -> None:
     print(json.dumps(payload, ensure_ascii=False), file=out or sys.stdout, flush=True)
 
 
-def print_error(exc: MobilgroupError, as_json: bool) -> int:
-    """Show ``exc`` once (JSON on standard output, or one line on standard error); its exit code."""
+def print_error(exc: MobilgroupError, as_json: bool,
+                request_ids: Sequence[int] = ()) -> int:
+    """Show ``exc`` once (JSON on standard output, or one line on standard error); its exit code.
+
+    ``request_ids`` are the ids of every part of the message the error belongs to (a text sent
+    in parts): a resend needs them all, in order.
+    """
+    ids = list(request_ids) or ([exc.request_id] if exc.request_id is not None else [])
     if as_json:
-        print_json(error_to_dict(exc, "cli"))
+        payload = error_to_dict(exc, "cli")
+        if len(ids) > 1:
+            payload["request_ids"] = ids
+        print_json(payload)
     else:
         print(f"mobilgroup: {exc.describe('cli')}", file=sys.stderr, flush=True)
-        if exc.maybe_sent and exc.request_id is not None:
+        if exc.maybe_sent and ids:
             print(f"mobilgroup: it may have been sent; to make sure it goes out exactly once, "
-                  f"repeat the same command with --id {exc.request_id} --resend", file=sys.stderr,
-                  flush=True)
+                  f"repeat the same command with --id {','.join(map(str, ids))} --resend",
+                  file=sys.stderr, flush=True)
     return exit_code(exc)
 
 

@@ -368,8 +368,10 @@ class SmsHandler(logging.Handler):
         late (from Django) decide its length limit."""
         if self._client is None:
             self._client = self._make_client()
-        self._client.send(self._phones, text(), transliterate=self._policy.transliterate,
-                          replace_unencodable=True, request_id=request_id, resend=resend)
+        # Every setting (sender, valid, translit, region, unencodable characters) is the
+        # client's to apply; the text is already fitted to one SMS.
+        outgoing = self._client.prepare(self._phones, text(), request_id=request_id)
+        self._client.send_prepared(outgoing, resend=resend)
 
     def _finish(self) -> None:
         """The worker's last act: close the client and the store's connection."""

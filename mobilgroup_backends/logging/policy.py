@@ -13,10 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .. import protocol
+from ..client import backoff_delay
 from ..errors import MobilgroupError
+from ..errors import Verdict as Failure
 from .store import Item, Pending, Store, Verdict
 
 __all__ = ["MAX_FAILURE_PAUSE", "MIN_FAILURE_PAUSE", "AlertPolicy"]
@@ -24,6 +26,10 @@ __all__ = ["MAX_FAILURE_PAUSE", "MIN_FAILURE_PAUSE", "AlertPolicy"]
 #: Bounds of the pause after failures, whatever ``failure_backoff`` says.
 MAX_FAILURE_PAUSE = 300.0
 MIN_FAILURE_PAUSE = 0.05
+
+#: What became of one SMS (see ``AlertPolicy._deliver``).
+Delivery = Literal["sent", "unsure", "retry", "dropped"]
+
 
 class Send(Protocol):
     """Sends one SMS with the text the callable makes (made late: settings read late decide its
@@ -67,10 +73,15 @@ class AlertPolicy:
             self.failed += 1
         elif decision.verdict is Verdict.SUPPRESSED:
             self.suppressed += 1
-        elif not self._deliver(send, lambda: self.shape(item, decision.repeats)):
-            self.store.release(item, decision)
-            self.store.defer(item)
-            self.failed += 1
+        else:
+            outcome = self._deliver(send, lambda: self.shape(item, decision.repeats))
+            if outcome == "retry":
+                self.store.release(item, decision)
+                self.store.defer(item)  # goes out in the summary after the pause
+                self.failed += 1
+            elif outcome == "dropped":
+                self.store.release(item, decision)
+                self.failed += 1
 
     def defer(self, item: Item, count: int = 1) -> None:
         """Count records that never reached the policy (a full queue) in the next summary."""
@@ -91,10 +102,13 @@ class AlertPolicy:
         if claimed is None:
             return
         pending, reservation = claimed
-        if self._deliver(send, lambda: self.summary_text(pending)):
+        outcome = self._deliver(send, lambda: self.summary_text(pending))
+        if outcome in ("sent", "unsure"):
             self.summaries += 1
-        else:
+        elif outcome == "retry":
             self.store.unclaim(pending, reservation)
+        else:
+            self.failed += pending.count  # refused for good: resending the summary cannot help
 
     def next_timer(self) -> float | None:
         """Seconds until a held-back summary may go out; None when nothing is waiting."""
@@ -105,13 +119,15 @@ class AlertPolicy:
             return None
         return max(wait, self.pause_until - self.clock())
 
-    def _deliver(self, send: Send, text: Callable[[], str]) -> bool:
-        """One SMS; False (and the failure accounted) when it surely did not go.
+    def _deliver(self, send: Send, text: Callable[[], str]) -> Delivery:
+        """One SMS, and what became of it, by the failure's verdict: ``sent``; ``unsure`` (it
+        may have reached the gateway: the text and its request id are kept for a resend under
+        that id, and it counts as handed over); ``retry`` (it surely did not go, and trying
+        later can mend that: an unreachable gateway, an account out of money); ``dropped`` (it
+        will not mend by itself: a refused text, a wrong endpoint; never tried again).
 
-        A failure pauses sending for ``failure_backoff`` seconds, doubling with each further
-        failure in a row; the summary that follows the pause is the probe. A failure after which
-        the SMS may have reached the gateway (the client says ``maybe_sent``) keeps the text and
-        its request id for a resend under that id, and counts as handed over.
+        Any failure pauses sending for ``failure_backoff`` seconds, doubling with each further
+        failure in a row; the summary that follows the pause is the probe.
         """
         made: list[str] = []
 
@@ -123,13 +139,15 @@ class AlertPolicy:
             send(making)
         except Exception as exc:
             self._failed(exc)
-            if isinstance(exc, MobilgroupError) and exc.maybe_sent and made \
+            verdict = exc.verdict if isinstance(exc, MobilgroupError) else Failure.RETRY
+            if verdict is Failure.UNKNOWN and made and isinstance(exc, MobilgroupError) \
                     and exc.request_id is not None:
                 self.unsure.append((made[-1], exc.request_id))
-                return True
-            return False
+                return "unsure"
+            return "retry" if verdict in (Failure.RETRY, Failure.UNKNOWN, Failure.ACCOUNT) \
+                else "dropped"
         self._succeeded()
-        return True
+        return "sent"
 
     def _resend_unsure(self, send: Send) -> None:
         """Resend what may have reached the gateway, under its own id (``resend=True``): the
@@ -140,9 +158,10 @@ class AlertPolicy:
                 send(lambda: text, request_id=request_id, resend=True)  # noqa: B023 - called now
             except Exception as exc:
                 self._failed(exc)
-                if isinstance(exc, MobilgroupError) and exc.maybe_sent:
-                    return  # still unknown: again after the pause, or at exit
-                self.unsure.popleft()  # the gateway refused it: it was not sent
+                if not isinstance(exc, MobilgroupError) or exc.verdict.try_again \
+                        or exc.verdict is Failure.ACCOUNT:
+                    return  # still to be sent: again after the pause, or at exit
+                self.unsure.popleft()  # refused for good: it was not sent, and will not be
                 self.failed += 1
                 continue
             self.unsure.popleft()
@@ -152,7 +171,8 @@ class AlertPolicy:
         self.failures += 1
         if self.failures == 1 and self._report is not None:
             self._report(exc)
-        pause = min(self.failure_backoff * 2 ** (self.failures - 1), MAX_FAILURE_PAUSE)
+        pause = backoff_delay(self.failure_backoff, self.failures, jitter=False,
+                              cap=MAX_FAILURE_PAUSE)
         self.pause_until = self.clock() + max(pause, MIN_FAILURE_PAUSE)
 
     def _succeeded(self) -> None:

@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..client import MobilgroupClient
-from ..errors import MobilgroupError, UnknownRequestId, Verdict
+from ..errors import MobilgroupError, UnknownRequestId, Verdict, error_to_dict
 from ..protocol import StatusReport
 from .state import MailingState, StoredRequest
 
@@ -56,6 +57,25 @@ class RunSummary:
     seconds: float = 0.0
     #: The failures of this run, one of each kind (at most five).
     errors: list[MobilgroupError] = field(default_factory=list)
+
+    def to_dict(self, state: MailingState) -> dict[str, Any]:
+        """This run and the whole mailing so far (``state``), as JSON: what ``mobilgroup mailing
+        send --json`` prints. ``stopped`` is the failure that stopped the run for its account
+        (its :func:`~mobilgroup_backends.errors.error_to_dict` shape), else None."""
+        counts = state.counts()
+        due = state.report_due()
+        return {"ok": counts["accepted_messages"] == counts["messages"],
+                "interrupted": self.interrupted, "state": str(state.path),
+                "messages": counts["messages"], "accepted": counts["accepted_messages"],
+                "failed": counts["failed_messages"],
+                "left": counts["messages"] - counts["accepted_messages"],
+                "requests": counts["requests"], "accepted_earlier": counts["accepted_earlier"],
+                "this_run": {"accepted": self.accepted_messages, "failed": self.failed_messages,
+                             "seconds": round(self.seconds, 3)},
+                "report_due": due.isoformat(timespec="minutes") if due else None,
+                "stopped": (error_to_dict(self.account_error, "cli")
+                            if self.account_error else None),
+                "errors": [str(e) for e in self.errors]}
 
     def add(self, outcome: Outcome) -> None:
         size = len(outcome.request.phones)

@@ -91,6 +91,15 @@ class Plan:
     def cost(self, price: Decimal | None) -> Decimal | None:
         return None if price is None else price * self.messages
 
+    def to_dict(self, price: Decimal | None = None, samples: int = 3) -> dict[str, Any]:
+        """The plan as JSON, as the dry run prints it: its numbers, the cost at ``price`` (None
+        without one) and the first ``samples`` messages."""
+        cost = self.cost(price)
+        return {"ok": True, "dry_run": True, **describe(self),
+                "cost": str(cost) if cost is not None else None,
+                "samples": [{"phone": request.phones[0], "text": request.text}
+                            for request in self.requests[:samples]]}
+
 
 class BadRows(ValidationError):
     """Rows that cannot be sent; nothing was sent. ``rows`` holds (line, reason) pairs."""
