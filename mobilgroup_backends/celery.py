@@ -6,12 +6,14 @@ Importing this module registers two shared tasks with every Celery app::
 
     request_id = enqueue("+7 903 123-45-67", "Your code is 4521")   # store it with the order
 
-- ``"mobilgroup.send_sms"`` ``(request_id, phones, text, **send_options)``: JSON arguments only.
+- ``"mobilgroup.send_sms"`` ``(outgoing=...)``: the message as the core prepared it
+  (``Outgoing.to_dict()``), JSON only.
 - ``"mobilgroup.track_due"``: for Celery beat; asks for the delivery reports that are due
   (needs the Django app ``mobilgroup_backends.django``, which keeps the requests to track).
 
-Exactly once: the request id is minted by :func:`enqueue`, before anything is queued, and every
-execution of the task sends with ``resend=True``. Whatever runs the task again (a retry, the
+Exactly once: the core prepares the message in :func:`enqueue` (every setting applied, the request
+id minted) before anything is queued, and every execution of the task sends it as it is, with
+``resend=True``. Whatever runs the task again (a retry, the
 broker redelivering after a worker was killed, a message restored after the visibility timeout),
 the gateway sees the same id and answers a copy with error 7, which the client takes as
 "accepted earlier": the message goes out once.
@@ -38,10 +40,10 @@ from typing import Any
 from celery import Celery, Task, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from . import protocol
-from .client import MobilgroupClient, SendResult, backoff_delay
+from .client import MobilgroupClient, backoff_delay
 from .config import Resolved, Settings, django_setting, resolve_cached
 from .errors import ConfigurationError, MobilgroupError, Verdict
+from .outgoing import LongMessages, Outgoing
 
 __all__ = [
     "MAX_RETRIES",
@@ -193,9 +195,15 @@ def retry_countdown(app: Celery, retries: int) -> float:
 @shared_task(name=SEND_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
              soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT, max_retries=MAX_RETRIES,
              serializer="json")
-def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: str,
-             **send_options: Any) -> dict[str, Any]:
-    """Send one queued message under its request id; safe to run any number of times.
+def send_sms(self: Task[Any, Any], /, request_id: int | None = None,
+             phones: list[str] | None = None, text: str | None = None, *,
+             outgoing: dict[str, Any] | None = None, **send_options: Any) -> dict[str, Any]:
+    """Send one queued message as the core prepared it; safe to run any number of times.
+
+    :func:`enqueue` passes ``outgoing``, the prepared message (``Outgoing.to_dict()``: every
+    setting applied, the request ids minted); it is sent as it is, with ``resend=True``.
+    Messages queued by an older version (``request_id, phones, text, **send_options``) are
+    prepared here under their own id.
 
     What a failure does is the error's own verdict
     (:attr:`~mobilgroup_backends.errors.MobilgroupError.verdict`), nothing else:
@@ -210,13 +218,15 @@ def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: 
       refused again.
 
     When the worker has set Django up with the app ``mobilgroup_backends.django`` and the
-    ``track_delivery`` setting is on, the accepted request is recorded for delivery tracking
-    (``mobilgroup.track_due`` then polls its report), once however often the task runs.
+    ``track_delivery`` setting is on, the accepted requests are recorded for delivery tracking
+    (``mobilgroup.track_due`` then polls their reports), once however often the task runs.
     """
     try:
         with _task_client(self.app) as client:
-            result = client.send(phones, text, request_id=request_id, resend=True,
-                                 **send_options)
+            message = (Outgoing.from_dict(outgoing) if outgoing is not None else
+                       client.prepare(phones or [], text or "", request_id=request_id,
+                                      **send_options))
+            sent = client.send_prepared(message, resend=True)
     except SoftTimeLimitExceeded as exc:
         raise self.retry(exc=exc, countdown=retry_countdown(self.app, self.request.retries)) from None
     except MobilgroupError as exc:
@@ -224,20 +234,23 @@ def send_sms(self: Task[Any, Any], /, request_id: int, phones: list[str], text: 
         if verdict.try_again or verdict is Verdict.ACCOUNT:
             raise self.retry(exc=exc,
                              countdown=retry_countdown(self.app, self.request.retries)) from None
-        logger.error("SMS request %s not sent, not retried (%s): %s", request_id, verdict, exc)
+        logger.error("SMS request %s not sent, not retried (%s): %s",
+                     exc.request_id or request_id, verdict, exc)
         raise
     try:
-        tracked = _record_for_tracking(self.app, result, send_options.get("valid_hours"))
+        tracked = _record_for_tracking(self.app, message)
     except _NotRecorded as failure:
         # Run again: the resend is answered "accepted earlier" and the record is written then.
         if self.request.retries < (self.max_retries or 0):
             raise self.retry(exc=failure.error,
                              countdown=retry_countdown(self.app, self.request.retries)) from None
         logger.error("SMS request %s sent but not recorded for delivery tracking after %d runs: %s",
-                     result.request_id, self.request.retries + 1, type(failure.error).__name__)
+                     message.request_ids[0], self.request.retries + 1,
+                     type(failure.error).__name__)
         tracked = False
-    return {"request_id": result.request_id, "phones": list(result.phones),
-            "attempts": result.attempts, "accepted_earlier": result.accepted_earlier,
+    return {**sent.to_dict(), "request_id": sent.request_ids[0],
+            "attempts": max(result.attempts for result in sent),
+            "accepted_earlier": any(result.accepted_earlier for result in sent),
             "tracked": tracked}
 
 
@@ -250,8 +263,8 @@ class _NotRecorded(Exception):
         self.error = error
 
 
-def _record_for_tracking(app: Celery, result: SendResult, valid_hours: int | None) -> bool:
-    """Record an accepted request for the Django app's delivery tracking, when it is there and
+def _record_for_tracking(app: Celery, outgoing: Outgoing) -> bool:
+    """Record an accepted message for the Django app's delivery tracking, when it is there and
     ``track_delivery`` is on; True when it is recorded (now or by an earlier run of the task).
 
     A database error raises :class:`_NotRecorded` (the task runs again: its resend is answered
@@ -266,38 +279,43 @@ def _record_for_tracking(app: Celery, result: SendResult, valid_hours: int | Non
     from .django.tracking import record_sent
 
     try:
-        if SmsRequest.objects.filter(request_id=result.request_id).exists():
+        if SmsRequest.objects.filter(request_id=outgoing.request_ids[0]).exists():
             return True  # an earlier run of this task, which sent it, recorded it
-        record_sent([result], valid_hours=valid_hours)
+        record_sent(outgoing)
     except IntegrityError:
         return True  # a run of the same task at the same moment recorded it
     except DatabaseError as exc:
         raise _NotRecorded(exc) from exc
     except Exception as exc:
         logger.error("SMS request %s sent but not recorded for delivery tracking: %s",
-                     result.request_id, type(exc).__name__)
+                     outgoing.request_ids[0], type(exc).__name__)
         return False
     return True
 
 
 def enqueue(phones: str | Iterable[str], text: str, *, app: Celery | None = None,
-            sender: str | None = None, transliterate: bool = True,
+            sender: str | None = None, transliterate: bool | None = None,
             schedule: datetime | str | None = None, valid_hours: int | None = None,
-            replace_unencodable: bool = False) -> int:
-    """Check the message, mint its request id, queue ``mobilgroup.send_sms``; return the id.
+            long_messages: LongMessages | None = None,
+            replace_unencodable: bool | None = None) -> int:
+    """Prepare the message, queue ``mobilgroup.send_sms`` with it; return its request id.
 
+    The core prepares it (:meth:`MobilgroupClient.prepare`) with this app's settings (the Celery
+    setting ``mobilgroup_url``, Django's ``MOBILGROUP``, the environment, as the worker reads
+    them); options left None take those settings, the URL's ``region``, ``valid``, ``translit``
+    and ``sender`` included. The task gets the prepared message as JSON and sends it as it is.
     Bad input raises :class:`~mobilgroup_backends.errors.ValidationError` here, in the caller,
     and nothing is queued. Keep the returned id with your record: it is the key for the delivery
-    report, and for a safe resend (``client.send(..., request_id=ID, resend=True)``).
+    report, and for a safe resend. A text sent in several parts is one task; the id returned is
+    the first part's.
     """
-    message = protocol.check_message(
+    app = app or current_app
+    outgoing = _current(app).client.prepare(
         phones, text, sender=sender, transliterate=transliterate, schedule=schedule,
-        valid_hours=valid_hours, replace_unencodable=replace_unencodable)
-    request_id = protocol.new_request_id()
-    task = (app or current_app).tasks[SEND_TASK]
-    task.apply_async((request_id, list(message.phones), message.text), message.send_options(),
-                     serializer="json")
-    return request_id
+        valid_hours=valid_hours, long_messages=long_messages,
+        replace_unencodable=replace_unencodable)
+    app.tasks[SEND_TASK].apply_async((), {"outgoing": outgoing.to_dict()}, serializer="json")
+    return outgoing.request_ids[0]
 
 
 # --- delivery reports ----------------------------------------------------------------------------

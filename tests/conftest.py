@@ -263,3 +263,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+_broker_databases = iter(range(1, 16))
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer) -> Iterator[str]:
+    """A Celery broker URL: a Redis database of its own for each test (the session's server has
+    16; database 0 is the one the fleet alert budget tests share, by key)."""
+    db = next(_broker_databases)
+    redis_server.client(db).flushdb()
+    yield redis_server.url(db)

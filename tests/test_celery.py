@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,16 +20,6 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import TransportError, ValidationError
 from tests.celery_app import Worker, make_app
 from tests.redis_server import RedisServer
-
-_databases = iter(range(1, 16))
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer) -> Iterator[str]:
-    """A Redis database of its own for each test (the session's server has 16)."""
-    db = next(_databases)
-    redis_server.client(db).flushdb()
-    yield redis_server.url(db)
 
 
 @pytest.fixture
@@ -52,17 +42,23 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_enqueue_mints_the_id_first_and_queues_json(app: Celery, broker: str,
-                                                     redis_server: RedisServer) -> None:
-    request_id = mobilgroup_celery.enqueue("+7 903 123-45-67", "Код 4521", app=app,
-                                           sender="Shop", valid_hours=2)
+def test_enqueue_queues_the_message_the_core_prepared_as_json(
+        app: Celery, broker: str, redis_server: RedisServer) -> None:
+    # The app's own URL says the region, lifetime and transliteration: enqueue applies them
+    # through the core, and the worker gets the result as it is.
+    app.conf.mobilgroup_url = "mobilgroup://l:p@1000?region=BY&valid=24&translit=no"
+    request_id = mobilgroup_celery.enqueue("8 029 123-45-67", "Код 4521", app=app,
+                                           sender="Shop")
     [message] = _queued(redis_server, broker)
     assert message["content-type"] == "application/json"
     assert message["headers"]["task"] == "mobilgroup.send_sms"  # type: ignore[index]
     body = json.loads(base64.b64decode(str(message["body"])))
     args, kwargs, _ = body
-    assert args == [request_id, ["79031234567"], "Код 4521"]
-    assert kwargs == {"sender": "Shop", "valid_hours": 2}
+    assert args == []
+    assert kwargs == {"outgoing": {
+        "account": "1000", "phones": ["375291234567"],
+        "parts": [{"request_id": request_id, "text": "Код 4521"}], "sender": "Shop",
+        "transliterate": False, "valid_hours": 24, "schedule": None}}
     assert 10**17 <= request_id < 10**18
 
 
@@ -76,6 +72,7 @@ def test_enqueue_mints_the_id_first_and_queues_json(app: Celery, broker: str,
 def test_bad_input_is_refused_before_anything_is_queued(
         app: Celery, broker: str, redis_server: RedisServer, phones: str, text: str,
         options: dict[str, object], field: str) -> None:
+    app.conf.mobilgroup_url = "mobilgroup://l:p@1000?long_messages=error"
     with pytest.raises(ValidationError) as refused:
         mobilgroup_celery.enqueue(phones, text, app=app, **options)  # type: ignore[arg-type]
     assert refused.value.field == field
@@ -151,6 +148,7 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(
     with Emulator(price_per_sms=Decimal(0)) as gateway:
         # No retries inside the client: every fault becomes a task retry or a redelivery.
         url = gateway.url(retries=0, timeout=5)
+        app.conf.mobilgroup_url = url
         gateway.faults.random(rate=0.15, seed=11)
         log = str(tmp_path / "workers.log")
         first = Worker(broker, url, log, concurrency=4, name="first")
@@ -243,8 +241,8 @@ def test_a_real_worker_fails_a_404_endpoint_after_one_request(
         app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
     gateway = mobilgroup_emulator
     gateway.faults.next("body", count=50, status=404, body=b"not found")
-    worker = Worker(broker, gateway.url(retries=3, backoff=0.01), str(tmp_path / "w.log"),
-                    concurrency=1)
+    app.conf.mobilgroup_url = gateway.url(retries=3, backoff=0.01)
+    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "wrong endpoint", app=app)
         log = _worker_outcome(worker, request_id)
@@ -261,8 +259,8 @@ def test_a_real_worker_fails_a_404_endpoint_after_one_request(
 @pytest.mark.slow
 def test_a_real_worker_fails_an_untrusted_certificate_at_once(
         app: Celery, broker: str, tmp_path: Path, tls_gateway: Emulator) -> None:
-    worker = Worker(broker, tls_gateway.url(retries=3, backoff=0.01), str(tmp_path / "w.log"),
-                    concurrency=1)
+    app.conf.mobilgroup_url = tls_gateway.url(retries=3, backoff=0.01)
+    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "untrusted", app=app)
         _worker_outcome(worker, request_id)
@@ -280,7 +278,8 @@ def test_a_real_worker_retries_an_account_refusal_until_money_is_added(
         app: Celery, broker: str, tmp_path: Path, mobilgroup_emulator: Emulator) -> None:
     gateway = mobilgroup_emulator
     gateway.account.balance = Decimal(0)
-    worker = Worker(broker, gateway.url(retries=0), str(tmp_path / "w.log"), concurrency=1)
+    app.conf.mobilgroup_url = gateway.url(retries=0)
+    worker = Worker(broker, app.conf.mobilgroup_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "paid later", app=app)
         _wait(lambda: sum(1 for ex in gateway.requests.snapshot() if ex.error == 9) >= 2, 60,

@@ -76,7 +76,7 @@ def test_the_outbox_takes_a_changed_setting(mobilgroup_emulator: Emulator, setti
     settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, VALID_HOURS=5)
     with transaction.atomic():
         second = enqueue("79031234567", "two")
-    assert (first.options["valid_hours"], second.options["valid_hours"]) == (2, 5)
+    assert (first.outgoing["valid_hours"], second.outgoing["valid_hours"]) == (2, 5)
 
 
 def test_the_celery_worker_client_follows_a_changed_setting(

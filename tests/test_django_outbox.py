@@ -72,16 +72,33 @@ def test_bad_input_is_refused_when_queued(gateway: Emulator) -> None:
     with pytest.raises(ValidationError) as caught:
         enqueue("12", "hello")
     assert "phone" in str(caught.value)
-    with pytest.raises(ValidationError):
-        enqueue(PHONE, "x" * 141)
+    with pytest.raises(ValidationError) as caught:
+        enqueue(PHONE, "x" * 141, long_messages="error")
+    assert caught.value.field == "text"
     assert OutboxMessage.objects.count() == 0
+
+
+def test_a_long_text_is_split_by_the_core_one_row_a_part(gateway: Emulator,
+                                                         lost_enqueues: None) -> None:
+    first = enqueue(PHONE, "x" * 200)  # LONG_MESSAGES defaults to "split" under Django
+    rows = list(OutboxMessage.objects.order_by("part"))
+    assert rows[0].pk == first.pk
+    assert [(r.part, r.parts, len(r.text)) for r in rows] == [(1, 2, 140), (2, 2, 60)]
+    assert [r.outgoing["parts"] for r in rows] == [
+        [{"request_id": r.request_id, "text": r.text}] for r in rows]
+    assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(r.request_id for r in rows)
+    assert [m.text for m in gateway.outbox] == [r.text for r in rows]
 
 
 def test_options_are_stored_as_json_and_sent(gateway: Emulator) -> None:
     row = enqueue([PHONE, OTHER], "Привет", sender="MyShop", transliterate=False, valid_hours=3)
     stored = OutboxMessage.objects.get(pk=row.pk)
     assert stored.phones == [PHONE, OTHER]
-    assert stored.options == {"sender": "MyShop", "transliterate": False, "valid_hours": 3}
+    # The message as the core prepared it, stored as it is.
+    assert stored.outgoing == {
+        "account": gateway.account.user_id, "phones": [PHONE, OTHER],
+        "parts": [{"request_id": row.request_id, "text": "Привет"}], "sender": "MyShop",
+        "transliterate": False, "valid_hours": 3, "schedule": None}
     (message,) = gateway.outbox
     assert message.sender == "MyShop" and message.text == "Привет"
     assert set(message.phones) == {PHONE, OTHER}
@@ -263,14 +280,25 @@ def test_a_leased_row_is_left_to_its_holder(gateway: Emulator, lost_enqueues: No
 
 def test_accepted_rows_are_linked_to_delivery_tracking(gateway: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True, "VALID_HOURS": 2}
-    row = enqueue(PHONE, "tracked", part=2, parts=3)
-    row.refresh_from_db()
-    assert row.tracking is not None
-    record = SmsRequest.objects.get()
-    assert record == row.tracking
-    assert (record.request_id, record.part, record.parts, record.valid_hours) == (
-        row.request_id, 2, 3, 2)
-    assert list(record.recipients.values_list("phone", flat=True)) == [PHONE]
+    enqueue(PHONE, "tracked " * 40)  # three parts
+    rows = list(OutboxMessage.objects.order_by("part"))
+    records = {record.request_id: record for record in SmsRequest.objects.all()}
+    assert len(rows) == len(records) == 3
+    for row in rows:
+        record = records[row.request_id]
+        assert row.tracking == record
+        assert (record.part, record.parts, record.valid_hours) == (row.part, 3, 2)
+        assert record.report_due_at == record.sent_at + timedelta(hours=2)
+        assert list(record.recipients.values_list("phone", flat=True)) == [PHONE]
+
+
+def test_a_scheduled_row_is_tracked_from_its_schedule(gateway: Emulator, settings: Any) -> None:
+    settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True, "VALID_HOURS": 2}
+    later = (timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    row = enqueue(PHONE, "tomorrow", schedule=later)
+    record = SmsRequest.objects.get(request_id=row.request_id)
+    # The gateway's rule (protocol.report_due): the lifetime counts from the schedule.
+    assert record.report_due_at == later + timedelta(hours=2)
 
 
 def test_the_sweeper_command(gateway: Emulator, lost_enqueues: None) -> None:

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from mobilgroup_backends.client import MobilgroupClient, SendResult
+from mobilgroup_backends.client import MobilgroupClient
 from mobilgroup_backends.django import SmsBackend
 from mobilgroup_backends.django.models import SmsRecipient, SmsRequest
 from mobilgroup_backends.django.signals import delivery_status
@@ -194,7 +194,7 @@ def test_tracking_gives_up_after_three_days(gateway: Emulator, client: Mobilgrou
 
 @pytest.mark.django_db
 def test_a_request_the_gateway_does_not_know(gateway: Emulator, client: MobilgroupClient) -> None:
-    [record] = record_sent([SendResult(request_id=123456789, phones=(DELIVERED,), text="x")])
+    [record] = record_sent(client.prepare(DELIVERED, "x", request_id=123456789))
     result = track(client, now=due(record))
     assert (result.polled, result.unknown) == ([123456789], 1)
     record.refresh_from_db()

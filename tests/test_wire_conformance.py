@@ -8,8 +8,11 @@ a BY national number (``region``), a Unicode text (``translit=no``), a text over
 
 Adding a setting to the option table fails ``test_every_message_setting_of_the_table_is_checked``
 until it is given a URL value and an expectation on the wire here (or named as one that never
-reaches the wire), and then every path must carry it. A path is a function in :data:`PATHS`;
-the Django and Celery paths add themselves the same way.
+reaches the wire), and then every path must carry it. A path is a function in :data:`PATHS`.
+The Django paths run in real Django (``MOBILGROUP = {"URL": ...}``): ``SmsBackend`` through
+django-sms, ``QueuedSmsBackend`` through django-sendsms with the task run at commit, the outbox's
+``enqueue`` with its row sent by the sweeper; Celery's ``enqueue`` goes through a real Redis to
+a real worker.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Wire:
     url_with_phone: str
     folder: Path
     mobilgroup: RunCommand
+    fixture: Callable[[str], Any]  # request.getfixturevalue: the fixtures a path needs
 
 
 #: A path sends TEXT to PHONE through one adapter, with the schedule when it takes one, and
@@ -137,8 +141,72 @@ def logging_dictconfig(wire: Wire) -> bool:
     return False
 
 
+def _django(wire: Wire, **settings: Any) -> None:
+    """Real Django for this path (its database comes with the test's ``django_db`` mark), and
+    ``MOBILGROUP`` the URL."""
+    django_settings = wire.fixture("settings")
+    django_settings.MOBILGROUP = {"URL": wire.url}
+    for name, value in settings.items():
+        setattr(django_settings, name, value)
+
+
+def django_sms_backend(wire: Wire) -> bool:
+    import sms
+
+    _django(wire, SMS_BACKEND="mobilgroup_backends.django.SmsBackend")
+    assert sms.send_sms(TEXT, recipients=[PHONE]) == 1
+    return False
+
+
+def django_queued_backend(wire: Wire) -> bool:
+    import sendsms.api
+    from django.db import transaction
+
+    _django(wire, SENDSMS_BACKEND="mobilgroup_backends.django.QueuedSmsBackend")
+    with transaction.atomic():  # the immediate task backend sends it at commit
+        assert sendsms.api.send_sms(TEXT, None, [PHONE]) == 1
+    return False
+
+
+def django_outbox_swept(wire: Wire) -> bool:
+    from datetime import timedelta
+
+    from django.db import transaction
+
+    from mobilgroup_backends.django.outbox import enqueue, sweep
+
+    django_settings = wire.fixture("settings")
+    _django(wire, TASKS={"default": {  # stored, never run: the sweeper's own send path
+        "BACKEND": f"{django_settings.TASKS_PACKAGE}.backends.dummy.DummyBackend"}})
+    with transaction.atomic():
+        row = enqueue(PHONE, TEXT, schedule=SCHEDULE)
+    assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+    return True
+
+
+def celery_worker(wire: Wire) -> bool:
+    from mobilgroup_backends import celery as mobilgroup_celery
+    from tests.celery_app import Worker, make_app
+
+    broker = wire.fixture("redis_server").url(15)
+    wire.fixture("redis_server").client(15).flushdb()
+    app = make_app(broker)
+    app.conf.mobilgroup_url = wire.url
+    worker = Worker(broker, wire.url, str(wire.folder / "worker.log"), concurrency=1)
+    try:
+        mobilgroup_celery.enqueue(PHONE, TEXT, app=app, schedule=SCHEDULE)
+        assert wire.emulator.outbox.wait_for(1, timeout=60), worker.log_tail()
+    finally:
+        worker.stop()
+    return True
+
+
 PATHS: list[SendPath] = [client_from_url, client_from_env, client_prepared_and_stored,
-                         command_send, command_mailing, apprise_notify, logging_dictconfig]
+                         command_send, command_mailing, apprise_notify, logging_dictconfig,
+                         django_sms_backend, django_queued_backend, django_outbox_swept,
+                         celery_worker]
+#: The paths that write to Django's database (real commits: ``transaction=True``).
+USES_THE_DATABASE = {django_queued_backend, django_outbox_swept}
 
 
 def expected() -> dict[str, Any]:
@@ -156,15 +224,18 @@ def test_every_message_setting_of_the_table_is_checked() -> None:
 
 
 @pytest.mark.usefixtures("no_mobilgroup_environment")
-@pytest.mark.parametrize("path", PATHS, ids=lambda path: path.__name__)
+@pytest.mark.parametrize("path", [
+    pytest.param(path, id=path.__name__, marks=[pytest.mark.django_db(transaction=True)]
+                 if path in USES_THE_DATABASE else [])
+    for path in PATHS])
 def test_the_same_url_puts_the_same_message_on_the_wire(
         path: SendPath, mobilgroup_emulator: Emulator, mobilgroup_command: RunCommand,
-        tmp_path: Path) -> None:
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     options = {next(o.url for o in OPTIONS if o.name == name): value
                for name, (value, _, _) in URL_VALUES.items()}
     wire = Wire(mobilgroup_emulator, mobilgroup_emulator.url(**options),
                 mobilgroup_emulator.url(PHONE.replace(" ", "").replace("-", ""), **options),
-                tmp_path, mobilgroup_command)
+                tmp_path, mobilgroup_command, request.getfixturevalue)
     scheduled = path(wire)
     assert mobilgroup_emulator.outbox.wait_for(1)
     [message] = mobilgroup_emulator.outbox

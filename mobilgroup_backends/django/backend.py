@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.conf import settings as django_settings
 from django.views.decorators.debug import sensitive_variables
 
-from ..client import MobilgroupClient, SendResult, shared_client
+from ..client import MobilgroupClient, shared_client
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
-from ..protocol import fit_text, new_request_id, normalize_phones, text_limit
+from ..outgoing import Outgoing
 from .settings import BackendConfig, MobilgroupImproperlyConfigured, load_config, valid_alias
 from .signals import CancelSend, post_send, pre_send
 
@@ -136,6 +136,8 @@ class MobilgroupStatus:
     error: MobilgroupError | None = None
     tracked: bool = False
     part_results: list[MobilgroupPart] = field(default_factory=list)
+    #: The message as the core prepared it (every setting applied, one request id per part).
+    outgoing: Outgoing | None = None
 
     @property
     def accepted(self) -> bool:
@@ -249,18 +251,18 @@ class SmsBackend(_Base):
         if status is None:
             return False
         try:
-            phones = normalize_phones(_recipients(message), region=self.config.settings.region)
-            sender = self.sender_for(message)
-            texts = self._fit(_body(message))
+            # The core applies every setting (region, sender, long messages...) once.
+            outgoing = client.prepare(_recipients(message), _body(message),
+                                      sender=self.sender_for(message))
         except ValidationError as exc:
             return self._failed(message, status, REJECTED, exc, ())
-        status.sender = sender
-        status.parts = len(texts)
-        status.part_results = _parts(texts, previous)
-        status.request_ids = [part.request_id for part in status.part_results]
+        outgoing, status.part_results = _parts(outgoing, previous)
+        status.outgoing = outgoing
+        status.sender = outgoing.sender
+        status.parts = len(outgoing.parts)
+        status.request_ids = list(outgoing.request_ids)
         status.request_id = status.request_ids[0]
-        core = self.config.settings
-        results: list[SendResult] = []
+        sent: list[int] = []
         failure: MobilgroupError | None = None
         for part in status.part_results:
             if part.accepted:
@@ -269,11 +271,8 @@ class SmsBackend(_Base):
                 part.status, part.error = PENDING, None
                 continue
             try:
-                result = client.send(
-                    phones, part.text, sender=sender, transliterate=core.transliterate,
-                    valid_hours=core.valid_hours, request_id=part.request_id,
-                    resend=part.maybe_sent,
-                    replace_unencodable=self.config.replace_unencodable)
+                [result] = client.send_prepared(_only(outgoing, part.request_id),
+                                                resend=part.maybe_sent)
             except MobilgroupError as exc:
                 failure = exc
                 part.status = REJECTED if isinstance(exc, ValidationError) else FAILED
@@ -281,17 +280,18 @@ class SmsBackend(_Base):
                 continue
             part.status, part.error = QUEUED, None
             part.accepted_earlier = result.accepted_earlier
-            results.append(result)
+            sent.append(part.request_id)
+        phones = outgoing.phones
         if failure is not None:
             accepted = any(part.accepted for part in status.part_results)
             kind = REJECTED if isinstance(failure, ValidationError) and not accepted else FAILED
-            if results:
-                self._track(results, len(texts))
+            if sent:
+                self._track(outgoing, sent)
             return self._failed(message, status, kind, failure, phones)
         status.status = QUEUED
         status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, QUEUED)
                              for phone in phones}
-        status.tracked = self._track(results, len(texts)) if results else (
+        status.tracked = self._track(outgoing, sent) if sent else (
             previous.tracked if isinstance(previous, MobilgroupStatus) else False)
         post_send.send(sender=type(self), message=message, status=status, backend=self)
         return True
@@ -310,13 +310,6 @@ class SmsBackend(_Base):
         if not self.fail_silently:
             raise exc
         return False
-
-    def _fit(self, body: str) -> list[str]:
-        mode = self.config.long_messages
-        limit = text_limit(self.config.settings.transliterate)
-        if mode == "error" or not isinstance(body, str) or len(body) <= limit:
-            return [body]
-        return fit_text(body, limit, mode)
 
     def sender_for(self, message: Any) -> str | None:
         """The alias a message goes out with.
@@ -344,17 +337,19 @@ class SmsBackend(_Base):
                 return alias
         return None
 
-    def _track(self, results: list[SendResult], parts: int) -> bool:
+    def _track(self, outgoing: Outgoing, sent: list[int]) -> bool:
+        """Record the parts of ``outgoing`` accepted now (``sent``: a run of consecutive parts)
+        for delivery tracking."""
         if not self.config.track_delivery:
             return False
         from .tracking import record_sent
 
+        first = outgoing.request_ids.index(sent[0]) + 1
         try:
-            record_sent(results, parts=parts, valid_hours=self.config.settings.valid_hours)
+            record_sent(_only(outgoing, *sent), parts=len(outgoing.parts), first_part=first)
         except Exception as exc:  # the SMS went out: a database failure must not resend it
             logger.error("SMS request(s) %s sent but not recorded for delivery tracking: %s",
-                         ",".join(str(result.request_id) for result in results),
-                         type(exc).__name__)
+                         ",".join(map(str, sent)), type(exc).__name__)
             return False
         return True
 
@@ -387,13 +382,26 @@ def _body(message: Any) -> str:
     return body if isinstance(body, str) else str(body)
 
 
-def _parts(texts: list[str], previous: object) -> list[MobilgroupPart]:
-    """The parts of a message about to be sent. A message object sent before keeps its parts'
-    ids and what became of them, when its text still splits the same way."""
-    if isinstance(previous, MobilgroupStatus) and \
-            [part.text for part in previous.part_results] == texts:
-        return previous.part_results
-    return [MobilgroupPart(index, text, new_request_id()) for index, text in enumerate(texts)]
+def _parts(outgoing: Outgoing, previous: object) -> tuple[Outgoing, list[MobilgroupPart]]:
+    """The message about to be sent and its parts. A message object sent before keeps its
+    prepared message (its parts' ids) and what became of each part, when the core prepares it
+    the same way again."""
+    if isinstance(previous, MobilgroupStatus) and previous.outgoing is not None and \
+            _content(previous.outgoing) == _content(outgoing):
+        return previous.outgoing, previous.part_results
+    return outgoing, [MobilgroupPart(index, part.text, part.request_id)
+                      for index, part in enumerate(outgoing.parts)]
+
+
+def _content(outgoing: Outgoing) -> dict[str, Any]:
+    """A prepared message without its request ids: what the recipient would get."""
+    return {**outgoing.to_dict(), "parts": [part.text for part in outgoing.parts]}
+
+
+def _only(outgoing: Outgoing, *request_ids: int) -> Outgoing:
+    """The prepared message reduced to the parts with these ids."""
+    keep = set(request_ids)
+    return outgoing.without(rid for rid in outgoing.request_ids if rid not in keep)
 
 
 def _require_app() -> None:

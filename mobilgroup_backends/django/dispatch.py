@@ -25,13 +25,14 @@ from django.db import connections, router, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from ..client import MobilgroupClient, SendResult, shared_client
+from ..client import MobilgroupClient, shared_client
 from ..errors import ConfigurationError, MobilgroupError, UnknownRequestId, Verdict
+from ..outgoing import Outgoing
 from .models import OutboxMessage
 from .settings import load_config
 
 __all__ = ["DEFAULT_STALE_AFTER", "EXPIRED_ERROR", "PAUSED", "SweepResult", "deliver",
-           "paused_messages", "paused_notice", "settings_client", "sweep"]
+           "outgoing_of", "paused_messages", "paused_notice", "settings_client", "sweep"]
 
 logger = logging.getLogger("mobilgroup_backends.django.outbox")
 
@@ -85,14 +86,21 @@ def deliver(pk: int, *, client: MobilgroupClient | None = None) -> str:
     if row.not_after is not None and now >= row.not_after:
         return _expire(client, row, token)
     try:
-        result = client.send(row.phones, row.text, request_id=row.request_id, resend=True,
-                             **row.options)
+        client.send_prepared(outgoing_of(row, client), resend=True)
     except MobilgroupError as exc:
         return _failed(row, token, exc)
     except BaseException:
         _finish(row, token, OutboxMessage.PENDING, "interrupted")
         raise
-    return _accepted(row, token, result)
+    return _accepted(row, token, client)
+
+
+def outgoing_of(row: OutboxMessage, client: MobilgroupClient) -> Outgoing:
+    """The row's request as it goes out: the stored prepared message, as it is. A row written
+    by an older version (its send keywords only) is prepared now, under its own id."""
+    if row.outgoing is not None:
+        return Outgoing.from_dict(row.outgoing)
+    return client.prepare(row.phones, row.text, request_id=row.request_id, **row.options)
 
 
 def _failed(row: OutboxMessage, token: str, exc: MobilgroupError) -> str:
@@ -137,12 +145,10 @@ def _expire(client: MobilgroupClient, row: OutboxMessage, token: str) -> str:
     except MobilgroupError as exc:
         _finish(row, token, OutboxMessage.PENDING, f"past not_after, status unknown: {exc}")
         return OutboxMessage.PENDING
-    sent = SendResult(request_id=row.request_id, phones=tuple(row.phones), text=row.text,
-                      sender=row.options.get("sender") or client.sender, accepted_earlier=True)
-    return _accepted(row, token, sent)
+    return _accepted(row, token, client)  # an earlier attempt got it through
 
 
-def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
+def _accepted(row: OutboxMessage, token: str, client: MobilgroupClient) -> str:
     """Record that the gateway has the request, with its tracking record, in one transaction."""
     # One statement needs no transaction of its own.
     with (transaction.atomic(using=router.db_for_write(OutboxMessage)) if row.track_delivery
@@ -155,9 +161,8 @@ def _accepted(row: OutboxMessage, token: str, result: SendResult) -> str:
         if row.track_delivery:
             from .tracking import record_sent
 
-            records = record_sent([result], parts=row.parts, first_part=row.part,
-                                  valid_hours=row.options.get("valid_hours"),
-                                  schedule=row.options.get("schedule"))
+            records = record_sent(outgoing_of(row, client), parts=row.parts,
+                                  first_part=row.part)
             OutboxMessage.objects.filter(pk=row.pk).update(tracking=records[0])
     if row.verdict == Verdict.ACCOUNT.value:
         # The account works again: the rest of the paused rows are ordinary pending rows.

@@ -102,10 +102,12 @@ class OutboxMessage(models.Model):
     """One gateway request waiting to be sent, or what became of it (a split text is one row per
     part).
 
-    ``request_id`` is minted when the row is written, before anything is queued, and every
-    attempt sends with it (``resend=True``): whoever runs the send again, a task backend after a
-    crash or the sweeper, the gateway sees the same id and a copy is answered with error 7 instead
-    of going out twice.
+    ``outgoing`` is the request as the core prepared it (every setting applied, the phones
+    normalised, the part's text and request id), sent as it is; ``phones`` and ``text`` repeat
+    it for the admin and for searching. ``request_id`` is minted when the row is written, before
+    anything is queued, and every attempt sends with it (``resend=True``): whoever runs the send
+    again, a task backend after a crash or the sweeper, the gateway sees the same id and a copy
+    is answered with error 7 instead of going out twice.
     """
 
     PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
@@ -121,7 +123,11 @@ class OutboxMessage(models.Model):
         help_text="the recipients, checked and normalised when queued")
     text: models.TextField[Any, str] = models.TextField()
     options: models.JSONField[Any, dict[str, Any]] = models.JSONField(
-        default=dict, blank=True, help_text="keyword arguments of the send (sender, valid_hours...)")
+        default=dict, blank=True,
+        help_text="rows written before the prepared message was stored: the send's keywords")
+    outgoing: models.JSONField[Any, dict[str, Any] | None] = models.JSONField(
+        null=True, blank=True,
+        help_text="the prepared request, exactly as it is sent (Outgoing.to_dict(): one part)")
     part: models.PositiveSmallIntegerField[Any, int] = models.PositiveSmallIntegerField(default=1)
     parts: models.PositiveSmallIntegerField[Any, int] = models.PositiveSmallIntegerField(default=1)
     track_delivery: models.BooleanField[Any, bool] = models.BooleanField(default=False)

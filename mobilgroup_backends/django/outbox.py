@@ -30,52 +30,64 @@ from typing import Any
 from django.db import router, transaction
 from django.utils import timezone
 
-from .. import protocol
+from ..outgoing import Outgoing
 from .dispatch import DEFAULT_STALE_AFTER, SweepResult, deliver, settings_client, sweep
 from .models import OutboxMessage
 from .settings import load_config
 
-__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "requeue",
-           "settings_client", "sweep"]
+__all__ = ["DEFAULT_STALE_AFTER", "SweepResult", "deliver", "enqueue", "enqueue_prepared",
+           "requeue", "settings_client", "sweep"]
 
 logger = logging.getLogger("mobilgroup_backends.django.outbox")
 
 
 def enqueue(phones: str | Iterable[str], text: str, *,
-            not_after: datetime | timedelta | None = None, part: int = 1, parts: int = 1,
-            track_delivery: bool | None = None, **send_options: Any) -> OutboxMessage:
-    """Write one gateway request to the outbox and queue its send once the transaction commits.
+            not_after: datetime | timedelta | None = None, track_delivery: bool | None = None,
+            **send_options: Any) -> OutboxMessage:
+    """Write a message to the outbox and queue its send once the transaction commits.
 
-    ``send_options`` are :meth:`MobilgroupClient.send`'s (``sender``, ``transliterate``,
-    ``schedule``, ``valid_hours``, ``replace_unencodable``); unset ones take the ``MOBILGROUP``
-    settings. Everything is checked now: a :class:`ValidationError` means nothing was written.
+    The core prepares it (:meth:`MobilgroupClient.prepare`) with the ``MOBILGROUP`` settings:
+    ``send_options`` are ``prepare``'s (``sender``, ``transliterate``, ``schedule``,
+    ``valid_hours``, ``long_messages``, ``replace_unencodable``), unset ones the settings'.
+    Everything is checked now: a :class:`ValidationError` means nothing was written. A text
+    split in parts (``LONG_MESSAGES = "split"``, the default) is one row per part, all written
+    here; the first part's row is returned (:func:`enqueue_prepared` returns them all).
+
     ``not_after`` (a moment, or a delay from now) is when the message stops being worth sending:
     a row still pending then is marked expired instead. ``track_delivery`` defaults to the
-    ``TRACK_DELIVERY`` setting.
+    ``TRACK_DELIVERY`` setting. The returned row already carries its ``request_id``, the id
+    delivery reports are asked with.
+    """
+    outgoing = settings_client().prepare(phones, text, **send_options)
+    return enqueue_prepared(outgoing, not_after=not_after, track_delivery=track_delivery)[0]
 
-    The returned row already carries its ``request_id``, the id delivery reports are asked with.
+
+def enqueue_prepared(outgoing: Outgoing, *, not_after: datetime | timedelta | None = None,
+                     track_delivery: bool | None = None) -> list[OutboxMessage]:
+    """Write a message the core prepared to the outbox, one row per part (all or none), and
+    queue their send once the transaction commits; the rows, in part order.
+
+    Each row keeps its part as the core made it (``Outgoing.to_dict()``) and is sent as it is.
     """
     config = load_config()
-    core = config.settings
-    send_options.setdefault("transliterate", core.transliterate)
-    send_options.setdefault("valid_hours", core.valid_hours)
-    send_options.setdefault("replace_unencodable", config.replace_unencodable)
-    message = protocol.check_message(phones, text, region=core.region, **send_options)
     if isinstance(not_after, timedelta):
         not_after = timezone.now() + not_after
-    row: OutboxMessage = OutboxMessage.objects.create(
-        request_id=protocol.new_request_id(),
-        phones=list(message.phones),
-        text=message.text,
-        options=message.send_options(),
-        part=part,
-        parts=parts,
-        track_delivery=config.track_delivery if track_delivery is None else track_delivery,
-        not_after=not_after,
-    )
-    _queue_on_commit([(row.pk, row.request_id)], router.db_for_write(OutboxMessage),
-                     config.outbox_batch)
-    return row
+    track = config.track_delivery if track_delivery is None else track_delivery
+    alias = router.db_for_write(OutboxMessage)
+    others = outgoing.request_ids
+    with transaction.atomic(using=alias):  # a half-written text would arrive cut
+        rows = [OutboxMessage.objects.create(
+            request_id=part.request_id,
+            phones=list(outgoing.phones),
+            text=part.text,
+            outgoing=outgoing.without(rid for rid in others if rid != part.request_id).to_dict(),
+            part=number,
+            parts=len(outgoing.parts),
+            track_delivery=track,
+            not_after=not_after,
+        ) for number, part in enumerate(outgoing.parts, start=1)]
+        _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config.outbox_batch)
+    return rows
 
 
 def requeue(rows: Iterable[OutboxMessage]) -> int:

@@ -16,11 +16,10 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import router, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from ..errors import ValidationError
-from ..protocol import normalize_phones
+from ..client import shared_client
+from ..errors import ConfigurationError, ValidationError
 from .backend import REJECTED, MobilgroupRecipientStatus, SmsBackend, _body, _recipients
 from .settings import MobilgroupImproperlyConfigured
 from .signals import post_send
@@ -67,32 +66,28 @@ class QueuedSmsBackend(SmsBackend):
         status = self._begin(message)
         if status is None:
             return False
-        from .models import OutboxMessage
-        from .outbox import enqueue
+        from .outbox import enqueue_prepared
 
         config = self.config
-        core = config.settings
         try:
-            phones = normalize_phones(_recipients(message), region=self.config.settings.region)
-            sender = self.sender_for(message)
-            parts = self._fit(_body(message))
-            # All parts of a text or none: a half-queued text would arrive cut.
-            with transaction.atomic(using=router.db_for_write(OutboxMessage)):
-                rows = [enqueue(phones, part, sender=sender, transliterate=core.transliterate,
-                                valid_hours=core.valid_hours,
-                                replace_unencodable=config.replace_unencodable,
-                                part=number, parts=len(parts),
-                                track_delivery=config.track_delivery, not_after=self.expire_after)
-                        for number, part in enumerate(parts, start=1)]
+            # The core applies every setting (region, sender, long messages...) once; the rows
+            # keep what it made, and the worker sends that as it is.
+            outgoing = shared_client(config.settings).prepare(
+                _recipients(message), _body(message), sender=self.sender_for(message))
+            rows = enqueue_prepared(outgoing, not_after=self.expire_after,
+                                    track_delivery=config.track_delivery)
+        except ConfigurationError as exc:
+            raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
         except ValidationError as exc:
             return self._failed(message, status, REJECTED, exc, ())
         status.status = PENDING
-        status.sender = sender
+        status.outgoing = outgoing
+        status.sender = outgoing.sender
         status.parts = len(rows)
         status.request_ids = [row.request_id for row in rows]
         status.request_id = status.request_ids[0]
         status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, PENDING)
-                             for phone in phones}
+                             for phone in outgoing.phones}
         status.tracked = config.track_delivery
         post_send.send(sender=type(self), message=message, status=status, backend=self)
         return True

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,8 +34,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import protocol
-from ..client import MobilgroupClient, SendResult, backoff_delay
+from ..client import MobilgroupClient, backoff_delay
 from ..errors import ConfigurationError, MobilgroupError, UnknownRequestId
+from ..outgoing import Outgoing
 from ..protocol import DeliveryStatus, StatusReport
 from .models import SmsRecipient, SmsRequest
 from .signals import delivery_status
@@ -68,40 +68,42 @@ def _now() -> datetime:
     return timezone.now()
 
 
-def record_sent(results: Sequence[SendResult], *, parts: int = 1, first_part: int = 1,
-                valid_hours: int | None = None, sent_at: datetime | None = None,
-                schedule: datetime | str | None = None) -> list[SmsRequest]:
-    """Record accepted requests (one per part of a message, from part ``first_part`` on) for
-    tracking. ``schedule`` is the send's (a datetime, or the gateway's ``YYYY-MM-DD HH:MM`` in
-    its time zone): the report is not due before the scheduled message has lived its hours."""
+def record_sent(outgoing: Outgoing, *, parts: int | None = None, first_part: int = 1,
+                sent_at: datetime | None = None) -> list[SmsRequest]:
+    """Record the accepted requests of a prepared message for tracking: one record per part of
+    ``outgoing``, numbered from ``first_part`` among ``parts`` (default: its own parts; the
+    outbox records one part of a longer message at a time). The report is due when the gateway's
+    rule says (:func:`~mobilgroup_backends.protocol.report_due`: the lifetime, counted from the
+    ``schedule`` when the message was scheduled for later)."""
     sent_at = sent_at or _now()
-    hours = valid_hours or DEFAULT_VALID_HOURS
-    due = protocol.report_due(sent_at, hours, _schedule_time(schedule))
+    hours = outgoing.valid_hours or DEFAULT_VALID_HOURS
+    due = protocol.report_due(sent_at, hours, _schedule_time(outgoing.schedule))
     records: list[SmsRequest] = []
     with transaction.atomic():
-        for number, result in enumerate(results, start=first_part):
+        for number, part in enumerate(outgoing.parts, start=first_part):
             record = SmsRequest.objects.create(
-                request_id=result.request_id,
-                sender=result.sender or "",
-                text_length=len(result.text),
+                request_id=part.request_id,
+                sender=outgoing.sender or "",
+                text_length=len(part.text),
                 part=number,
-                parts=parts,
+                parts=parts or len(outgoing.parts),
                 valid_hours=hours,
                 sent_at=sent_at,
                 report_due_at=due,
             )
             SmsRecipient.objects.bulk_create(
-                [SmsRecipient(request=record, phone=phone) for phone in result.phones])
+                [SmsRecipient(request=record, phone=phone) for phone in outgoing.phones])
             records.append(record)
     return records
 
 
-def _schedule_time(schedule: datetime | str | None) -> datetime | None:
-    """A send's ``schedule`` as an aware datetime (a stored one is the gateway's local text)."""
-    if schedule is None or isinstance(schedule, datetime):
-        return schedule
-    return datetime.strptime(protocol.check_schedule(schedule) or "", protocol.SCHEDULE_FORMAT
-                             ).replace(tzinfo=protocol.GATEWAY_TIMEZONE)
+def _schedule_time(schedule: str | None) -> datetime | None:
+    """A prepared message's ``schedule`` (the gateway's local ``YYYY-MM-DD HH:MM``) as an aware
+    datetime."""
+    if schedule is None:
+        return None
+    return datetime.strptime(schedule, protocol.SCHEDULE_FORMAT).replace(
+        tzinfo=protocol.GATEWAY_TIMEZONE)
 
 
 @dataclass

@@ -13,6 +13,16 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='outboxmessage',
+            name='outgoing',
+            field=models.JSONField(blank=True, help_text='the prepared request, exactly as it is sent (Outgoing.to_dict(): one part)', null=True),
+        ),
+        migrations.AlterField(
+            model_name='outboxmessage',
+            name='options',
+            field=models.JSONField(blank=True, default=dict, help_text="rows written before the prepared message was stored: the send's keywords"),
+        ),
+        migrations.AddField(
+            model_name='outboxmessage',
             name='verdict',
             field=models.CharField(blank=True, help_text="the verdict on the last failure (see errors.Verdict); 'account' while the gateway refuses the account and the row waits for it to be fixed", max_length=10),
         ),
