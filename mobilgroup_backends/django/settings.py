@@ -135,10 +135,21 @@ def load_config(overrides: Mapping[str, Any] | None = None,
                            url_source="url= argument")
     except ConfigurationError as exc:
         raise improperly_configured(exc) from None
-    return BackendConfig(
+    global _last_config
+    last = _last_config  # one tuple, read at once: another thread may replace it
+    if last is not None and last[0] is resolved:
+        return last[1]
+    config = BackendConfig(
         settings=resolved.settings,
         long_messages=cast(LongMessages, resolved["long_messages"]),
         replace_unencodable=resolved["replace_unencodable"],
         track_delivery=resolved["track_delivery"],
         outbox_batch=resolved["outbox_batch"],
     )
+    _last_config = (resolved, config)
+    return config
+
+
+#: The last resolution :func:`load_config` was given and the configuration it made of it: the
+#: core hands back the very same object while no setting changed.
+_last_config: tuple[Any, BackendConfig] | None = None
