@@ -433,6 +433,10 @@ OPTIONS: tuple[Option, ...] = (
     _option("outbox_batch", "int", _number(int), 10,
             "outbox rows of one transaction sent by one task, one after the other (1: a task "
             "per row)", low=1, high=1000, adapters=_DJANGO, in_settings=False),
+    _option("outbox_send", "task-or-now", _choice("task", "now"), "task",
+            "how outbox rows leave once committed: task (a task per batch, sent by the task "
+            "worker) or now (by a few threads of the committing process, at once)",
+            adapters=_DJANGO, in_settings=False),
     # The alert handler's own options.
     _option("max_sms", "int", _number(int), 5, "at most this many alert SMS ...", low=1,
             setting="ALERT_MAX_SMS", adapters=_ALERTS, in_settings=False),

@@ -14,7 +14,8 @@ def _range(option: Option) -> str:
              "alias": "latin letters, digits, space, hyphen; at most 9",
              "url": "an https:// URL", "phones": "phone numbers", "bool": "yes / no",
              "hours": "1 to 48 hours", "region": "a country code (RU, KZ...)",
-             "choice": "split, truncate, error", "redis-url": "a redis:// URL"}
+             "choice": "split, truncate, error", "redis-url": "a redis:// URL",
+             "task-or-now": "task, now"}
     if option.kind in kinds or option.low is None:
         return kinds.get(option.kind, option.kind)
     unit = "seconds" if option.kind.startswith("seconds") else "whole number"

@@ -85,7 +85,7 @@ def _enqueue(outgoing: Outgoing, config: BackendConfig, not_after: datetime | ti
     alias = router.db_for_write(OutboxMessage)
     rows = _rows(outgoing, _moment(not_after), track)
     _write(rows, alias)
-    _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config.outbox_batch)
+    _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config)
     return rows
 
 
@@ -150,7 +150,7 @@ def enqueue_prepared_many(messages: Sequence[Outgoing], config: BackendConfig, *
     if rows:
         alias = router.db_for_write(OutboxMessage)
         _write(rows, alias)
-        _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config.outbox_batch)
+        _queue_on_commit([(row.pk, row.request_id) for row in rows], alias, config)
     return written
 
 
@@ -204,7 +204,7 @@ def requeue(rows: Iterable[OutboxMessage]) -> int:
             pk__in=[pk for pk, _ in keys],
             state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
             state=OutboxMessage.PENDING, not_after=None, attempts=0, updated_at=timezone.now()))
-        _queue_on_commit(keys, alias, load_config().outbox_batch)
+        _queue_on_commit(keys, alias, load_config())
     return count
 
 
@@ -230,17 +230,18 @@ class _CommitBatch:
     rows are looked up (one query) and only those that exist are queued.
     """
 
-    def __init__(self, connection: Any, size: int) -> None:
+    def __init__(self, connection: Any, size: int, now: bool) -> None:
         self.savepoint_ids = frozenset(connection.savepoint_ids)
         self.size = size
+        self.now = now
         self.keys: list[_Key] = []
         self.uncertain: set[_Key] = set()
         self.alias: str = connection.alias
 
-    def alive(self, connection: Any, size: int) -> bool:
+    def alive(self, connection: Any, size: int, now: bool) -> bool:
         """True while the hook is still registered (Django drops it with a rolled-back savepoint
         or transaction, and runs and forgets it at commit)."""
-        if size != self.size:
+        if size != self.size or now != self.now:
             return False
         hooks = getattr(connection, "run_on_commit", ())  # (savepoints, hook, robust) entries
         return any(getattr(entry[1], "__self__", None) is self for entry in reversed(hooks))
@@ -262,29 +263,44 @@ class _CommitBatch:
                 _not_queued([pk for pk, _ in keys], exc)
                 return
             keys = [key for key in keys if key not in self.uncertain or key in kept]
-        _queue_now([pk for pk, _ in keys], self.size, self.alias)
+        _dispatch([pk for pk, _ in keys], self.size, self.alias, self.now)
 
 
-def _queue_on_commit(keys: list[_Key], alias: str, size: int) -> None:
+def _queue_on_commit(keys: list[_Key], alias: str, config: BackendConfig) -> None:
     """Queue the send of these committed-to-be rows once the transaction on ``alias`` commits.
 
     The rows are committed whatever happens to the queueing, and the sweeper sends them if it
     fails (a broker down, a task backend that does not load): the caller's commit must not fail
     for that, so nothing here raises after the commit.
     """
+    size, now = config.outbox_batch, config.outbox_send == "now"
     connection = transaction.get_connection(alias)
     if not connection.in_atomic_block:
         # Autocommit: the rows are committed already. (With autocommit turned off by hand,
         # Django refuses on_commit: raise as it always did here.)
         pks = [pk for pk, _ in keys]
-        transaction.on_commit(lambda: _queue_now(pks, size, alias), using=alias)
+        transaction.on_commit(lambda: _dispatch(pks, size, alias, now), using=alias)
         return
     batch = getattr(connection, _BATCH_ATTRIBUTE, None)
-    if not (isinstance(batch, _CommitBatch) and batch.alive(connection, size)):
-        batch = _CommitBatch(connection, size)
+    if not (isinstance(batch, _CommitBatch) and batch.alive(connection, size, now)):
+        batch = _CommitBatch(connection, size, now)
         setattr(connection, _BATCH_ATTRIBUTE, batch)
         transaction.on_commit(batch.commit, using=alias, robust=True)
     batch.add(connection, keys)
+
+
+def _dispatch(pks: list[int], size: int, alias: str, now: bool) -> None:
+    """Committed rows on their way: to this process's sending threads (``OUTBOX_SEND = "now"``,
+    ``sender.py``) or to the task backend. Never raises."""
+    if not now:
+        _queue_now(pks, size, alias)
+        return
+    try:
+        from .sender import submit
+
+        submit(pks)
+    except Exception as exc:  # no thread can start (the interpreter is exiting)
+        _not_queued(pks, exc)
 
 
 def _queue_now(pks: list[int], size: int, alias: str) -> None:

@@ -73,6 +73,8 @@ class BackendConfig:
     track_delivery: bool = False
     #: Rows of one transaction that one task sends (``MOBILGROUP['OUTBOX_BATCH']``).
     outbox_batch: int = 10
+    #: How committed rows leave (``MOBILGROUP['OUTBOX_SEND']``): ``"task"`` or ``"now"``.
+    outbox_send: str = "task"
 
     @property
     def allow_insecure_http(self) -> bool:
@@ -145,6 +147,7 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         replace_unencodable=resolved["replace_unencodable"],
         track_delivery=resolved["track_delivery"],
         outbox_batch=resolved["outbox_batch"],
+        outbox_send=resolved["outbox_send"],
     )
     _last_config = (resolved, config)
     return config
