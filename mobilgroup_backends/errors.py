@@ -17,28 +17,22 @@ so that a resend must reuse that id, with ``resend=True`` (see docs/reliability.
 Every error also says what the caller should do about it, as data: :attr:`MobilgroupError.verdict`,
 one of the :class:`Verdict` values. Adapters act on it and never classify exceptions themselves:
 
-========== ======================================================== ===============================
-verdict    when                                                     what to do
-========== ======================================================== ===============================
-retry      nothing reached the gateway, and trying again can mend     try again later, with backoff
-           it: a refused connection, a connect timeout, a TLS         (the same request id is fine)
-           handshake broken before the request was written
-unknown    the request may have reached the gateway and trying        try again later with **the
-           again can mend it: a timeout waiting for the answer, a     same request id** and
-           connection dropped after the request was written, HTTP     ``resend=True``; never with a
-           5xx/408/429, an answer that is not the gateway's XML, an   new id (it could send twice)
-           answer carrying another request's id, a deadline spent
-refused    refused for good, another try gets the same answer: an     do not retry; record the
-           HTTP 4xx, an untrusted certificate, a redirect, gateway    failure and show the error
-           errors 1, 2, 6, 7 (as :class:`DuplicateRequestId`), 8,
-           10, 11, 12 and unknown codes
-invalid    refused locally before any request: :class:`ValidationError` do not retry; fix the input or
-           and :class:`ConfigurationError`                           the setting the error names
-account    the account must be fixed first: gateway errors 3, 4, 5,   pause every message of this
-           9 (wrong client id, login/password, blocked, no money)     account (do not spend the
-                                                                    rest of a batch on it); try
-                                                                    again, same id, once fixed
-========== ======================================================== ===============================
+- ``retry``: nothing reached the gateway, and trying again can mend it (a refused connection, a
+  connect timeout, a TLS handshake broken before the request was written). Try again later,
+  with backoff; the same request id is fine.
+- ``unknown``: the request may have reached the gateway, and trying again can mend it (no
+  answer in time, a connection dropped after the request was written, HTTP 5xx/408/429, an
+  answer that is not the gateway's XML or names another request's id, a deadline spent after
+  the request went). Try again later with **the same request id** and ``resend=True``; never
+  under a new id (it could go out twice).
+- ``refused``: refused for good, another try gets the same answer (an HTTP 4xx, an untrusted
+  certificate, a redirect, gateway errors 1, 2, 6, 7 as :class:`DuplicateRequestId`, 8, 10, 11,
+  12 and unknown codes). Do not retry; record the failure and show it.
+- ``invalid``: refused locally before any request (:class:`ValidationError`,
+  :class:`ConfigurationError`). Do not retry; fix the input or the setting the error names.
+- ``account``: the account must be fixed first (gateway errors 3, 4, 5, 9: wrong client id,
+  login or password, a blocked account, no money). Pause every message of this account (do not
+  spend the rest of a batch on it); try again, under the same ids, once it is fixed.
 
 A refusal that cannot mend (``refused``) wins over ``maybe_sent``: a 404 after an earlier attempt
 timed out still says ``maybe_sent=True``, so whoever records the message knows a copy may exist, but

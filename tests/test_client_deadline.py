@@ -140,3 +140,15 @@ def test_the_command_line_adds_nothing_to_a_log(mobilgroup_command: RunCommand) 
         done = mobilgroup_command("send", PHONE, "--text", "hello?", url=url)
     assert done.returncode == 3 and "waiting" not in done.stderr
     assert done.stderr.startswith("mobilgroup: send gave up after ")
+
+
+def test_balance_and_status_show_the_waiting_line_on_a_terminal_and_wipe_it(
+        on_a_terminal: Callable[..., tuple[int, str]], tmp_path: Path,
+        mobilgroup_emulator: Emulator) -> None:
+    code, shown = on_a_terminal("balance", url=mobilgroup_emulator.url(), cwd=tmp_path)
+    assert code == 0
+    assert "waiting for the gateway..." in shown and shown.rstrip().endswith("\x1b[K")
+    mobilgroup_emulator.faults.next("http_500")
+    code, shown = on_a_terminal("status", "123456", url=mobilgroup_emulator.url(backoff=0.01),
+                                cwd=tmp_path)
+    assert code == 1 and "(attempt 2 of 4)" in shown and "gateway error 12" in shown

@@ -254,7 +254,9 @@ def _status(args: argparse.Namespace) -> int:
     from ..protocol import check_valid_hours
 
     valid = check_valid_hours(args.valid)
-    with _client(args) as client:
+    # --wait sleeps between asks for hours: a "waiting for the gateway" line would mislead then.
+    waiting = None if args.wait else _WaitingLine.for_stderr()
+    with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         report = client.status(args.request_id)
         if args.wait:
             report = _wait(client, report, valid, args.timeout)
@@ -295,7 +297,8 @@ def _wait(client: MobilgroupClient, report: StatusReport, valid_hours: int | Non
 
 
 def _balance(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    waiting = _WaitingLine.for_stderr()
+    with _client(args, on_attempt=waiting) as client, waiting or contextlib.nullcontext():
         amount = client.balance()
     if args.json:
         print_json({"ok": True, "balance": str(amount)})
