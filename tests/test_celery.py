@@ -215,6 +215,17 @@ def test_a_transport_failure_is_retried_under_the_same_id(
     assert {ex.request_id for ex in mobilgroup_emulator.requests} == {123456789012345678, None}
 
 
+def test_a_long_text_is_one_task_sending_every_part_the_core_split(
+        gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
+    gateway_app.conf.task_always_eager = True  # the task runs here, as a worker would run it
+    gateway_app.conf.mobilgroup_url = mobilgroup_emulator.url(long_messages="split")
+    first = mobilgroup_celery.enqueue("79031234567", "word " * 60, app=gateway_app)
+    texts = [m.text for m in mobilgroup_emulator.outbox]
+    assert len(texts) == 3 and " ".join(texts).split() == ["word"] * 60
+    assert mobilgroup_emulator.outbox[0].request_id == first
+    assert len({m.request_id for m in mobilgroup_emulator.outbox}) == 3
+
+
 def test_a_refusal_for_good_is_not_retried(
         gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
     mobilgroup_emulator.faults.next("body", count=20, status=404, body=b"not found")

@@ -104,6 +104,28 @@ def test_options_are_stored_as_json_and_sent(gateway: Emulator) -> None:
     assert set(message.phones) == {PHONE, OTHER}
 
 
+def test_a_row_written_before_messages_were_prepared_is_still_sent(
+        gateway: Emulator, lost_enqueues: None) -> None:
+    """A row of an older version: its send keywords only, no prepared message."""
+    row = OutboxMessage.objects.create(request_id=123456789012345670, phones=[PHONE],
+                                       text="Привет", options={"transliterate": False,
+                                                               "valid_hours": 3})
+    assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+    [message] = gateway.outbox
+    assert (message.request_id, message.text, message.transliterate, message.valid_hours) == (
+        row.request_id, "Привет", False, 3)
+
+
+def test_a_row_edited_into_nonsense_is_rejected_not_retried(
+        gateway: Emulator, lost_enqueues: None) -> None:
+    row = enqueue(PHONE, "fine")
+    OutboxMessage.objects.filter(pk=row.pk).update(outgoing={**row.outgoing, "phones": ["12"]})
+    assert sweep(stale_after=timedelta(0)).rejected == [row.request_id]
+    row.refresh_from_db()
+    assert (row.state, row.verdict) == (OutboxMessage.REJECTED, "invalid")
+    assert "phone" in row.last_error and len(gateway.requests) == 0
+
+
 def test_a_lost_enqueue_is_sent_by_the_sweeper_exactly_once(gateway: Emulator,
                                                              lost_enqueues: None) -> None:
     rows = [enqueue(PHONE, f"code {n}") for n in range(3)]

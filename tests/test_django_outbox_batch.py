@@ -239,3 +239,14 @@ def test_outside_a_transaction_a_task_backend_that_cannot_load_is_logged(
     assert OutboxMessage.objects.get(pk=row.pk).state == OutboxMessage.PENDING
     assert "not queued" in caplog.text
     assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
+
+
+def test_many_rows_of_savepoints_are_looked_up_in_chunks(gateway: Emulator, stored: Any) -> None:
+    with transaction.atomic():
+        kept = [enqueue(PHONE, "first")]  # the batch's hook belongs to the transaction
+        with transaction.atomic():  # a savepoint released: its rows are looked up at commit
+            kept += [enqueue(PHONE, f"order {n}") for n in range(520)]
+        with pytest.raises(Rollback), transaction.atomic():
+            [enqueue(PHONE, f"lost {n}") for n in range(3)]
+            raise Rollback
+    assert sorted(queued_pks(stored)) == sorted(row.pk for row in kept)

@@ -184,12 +184,12 @@ def _write(rows: list[OutboxMessage], alias: str) -> None:
     with transaction.atomic(using=alias):  # a half-written text would arrive cut
         OutboxMessage.objects.using(alias).bulk_create(rows, batch_size=BULK_SIZE)
         missing = [row for row in rows if row.pk is None]
-        if missing:  # a database that does not return the new keys from a bulk insert
-            keys = dict(OutboxMessage.objects.using(alias).filter(
-                request_id__in=[row.request_id for row in missing]).values_list("request_id",
-                                                                                "pk"))
-            for row in missing:
-                row.pk = keys[row.request_id]
+        # A database that does not return the new keys from a bulk insert: look them up.
+        for start in range(0, len(missing), _LOOKUP_CHUNK):
+            chunk = {row.request_id: row for row in missing[start:start + _LOOKUP_CHUNK]}
+            for request_id, pk in OutboxMessage.objects.using(alias).filter(
+                    request_id__in=list(chunk)).values_list("request_id", "pk"):
+                chunk[request_id].pk = pk
 
 
 def requeue(rows: Iterable[OutboxMessage]) -> int:
@@ -215,6 +215,8 @@ _BATCH_ATTRIBUTE = "_mobilgroup_outbox_batch"
 #: A row as the batch knows it: its primary key and its request id. The request id tells a row
 #: of a rolled-back savepoint from a later row that reused its primary key (SQLite does).
 _Key = tuple[int, int]
+#: Request ids looked up per query at commit (old SQLite takes at most 999 parameters).
+_LOOKUP_CHUNK = 500
 
 
 class _CommitBatch:
@@ -256,14 +258,21 @@ class _CommitBatch:
         keys = self.keys
         if self.uncertain:
             try:
-                kept = set(OutboxMessage.objects.using(self.alias).filter(
-                    request_id__in=[request_id for _, request_id in self.uncertain])
-                    .values_list("pk", "request_id"))
+                kept = self._existing(sorted(request_id for _, request_id in self.uncertain))
             except Exception as exc:
                 _not_queued([pk for pk, _ in keys], exc)
                 return
             keys = [key for key in keys if key not in self.uncertain or key in kept]
         _dispatch([pk for pk, _ in keys], self.size, self.alias, self.now)
+
+    def _existing(self, request_ids: list[int]) -> set[_Key]:
+        """The rows of these request ids that exist, in chunks that every database takes."""
+        rows = OutboxMessage.objects.using(self.alias)
+        found: set[_Key] = set()
+        for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+            chunk = request_ids[start:start + _LOOKUP_CHUNK]
+            found.update(rows.filter(request_id__in=chunk).values_list("pk", "request_id"))
+        return found
 
 
 def _queue_on_commit(keys: list[_Key], alias: str, config: BackendConfig) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -25,22 +25,13 @@ from ..errors import HIDDEN, ConfigurationError, PicklableError, ValidationError
 from ..protocol import check_sender
 
 __all__ = [
-    "DEFAULT_LONG_MESSAGES",
     "KNOWN_KEYS",
-    "LONG_MESSAGE_MODES",
     "SETTING_NAME",
     "BackendConfig",
     "MobilgroupImproperlyConfigured",
     "load_config",
     "valid_alias",
 ]
-
-LongMessages = Literal["error", "split", "truncate"]
-LONG_MESSAGE_MODES: tuple[LongMessages, ...] = ("error", "split", "truncate")
-#: Too-long texts are split into several messages by default: a text built from a template in
-#: production must not be lost (``error``) or lose its end, where codes and links usually sit
-#: (``truncate``). See docs/django.md.
-DEFAULT_LONG_MESSAGES: LongMessages = cast(LongMessages, BY_NAME["long_messages"].default)
 
 #: Every key ``MOBILGROUP`` understands (the option table's, alert options included).
 KNOWN_KEYS: tuple[str, ...] = SETTING_KEYS
@@ -65,11 +56,10 @@ class MobilgroupImproperlyConfigured(PicklableError, ImproperlyConfigured):
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Everything the Django adapter needs, checked. ``settings`` is the core's view of it."""
+    """Everything the Django adapter needs, checked. ``settings`` is the core's view of it (every
+    message setting: the core applies them, ``long_messages`` included)."""
 
     settings: Settings
-    long_messages: LongMessages = DEFAULT_LONG_MESSAGES
-    replace_unencodable: bool = False
     track_delivery: bool = False
     #: Rows of one transaction that one task sends (``MOBILGROUP['OUTBOX_BATCH']``).
     outbox_batch: int = 10
@@ -81,8 +71,7 @@ class BackendConfig:
         return self.settings.allow_insecure_http
 
     def __repr__(self) -> str:
-        return (f"BackendConfig({self.settings!r}, long_messages={self.long_messages!r}, "
-                f"track_delivery={self.track_delivery!r})")
+        return f"BackendConfig({self.settings!r}, track_delivery={self.track_delivery!r})"
 
 
 def valid_alias(value: object) -> str | None:
@@ -143,8 +132,6 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         return last[1]
     config = BackendConfig(
         settings=resolved.settings,
-        long_messages=cast(LongMessages, resolved["long_messages"]),
-        replace_unencodable=resolved["replace_unencodable"],
         track_delivery=resolved["track_delivery"],
         outbox_batch=resolved["outbox_batch"],
         outbox_send=resolved["outbox_send"],

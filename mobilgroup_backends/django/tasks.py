@@ -11,7 +11,12 @@ All take and return JSON values only, so any task backend can store them. They r
 reason another attempt may mend stays pending, and ``send_outboxed`` queues itself again with a
 growing delay (the core's backoff) when the backend can run a task later, up to
 :data:`TASK_ATTEMPTS` attempts; past those, and on backends that cannot defer, the sweeper
-(``manage.py mobilgroup outbox``) sends it with the same request id.
+(``manage.py mobilgroup outbox``) sends it with the same request id. A row the gateway refused
+the account for (``"paused"``) is queued again the same way, with the rest of its batch, however
+many attempts it had: the pause ends when the account is fixed.
+
+The tasks use ``dispatch.py`` (sending a row); ``outbox.py`` (writing rows, queueing them at
+commit) uses the tasks. Nothing imports back.
 """
 
 from __future__ import annotations

@@ -100,6 +100,8 @@ def record_sent(outgoing: Outgoing, *, parts: int | None = None, first_part: int
 def _schedule_time(schedule: str | None) -> datetime | None:
     """A prepared message's ``schedule`` (the gateway's local ``YYYY-MM-DD HH:MM``) as an aware
     datetime."""
+    # TODO(core): an Outgoing.schedule_time (or report_due taking the text) would keep the
+    # gateway's time format in the core alone.
     if schedule is None:
         return None
     return datetime.strptime(schedule, protocol.SCHEDULE_FORMAT).replace(
