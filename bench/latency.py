@@ -145,7 +145,7 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.2f})")
     results: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
-        gateway = stack.enter_context(Emulator(idle_timeout=600))
+        gateway = stack.enter_context(Emulator(idle_timeout=600, price_per_sms=0))
         url = gateway.url()
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mobilgroup-lat-")))
         if args.database == "postgresql":
