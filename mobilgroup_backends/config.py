@@ -951,7 +951,9 @@ class ResolveCache:
         if len(self._last) < len(ADAPTERS) or adapter in self._last:
             try:
                 # A copy, so that a layer changed in place (a dict of settings) is a change.
-                self._last[adapter] = (copy.deepcopy(seen), resolved)
+                kept = copy.deepcopy(seen)
+                if kept == seen:  # a value equal only to itself would never match again
+                    self._last[adapter] = (kept, resolved)
             except Exception:  # a value that cannot be copied: the digest path serves it
                 self._last.pop(adapter, None)
         return resolved

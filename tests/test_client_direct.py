@@ -54,6 +54,15 @@ def hang_up(conn: socket.socket, request_id: bytes) -> None:
     conn.shutdown(socket.SHUT_RDWR)
 
 
+def endless_header(conn: socket.socket, request_id: bytes) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-Filler: yes\r\n" * 200 + b"\r\n")
+
+
+def garbled(conn: socket.socket, request_id: bytes) -> None:
+    conn.sendall(b"<html>not HTTP at all</html>\r\n\r\n")
+    conn.shutdown(socket.SHUT_RDWR)
+
+
 def trickle(conn: socket.socket, request_id: bytes) -> None:
     for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n":
         conn.sendall(bytes([byte]))
@@ -202,3 +211,13 @@ def test_send_many_workers_share_the_kept_connections_and_keep_the_order() -> No
     sent = {int(body.split(b"<id>")[1].split(b"</id>")[0]) for _, body in server.requests}
     assert sent == {o.request_id for o in outcomes}  # type: ignore[union-attr]
     assert server.connections <= 4
+
+
+@pytest.mark.parametrize("answer", [endless_header, garbled], ids=["101-headers", "not-http"])
+def test_an_answer_that_is_not_http_on_a_kept_connection_is_refused(answer: Answer) -> None:
+    with KeepAliveServer([ok, answer, ok]) as server, client_of(server) as client:
+        client.send("+79000000001", "first")
+        result = client.send("+79000000001", "second")  # retried, on a new connection
+    assert result.attempts == 2
+    assert server.requests[1][1] == server.requests[2][1]
+    assert server.connections == 2
