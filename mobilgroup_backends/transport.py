@@ -250,9 +250,12 @@ class _Exchange:
 
 
 def _as_requests_error(exc: Exception, written: bool) -> requests.exceptions.RequestException:
-    """A failure of a direct exchange as the ``requests`` error the stock path raises for it."""
+    """A failure of a direct exchange as the ``requests`` error the stock path raises for it.
+    The connection's handshake is long done: a TLS error before the request is written is a
+    broken connection (nothing sent, worth retrying), not a certificate or handshake refusal."""
     if isinstance(exc, ssl.SSLError):
-        return requests.exceptions.SSLError(exc)
+        return (requests.exceptions.SSLError(exc) if written
+                else requests.exceptions.ConnectionError(exc))
     if written and isinstance(exc, TimeoutError):
         return requests.exceptions.ReadTimeout(exc)
     return requests.exceptions.ConnectionError(exc)
