@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -300,3 +301,39 @@ def test_read_only_admin_with_filters(gateway: Emulator, admin_client: Any) -> N
     assert admin_client.post(f"{base}{record.pk}/delete/").status_code == 403
     recipients = admin_client.get("/admin/mobilgroup/smsrecipient/", {"status": 0})
     assert recipients.status_code == 200 and UNDELIVERABLE in recipients.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_failure_that_will_not_mend_stops_the_run_after_one_request(
+        gateway: Emulator, client: MobilgroupClient) -> None:
+    records = [record for n in range(4)
+               for record in record_sent(client.prepare(DELIVERED, f"n{n}"))]
+    SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))
+    before = {record.pk: SmsRequest.objects.get(pk=record.pk).report_due_at for record in records}
+    gateway.faults.next("body", count=10, status=404, body=b"not found")  # a wrong endpoint
+
+    result = track(client)
+
+    assert len(gateway.requests) == 1  # not one request per due report
+    assert (len(result.polled), result.failed) == (1, 1)
+    assert result.stopped.startswith("refused:") and "404" in result.stopped
+    assert result.to_dict()["stopped"] == result.stopped
+    # Every record is still due as it was, none claimed: the next run asks again.
+    after = {r.pk: (r.report_due_at, r.claim_token, r.polls) for r in SmsRequest.objects.all()}
+    assert after == {pk: (due_at, "", 0) for pk, due_at in before.items()}
+
+
+@pytest.mark.django_db
+def test_track_and_outbox_print_their_json_shape(gateway: Emulator,
+                                                  client: MobilgroupClient) -> None:
+    [record] = record_sent(client.prepare(DELIVERED, "never sent"))  # unknown to the gateway
+    SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))
+    printed = json.loads(run_track("--json"))
+    assert printed == {"ok": True, "polled": 1, "request_ids": [record.request_id],
+                       "complete": 0, "pending": 0, "expired": 0, "unknown": 1, "failed": 0,
+                       "skipped": 0, "changed": 0, "errors": [], "stopped": ""}
+    out = StringIO()
+    call_command("mobilgroup", "outbox", "--stale-after", "0", "--json", stdout=out)
+    assert json.loads(out.getvalue()) == {"ok": True, "tried": 0, "accepted": [], "pending": [],
+                                          "rejected": [], "paused": [], "waiting": 0,
+                                          "expired": 0, "skipped": 0}
