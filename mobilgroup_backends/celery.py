@@ -19,13 +19,19 @@ the gateway sees the same id and answers a copy with error 7, which the client t
 "accepted earlier": the message goes out once.
 
 The worker's client is made once per worker process through the core's resolver: the Celery
-setting ``mobilgroup_url`` (the adapter's own URL), over Django's ``MOBILGROUP`` when the worker
-has set Django up, over ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. A forked pool
-child makes its own.
+setting ``mobilgroup_secret_url`` (the adapter's own URL), over Django's ``MOBILGROUP`` when the
+worker has set Django up, over ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. A forked
+pool child makes its own.
+
+The setting's name has ``secret`` in it because Celery shows every other setting as it is:
+``celery report``, ``celery inspect conf`` (whose reply travels through the broker) and
+``app.conf.humanize(censored=True)`` mask only names matching ``SECRET``, ``PASS``, ``KEY``,
+``TOKEN``, ``API``... The older ``mobilgroup_url`` still works, with a warning in the log.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -72,7 +78,10 @@ TIME_LIMIT = 150
 #: Redis and SQS redeliver an unacknowledged message after this many seconds (kombu's default).
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 
-CELERY_URL_SETTING = "mobilgroup_url"
+#: The Celery setting with the gateway URL; Celery censors it (see the module's docstring).
+CELERY_URL_SETTING = "mobilgroup_secret_url"
+#: Its former name, which Celery shows in full; read when the new one is not set.
+OLD_URL_SETTING = "mobilgroup_url"
 
 logger = logging.getLogger("mobilgroup_backends.celery")
 
@@ -112,13 +121,28 @@ if hasattr(os, "register_at_fork"):
 
 
 def _resolved(app: Celery) -> Resolved:
-    """The settings through the core's resolver: the Celery setting ``mobilgroup_url`` as this
-    adapter's URL, over Django's ``MOBILGROUP`` (when the worker set Django up), over
-    ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables. Asked on every task: the core
-    remembers the answer until one of those changes."""
+    """The settings through the core's resolver: the Celery setting ``mobilgroup_secret_url``
+    (or its old name ``mobilgroup_url``) as this adapter's URL, over Django's ``MOBILGROUP``
+    (when the worker set Django up), over ``MOBILGROUP_URL`` and the ``MOBILGROUP_*`` variables.
+    Asked on every task: the core remembers the answer until one of those changes."""
+    source = CELERY_URL_SETTING
     url = app.conf.get(CELERY_URL_SETTING) or None
+    if url is None:
+        url = app.conf.get(OLD_URL_SETTING) or None
+        if url is not None:
+            source = OLD_URL_SETTING
+            _warn_old_setting()
     return resolve_cached("client", url=None if url is None else str(url),
-                          setting=django_setting(), url_source=CELERY_URL_SETTING)
+                          setting=django_setting(), url_source=source)
+
+
+@functools.cache
+def _warn_old_setting() -> None:
+    """Once per process: the old name puts the password where Celery shows it."""
+    logger.warning("The Celery setting %s is shown in full by celery report and celery inspect "
+                   "conf, password included: rename it %s, which Celery masks, or give the URL "
+                   "in the MOBILGROUP_URL environment variable", OLD_URL_SETTING,
+                   CELERY_URL_SETTING)
 
 
 def _settings(app: Celery) -> Settings:

@@ -143,13 +143,44 @@ def rebuild_error(cls: type[BaseException], args: tuple[Any, ...],
     return error
 
 
-class PicklableError(BaseException):
+class _Rebuilt(type):
+    """Lets ``cls(message)`` make an error again from its message alone, for a class whose
+    ``__init__`` takes other arguments (``message_first = False``).
+
+    That is how Celery's JSON results (its default result serializer) carry an error: its type
+    and ``args``, then ``cls(*args)`` in the caller. Called so, ``GatewayError(code)`` would read
+    the message as its code ("gateway error gateway error 4: ..."), and ``ValidationError(field,
+    value, problem)`` would fail and come back as a bare ``Exception``.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if (len(args) == 1 and not kwargs and isinstance(args[0], str)
+                and not getattr(cls, "message_first", True)):
+            error = cls.__new__(cls, args[0])  # type: ignore[call-overload]
+            error.args = args
+            error.__dict__.update(error.fields_from_message(args[0]))
+            return error
+        return super().__call__(*args, **kwargs)
+
+
+class PicklableError(BaseException, metaclass=_Rebuilt):
     """Pickled as its class, ``args`` and attributes, so that it comes back whole in another
     process (a Celery result, a ``multiprocessing`` pool) whatever its ``__init__`` takes.
 
     ``BaseException`` pickles ``cls(*args)``, which fails, or builds a different error, as soon as
     ``__init__`` takes other arguments than the message it passes on.
+
+    Results stored as JSON keep only an error's type and message (``args``): a class whose
+    ``__init__`` does not take its message first sets ``message_first = False`` and is then made
+    again from the message (its other fields as :meth:`fields_from_message` says).
     """
+
+    #: Whether ``cls(message)`` is a call of ``__init__`` (else: the error made from its message).
+    message_first: ClassVar[bool] = True
+
+    def fields_from_message(self, message: str) -> dict[str, Any]:
+        """The attributes of an error made again from its message alone."""
+        return {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return rebuild_error, (type(self), self.args, dict(self.__dict__))
@@ -210,6 +241,8 @@ class ValidationError(MobilgroupError, ValueError):
     is the name of the option in the package's option table, when it is one.
     """
 
+    message_first = False
+
     def __init__(self, field: str, value: Any, problem: str, fix: str = "", *,
                  hints: Mapping[str, str] | None = None, source: str | None = None,
                  option: str | None = None) -> None:
@@ -222,7 +255,14 @@ class ValidationError(MobilgroupError, ValueError):
         self.hints: dict[str, str] = dict(hints or {})
         super().__init__(self.describe("python"))
 
+    def fields_from_message(self, message: str) -> dict[str, Any]:
+        # The message says it all; the field is not known apart from it.
+        return {"field": "", "value": HIDDEN, "problem": message, "fix": "", "source": None,
+                "option": None, "hints": {}}
+
     def describe(self, context: Context = "python") -> str:
+        if not self.field:  # made again from its message alone
+            return self.problem
         shown = self.field if self.value is HIDDEN else f"{self.field}={self.value!r}"
         message = f"{shown}: {self.problem}"
         if self.source and self.source != self.field:
@@ -251,6 +291,7 @@ class GatewayError(MobilgroupError):
 
     code: int = 0
     meaning: str = "unknown gateway error"
+    message_first = False
 
     def __init__(self, code: int | None = None, *, request_id: int | None = None,
                  detail: str = "") -> None:
@@ -274,6 +315,9 @@ class GatewayError(MobilgroupError):
         # The gateway refused this very request; a copy an earlier attempt got through would
         # have been answered with error 7, so ``maybe_sent`` does not make it unknown.
         return Verdict.ACCOUNT if self.account_level else Verdict.REFUSED
+
+    def fields_from_message(self, message: str) -> dict[str, Any]:
+        return {"detail": ""}
 
 
 class RequestNotParsed(GatewayError):

@@ -1,7 +1,9 @@
 """The Celery app the Celery tests run real workers with (``celery -A tests.celery_app worker``).
 
 The broker comes from ``MOBILGROUP_TEST_BROKER``; the gateway from ``MOBILGROUP_URL``, as a
-deployment would give it. The visibility timeout is short so that a killed worker's messages come
+deployment would give it, or from the Celery setting ``mobilgroup_secret_url`` when
+``MOBILGROUP_TEST_SETTING_URL`` is set; results are stored when ``MOBILGROUP_TEST_BACKEND`` names
+a result backend. The visibility timeout is short so that a killed worker's messages come
 back within seconds instead of an hour.
 """
 
@@ -38,6 +40,10 @@ def make_app(broker: str) -> Celery:
 
 
 app = make_app(os.environ.get("MOBILGROUP_TEST_BROKER", "memory://"))
+if os.environ.get("MOBILGROUP_TEST_SETTING_URL"):
+    app.conf.mobilgroup_secret_url = os.environ["MOBILGROUP_TEST_SETTING_URL"]
+if os.environ.get("MOBILGROUP_TEST_BACKEND"):
+    app.conf.update(result_backend=os.environ["MOBILGROUP_TEST_BACKEND"], task_ignore_result=False)
 
 
 class Worker:
@@ -46,10 +52,11 @@ class Worker:
     would."""
 
     def __init__(self, broker: str, gateway_url: str, log: str, *, concurrency: int = 4,
-                 name: str = "w1") -> None:
+                 name: str = "w1", env: dict[str, str] | None = None) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {**os.environ, "MOBILGROUP_TEST_BROKER": broker, "MOBILGROUP_URL": gateway_url,
-               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               **(env or {})}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.log_path = log
         with open(log, "ab") as out:

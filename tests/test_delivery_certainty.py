@@ -394,7 +394,7 @@ def test_retry_delay_and_longest_call() -> None:
 
 def test_repeated_header_lines_count_against_the_cap(mobilgroup_emulator: Emulator) -> None:
     with socket.create_connection(("127.0.0.1", mobilgroup_emulator.port), timeout=5) as sock:
-        sock.sendall(b"POST /extxml.php HTTP/1.1\r\nHost: x\r\n" + b"X-Same: a\r\n" * 4000
+        sock.sendall(b"POST /extxml.php HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Same: a\r\n" * 4000
                      + b"\r\n")
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 431")

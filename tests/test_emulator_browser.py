@@ -25,9 +25,12 @@ from tests.helpers import FROZEN_PASSWORD, FROZEN_START, wait_until
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
+#: A name Chromium resolves to 127.0.0.1, as a rebinding DNS server would (the guard's tests).
+REBOUND = "rebound.attacker.test"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
 ]
 INSTALL = ("install Debian's Chromium (apt-get update && apt-get install -y chromium) and "
            "pip install 'mobilgroup-backends[test]' for Playwright; `playwright install` is "

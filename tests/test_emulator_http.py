@@ -136,7 +136,7 @@ def test_http_10_keep_alive_when_asked(emulator: Emulator) -> None:
 
 
 def test_blank_lines_between_keep_alive_requests_are_skipped(emulator: Emulator) -> None:
-    request = (b"POST /extxml.php HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+    request = (b"POST /extxml.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
                str(len(BALANCE)).encode() + b"\r\n\r\n" + BALANCE + b"\r\n\r\n")
     with socket.create_connection((emulator.host, emulator.port), timeout=5) as sock, \
             sock.makefile("rb") as rfile:
@@ -187,10 +187,10 @@ def test_other_paths_and_methods(emulator: Emulator) -> None:
 
 def test_chunked_body_and_expect_continue(emulator: Emulator) -> None:
     half = len(BALANCE) // 2
-    chunked = (b"POST /extxml.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    chunked = (b"POST /extxml.php HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" +
                f"{half:x}\r\n".encode() + BALANCE[:half] + b"\r\n" +
                f"{len(BALANCE) - half:x};ext=1\r\n".encode() + BALANCE[half:] + b"\r\n0\r\n\r\n")
-    expect = (b"POST /extxml.php HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+    expect = (b"POST /extxml.php HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
               b"Content-Length: " + str(len(BALANCE)).encode() + b"\r\n\r\n")
     with socket.create_connection((emulator.host, emulator.port), timeout=5) as sock, \
             sock.makefile("rb") as rfile:

@@ -105,7 +105,7 @@ def test_emulator_holds_a_thousand_connections_and_still_answers(
             for i in range(1000):
                 sock = socket.create_connection((emulator.host, emulator.port), timeout=10)
                 if i % 2:  # half are mid-request: a head sent, the body still to come
-                    sock.sendall(b"POST /extxml.php HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                    sock.sendall(b"POST /extxml.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
                                  + str(len(BALANCE_REQUEST)).encode() + b"\r\n\r\n")
                 held.append(sock)
                 if len(held) % 100 == 0:
@@ -131,7 +131,7 @@ def test_emulator_holds_a_thousand_connections_and_still_answers(
             # And every held connection is still served when it finally speaks.
             for i, sock in enumerate(held):
                 sock.sendall(BALANCE_REQUEST if i % 2 else
-                             b"POST /extxml.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                             b"POST /extxml.php HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                              b"Content-Length: " + str(len(BALANCE_REQUEST)).encode()
                              + b"\r\n\r\n" + BALANCE_REQUEST)
             answered = 0

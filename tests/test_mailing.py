@@ -204,7 +204,7 @@ GOOD_CSV = "phone;name;order\n79031234567;Анна;A-1\n".encode()
      ["1 row(s) cannot be sent", "line 2: ", "without a number format"]),
     ({"junk.sqlite": b"not a database, not at all" * 100}, ("send", "c.csv", "--state",
                                                             "junk.sqlite"),
-     ["--state", "not a mailing state file", "give the file a mailing send wrote"]),
+     ["--state", "not a mailing state file", "give --state a new file"]),
     ({}, ("report",), ["--state", "0 *.mailing.sqlite files", "name the mailing's state file"]),
     ({}, ("report", "--state", "gone.sqlite"), ["--state", "no such file"]),
 ], ids=["concurrency", "price", "no file", "not utf-8", "empty", "no phone column",

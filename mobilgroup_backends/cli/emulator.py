@@ -31,6 +31,11 @@ def add_commands(commands: Any) -> None:
     emulator.add_argument("--host", default="127.0.0.1",
                           help="address to listen on; 0.0.0.0 serves other machines and "
                                "containers too (default: 127.0.0.1)")
+    emulator.add_argument("--allow-host", action="append", default=[], type=_host,
+                          metavar="NAME",
+                          help="also answer requests sent to this host name or address "
+                               "(repeatable): a container's service name, host.docker.internal; "
+                               "127.0.0.1, localhost, [::1] and --host are always answered")
     emulator.add_argument("--port", type=port_number, default=8080,
                           help="port to listen on; 0 picks a free port (default: 8080)")
     emulator.add_argument("--account", action="append", default=[],
@@ -60,6 +65,15 @@ def port_number(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"must be from 0 to 65535 (0 picks a free port), not {value}")
     return value
+
+
+def _host(text: str) -> str:
+    from ..emulator.guard import host_name
+
+    if host_name(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a host name or address such as emulator or 10.0.0.5, not {text!r}")
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -135,8 +149,12 @@ def run_emulator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValidationError("--account", "***", str(exc),
                               "write it as USER_ID:LOGIN:PASSWORD[:BALANCE]") from None
+    allowed = list(args.allow_host)
+    if args.host in _EVERY_INTERFACE:  # the address printed for other machines must work
+        allowed.append(reachable_host(args.host))
     emulator = Emulator(host=args.host, port=args.port, accounts=accounts or None,
-                        quirky=args.quirky, latency=args.latency, history_limit=args.history_limit)
+                        quirky=args.quirky, latency=args.latency, history_limit=args.history_limit,
+                        allowed_hosts=allowed)
     out = sys.stdout
     handler = None if args.quiet else log_requests(out)
     try:

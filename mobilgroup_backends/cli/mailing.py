@@ -170,10 +170,8 @@ def _send(args: argparse.Namespace, client: MobilgroupClient, plan: Plan, templa
     from ..mailing import MailingState, send_mailing
 
     path = Path(args.state) if args.state else default_state
-    if path.exists():
-        state = MailingState(path)
-    else:
-        state = MailingState.create(path, plan, source=args.csv, template=template)
+    # Owned by this run from before it is read or built: another run is refused at once.
+    state = MailingState.open_or_create(path, plan, source=args.csv, template=template)
     with state:
         state.check_same(plan, args.csv)
         counts = state.counts()

@@ -48,10 +48,15 @@ class MobilgroupImproperlyConfigured(PicklableError, ImproperlyConfigured):
     ``MOBILGROUP_URL environment variable``); ``check_id`` is the system check that reports it.
     """
 
+    message_first = False
+
     def __init__(self, setting: str, message: str, *, check_id: str = "mobilgroup.E004") -> None:
         self.setting = setting
         self.check_id = check_id
         super().__init__(f"{setting}: {message}")
+
+    def fields_from_message(self, message: str) -> dict[str, Any]:
+        return {"setting": message.partition(":")[0], "check_id": "mobilgroup.E004"}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from .accounts import DEFAULT_ACCOUNT, Account, to_decimal
 from .clock import Clock
 from .faults import PROCESSED, Fault, Faults
 from .gateway import Gateway, PhoneRule, Reply
+from .guard import Guard
 from .records import Exchange, Journal, OutboxMessage
 from .requestlog import log_exchange
 from .server import Connection, HttpRequest, HttpServer
@@ -72,6 +73,9 @@ class Emulator:
     :param idle_timeout: seconds an idle keep-alive connection is kept open.
     :param history_limit: keep at most this many ``outbox`` and ``requests`` entries (oldest
         dropped); for long benchmark runs. Default: keep everything.
+    :param allowed_hosts: names (or addresses) besides 127.0.0.1, localhost, [::1] and ``host``
+        that requests may carry in ``Host``: a container's service name, say. A request for any
+        other name is answered 421 (see :mod:`.guard`).
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Emulator:
         failing: PhoneRule = r"9999$",
         idle_timeout: float = 30.0,
         history_limit: int | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.clock = Clock(start_time, frozen=freeze_clock)
         self.gateway = Gateway(
@@ -110,6 +115,8 @@ class Emulator:
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
         self._host, self._port = host, port
+        self._allowed_hosts = tuple(allowed_hosts)
+        self.guard = Guard(host, self._allowed_hosts, tls=ssl_context is not None)
         self._server: HttpServer | None = None
         self._past_connections = 0
         self._past_errors: list[BaseException] = []
@@ -321,6 +328,7 @@ class Emulator:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the emulator is already running")
+            self.guard = Guard(self._host, self._allowed_hosts, tls=self.ssl_context is not None)
             server = HttpServer(self._answer, self._host, self._port,
                                 ssl_context=self.ssl_context, idle_timeout=self.idle_timeout)
             self._port = server.port  # a restart keeps the endpoint
@@ -366,7 +374,11 @@ class Emulator:
 
     def _answer(self, request: HttpRequest, conn: Connection) -> None:
         """The application behind the HTTP server: the gateway's endpoint, or the inbox page and
-        its API on every other path."""
+        its API on every other path; nothing for a request the guard refuses."""
+        refusal = self.guard.refusal(request, endpoint=request.path == PATH)
+        if refusal is not None:
+            refusal.answer(request, conn)
+            return
         if request.path != PATH:
             self._web.handle(request, conn)
             return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import string
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -125,6 +127,7 @@ def make_plan(contacts: Contacts, template: str, client: MobilgroupClient, *,
         raise ValidationError("--text", template, "the template is empty",
                               "give the message, e.g. 'Здравствуйте, {name}!'")
     fields = template_fields(template, contacts.columns)
+    check_padding(template, client.settings.transliterate)
     bad: list[tuple[int, str]] = list(contacts.malformed)
     by_text: dict[str, dict[str, int]] = {}
     duplicates = 0
@@ -161,6 +164,33 @@ def make_plan(contacts: Contacts, template: str, client: MobilgroupClient, *,
                    "options": options.to_json()}
     return Plan(tuple(requests), recipients=len(contacts.rows) - duplicates,
                 duplicates=duplicates, fingerprint=fingerprint, options=options)
+
+
+#: A standard format spec, as ``str.format`` reads it for text: [[fill]align][sign][z][#][0]
+#: [width][grouping][.precision][type]. Only the width matters here; the rest is checked when
+#: the first row is rendered.
+_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.\d*)?[a-zA-Z%]?", re.S)
+
+
+def check_padding(template: str, transliterate: bool) -> None:
+    """Refuse a format that pads a field wider than a whole message, before any row is built:
+    ``{name:>400000000}`` would build a 400 MB text per row only for the length check to
+    refuse it. A format with a field of its own (``{name:{width}}``) is refused too."""
+    limit = protocol.text_limit(transliterate)
+    for _, name, spec, _conversion in string.Formatter().parse(template):
+        if name is None or not spec:
+            continue
+        if "{" in spec or "}" in spec:
+            raise ValidationError("--text", template, f"the format of {{{name}}} holds a field "
+                                  "of its own", f"write a plain width, e.g. {{{name}:>10}}")
+        match = _SPEC.fullmatch(spec)
+        width = int(match["width"]) if match and match["width"] else 0
+        if match is None or width > limit:
+            raise ValidationError(
+                "--text", template, f"{{{name}:{spec}}} pads the field wider than a whole "
+                f"message ({limit} characters)" if match else
+                f"{{{name}:{spec}}} is not a format for text",
+                f"pad to at most {limit} characters, e.g. {{{name}:>10}}")
 
 
 def _render(cells: dict[str, str], template: str, fields: tuple[str, ...],

@@ -5,23 +5,34 @@ The file is written in WAL mode with ``synchronous=NORMAL``: a commit is an appe
 with no wait for the disk, and survives the process being killed (a power cut may lose the last
 commits, which the resend rule covers as well: a request not marked accepted is sent again with
 the same id, and the gateway answers error 7 if it has it).
+
+One run owns a state file at a time (:mod:`.lock`: an OS lock held for the run). A new file is
+built under a unique temporary name and linked into place only if no file is there (``os.link``
+fails rather than replace one). Every ``sqlite3.Error`` leaves this module as a
+:class:`~mobilgroup_backends.errors.ValidationError` naming the state file, what is wrong with it
+and what to do; a file locked by another program is told at once, not waited for.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 from .. import protocol
 from ..errors import ValidationError
 from ..outgoing import Outgoing
 from ..protocol import StatusReport
+from .lock import RunLock
 from .plan import MailingOptions, Plan
 
 __all__ = ["ACCEPTED", "FAILED", "PENDING", "MailingState", "StoredRequest", "default_state_path"]
@@ -57,6 +68,54 @@ CREATE TABLE recipients (
 """
 
 
+#: Seconds a statement waits for a lock another program holds on the file. Runs of this package
+#: never wait on each other (the run lock), so a lock is someone else's: told, not waited out.
+BUSY_TIMEOUT = 0.5
+#: What every state file's ``meta`` table holds.
+_META_KEYS = ("csv_sha256", "template_sha256", "options", "runs")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def state_error(path: Path, exc: sqlite3.Error) -> ValidationError:
+    """What a failure of SQLite on a state file means, and what to do about it."""
+    text = str(exc)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        problem = (f"the state file is locked by another program ({text}), such as an SQLite "
+                   "browser or a backup tool")
+        fix = "close that program, then run the same command again"
+    elif "readonly" in lowered or "read-only" in lowered:
+        problem = f"the state file cannot be written ({text})"
+        fix = (f"make it and its folder writable (chmod u+w {path}), or copy it somewhere "
+               "writable and give --state the copy")
+    elif "unable to open" in lowered:
+        problem = f"the state file cannot be opened ({text})"
+        fix = "check the path, and that you may read and write the file and its folder"
+    else:
+        problem = f"damaged, or not a mailing state file ({text})"
+        fix = (f"mailing report --state {path} shows what can still be read from it; give "
+               "--state a new file to start the mailing afresh (requests this file recorded as "
+               "sent would then be sent again)")
+    return ValidationError("--state", str(path), problem, fix)
+
+
+def _sqlite_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """A :class:`MailingState` method whose ``sqlite3.Error`` becomes :func:`state_error`."""
+
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            state = args[0]
+            assert isinstance(state, MailingState)
+            raise state_error(state.path, exc) from None
+
+    return guarded
+
+
 def default_state_path(csv_path: str | Path) -> Path:
     """``CONTACTS.csv`` -> ``CONTACTS.csv.mailing.sqlite``, beside it."""
     csv_path = Path(csv_path)
@@ -87,58 +146,57 @@ class StoredRequest:
 class MailingState:
     """One mailing's state file. Use from one thread (the one that records outcomes)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, run_lock: RunLock | None = None) -> None:
+        """Open an existing state file, owning it until :meth:`close`. ``run_lock`` is the lock
+        already taken for it (by :meth:`create` or :meth:`open_or_create`)."""
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, timeout=30)
-        try:  # the first statement is where SQLite finds out the file is not a database
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        except sqlite3.DatabaseError:
-            self._db.close()
-            raise ValidationError("--state", str(path), "not a mailing state file",
-                                  "give the file a mailing send wrote, or another path") from None
+        if run_lock is None:  # no lock file beside a wrong path
+            _must_be_a_file(self.path)
+        self._lock = run_lock or RunLock.take(self.path)
+        try:
+            self._db, self._meta = _open(self.path)
+        except BaseException:
+            self._lock.release()
+            raise
 
     # --- life -----------------------------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | Path, plan: Plan, *, source: str, template: str) -> MailingState:
         """Write a new state file with every request's id, all at once: a file either holds the
-        whole plan or does not exist (it is built beside and renamed into place)."""
+        whole plan or does not exist. A file already at ``path`` is refused, never replaced."""
         path = Path(path)
-        building = path.with_name(path.name + ".new")
-        building.unlink(missing_ok=True)
-        db = sqlite3.connect(building)
-        # No journal and no waiting for the disk while building: until the rename below the
-        # file is nobody's, and a build cut short is simply built again.
-        db.execute("PRAGMA journal_mode=OFF")
-        db.execute("PRAGMA synchronous=OFF")
+        lock = RunLock.take(path)
         try:
-            with db:
-                db.executescript(_SCHEMA)
-                meta = {**plan.fingerprint, "source": source, "template": template,
-                        "created_at": _now(), "runs": "0"}
-                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-                # The ids were minted by the client's prepare; the UNIQUE column refuses a
-                # repeat, however unlikely.
-                db.executemany(
-                    "INSERT INTO requests (request_id, seq, text, phones, messages, outgoing) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(request.outgoing.request_ids[0], seq, request.text,
-                      ",".join(request.phones), len(request.phones),
-                      json.dumps(request.outgoing.to_dict(), ensure_ascii=False))
-                     for seq, request in enumerate(plan.requests)])
-                db.executemany(
-                    "INSERT INTO recipients (request_id, phone, line) VALUES (?, ?, ?)",
-                    [(request.outgoing.request_ids[0], phone, line) for request in plan.requests
-                     for phone, line in zip(request.phones, request.lines, strict=True)])
-        finally:
-            db.close()
-        os.replace(building, path)
-        return cls(path)
+            if not _build(path, plan, source=source, template=template):
+                raise ValidationError("--state", str(path), "the file exists already",
+                                      "give another path, or run mailing send to resume")
+            return cls(path, run_lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, plan: Plan, *, source: str,
+                       template: str) -> MailingState:
+        """The state file at ``path`` (to resume), or a new one for ``plan``: owned by this
+        run either way, from before it is read or built. Another run's is refused at once."""
+        path = Path(path)
+        lock = RunLock.take(path)
+        try:
+            _forget_unfinished_builds(path)
+            if not path.exists():
+                _build(path, plan, source=source, template=template)
+            return cls(path, run_lock=lock)
+        except BaseException:
+            lock.release()
+            raise
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> MailingState:
         return self
@@ -148,6 +206,7 @@ class MailingState:
 
     # --- identity -------------------------------------------------------------------------
 
+    @_sqlite_errors
     def check_same(self, plan: Plan, source: str) -> None:
         """Refuse to resume with another file, template or options than the mailing began with."""
         what = {"csv_sha256": f"the CSV file differs from {self._meta.get('source')!r} as it "
@@ -171,6 +230,7 @@ class MailingState:
         """How many runs have started sending (0: no request can have reached the gateway)."""
         return int(self._meta.get("runs", "0"))
 
+    @_sqlite_errors
     def start_run(self) -> int:
         runs = self.runs + 1
         with self._db:
@@ -180,6 +240,7 @@ class MailingState:
 
     # --- sending --------------------------------------------------------------------------
 
+    @_sqlite_errors
     def unsent(self) -> list[StoredRequest]:
         """Requests not known to be accepted, in plan order."""
         try:
@@ -192,6 +253,7 @@ class MailingState:
                 "give another --state file to start it anew") from None
         return [StoredRequest(seq, Outgoing.from_dict(json.loads(data))) for seq, data in rows]
 
+    @_sqlite_errors
     def record(self, outcomes: Iterable[tuple[int, bool, int, bool, str | None]]) -> None:
         """Write outcomes (seq, accepted, attempts, accepted earlier, error) at once."""
         now = _now()
@@ -203,6 +265,7 @@ class MailingState:
                 [(ACCEPTED if ok else FAILED, attempts, int(earlier), ok, now, error, seq)
                  for seq, ok, attempts, earlier, error in outcomes])
 
+    @_sqlite_errors
     def counts(self) -> dict[str, int]:
         """Requests and messages by state, and in all."""
         totals = {f"{state}_{unit}": 0 for state in (PENDING, ACCEPTED, FAILED)
@@ -216,6 +279,7 @@ class MailingState:
             "SELECT COUNT(*) FROM requests WHERE accepted_earlier").fetchone()
         return totals
 
+    @_sqlite_errors
     def errors(self, limit: int = 5) -> list[str]:
         rows = self._db.execute("SELECT DISTINCT error FROM requests WHERE state = 'failed' "
                                 "LIMIT ?", (limit,))
@@ -223,6 +287,7 @@ class MailingState:
 
     # --- reports --------------------------------------------------------------------------
 
+    @_sqlite_errors
     def report_due(self) -> datetime | None:
         """When the gateway's rule allows asking for the reports of every accepted request
         (UTC), or None when nothing was accepted."""
@@ -237,10 +302,12 @@ class MailingState:
                 tzinfo=protocol.GATEWAY_TIMEZONE)
         return protocol.report_due(datetime.fromisoformat(last), options.valid_hours, schedule)
 
+    @_sqlite_errors
     def accepted_ids(self) -> list[int]:
         return [rid for (rid,) in self._db.execute(
             "SELECT request_id FROM requests WHERE state = 'accepted' ORDER BY seq")]
 
+    @_sqlite_errors
     def save_report(self, report: StatusReport) -> None:
         with self._db:
             self._db.executemany(
@@ -252,15 +319,124 @@ class MailingState:
 
     def recipients(self) -> Iterator[dict[str, Any]]:
         """Every recipient in CSV order, with the last status a report gave."""
-        rows = self._db.execute(
-            "SELECT r.line, r.phone, r.request_id, q.state, r.status, r.status_code, "
-            "r.status_time FROM recipients r JOIN requests q USING (request_id) "
-            "ORDER BY r.line, q.seq")
+        try:
+            rows = self._db.execute(
+                "SELECT r.line, r.phone, r.request_id, q.state, r.status, r.status_code, "
+                "r.status_time FROM recipients r JOIN requests q USING (request_id) "
+                "ORDER BY r.line, q.seq").fetchall()
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc) from None
         for line, phone, rid, state, status, code, when in rows:
             if state != ACCEPTED:
                 status, code = NOT_SENT, None
             yield {"line": line, "phone": phone, "request_id": rid,
                    "status": status or "unknown", "status_code": code, "time": when}
+
+
+def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """A connection to the state file at ``path`` and its ``meta``, the file checked whole."""
+    _must_be_a_file(path)
+    try:
+        # mode=rw: never create an empty database where a state file was expected.
+        db = sqlite3.connect(f"file:{quote(str(path.absolute()))}?mode=rw", uri=True,
+                             timeout=BUSY_TIMEOUT)
+    except sqlite3.Error as exc:
+        raise state_error(path, exc) from None
+    try:  # the first statement is where SQLite finds out the file is not a database
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        # Every page read once (indexes not cross-checked): a damaged file is refused before
+        # the first send, not halfway through a mailing.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(map(str, problems)))
+        meta = {str(key): str(value) for key, value in db.execute("SELECT key, value FROM meta")}
+        if any(key not in meta for key in _META_KEYS):
+            raise sqlite3.DatabaseError("its meta table holds no mailing")
+        try:
+            MailingOptions(**json.loads(meta["options"]))
+        except (ValueError, TypeError):
+            raise sqlite3.DatabaseError("its options are not a mailing's") from None
+        db.execute("SELECT seq, request_id, text, phones, messages, state, attempts, "
+                   "accepted_earlier, accepted_at, error FROM requests LIMIT 0")
+        db.execute("SELECT request_id, phone, line, status, status_code, status_time "
+                   "FROM recipients LIMIT 0")
+        # The run will write: a read-only file, or one another program holds, is told now.
+        db.execute("UPDATE meta SET value = value WHERE key = 'runs'")
+        db.rollback()
+    except sqlite3.Error as exc:
+        db.close()
+        raise state_error(path, exc) from None
+    return db, meta
+
+
+def _must_be_a_file(path: Path) -> None:
+    if not path.is_file():
+        raise ValidationError("--state", str(path), "not a file" if path.exists() else
+                              "no such file", "give the state file mailing send wrote")
+
+
+def _build(path: Path, plan: Plan, *, source: str, template: str) -> bool:
+    """Build the state file for ``plan`` beside ``path`` under a unique name, then link it into
+    place; False when a file was there already (it is left as it is)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".new")
+    except OSError as exc:
+        raise ValidationError("--state", str(path), f"cannot write beside it "
+                              f"({exc.strerror or exc})",
+                              "give --state a file in a folder you can write to") from None
+    os.close(fd)
+    building = Path(name)
+    try:
+        db = sqlite3.connect(building)
+        try:
+            # No journal and no waiting for the disk while building: until it is linked into
+            # place the file is nobody's, and a build cut short is simply built again.
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            _fill(db, plan, source=source, template=template)
+        finally:
+            db.close()
+        try:
+            os.link(building, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links; the run lock keeps other runs out
+            if path.exists():
+                return False
+            os.replace(building, path)
+        return True
+    except sqlite3.Error as exc:
+        raise state_error(path, exc) from None
+    finally:
+        building.unlink(missing_ok=True)
+
+
+def _forget_unfinished_builds(path: Path) -> None:
+    """Delete what a run killed while building ``path`` left (only the run holding the lock
+    builds, so under the lock every such file is a dead run's)."""
+    for leftover in path.parent.glob(glob.escape(path.name) + ".*.new"):
+        leftover.unlink(missing_ok=True)
+
+
+def _fill(db: sqlite3.Connection, plan: Plan, *, source: str, template: str) -> None:
+    with db:
+        db.executescript(_SCHEMA)
+        meta = {**plan.fingerprint, "source": source, "template": template,
+                "created_at": _now(), "runs": "0"}
+        db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        # The ids were minted by the client's prepare; the UNIQUE column refuses a repeat,
+        # however unlikely.
+        db.executemany(
+            "INSERT INTO requests (request_id, seq, text, phones, messages, outgoing) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(request.outgoing.request_ids[0], seq, request.text, ",".join(request.phones),
+              len(request.phones), json.dumps(request.outgoing.to_dict(), ensure_ascii=False))
+             for seq, request in enumerate(plan.requests)])
+        db.executemany(
+            "INSERT INTO recipients (request_id, phone, line) VALUES (?, ?, ?)",
+            [(request.outgoing.request_ids[0], phone, line) for request in plan.requests
+             for phone, line in zip(request.phones, request.lines, strict=True)])
 
 
 def _now() -> str:
