@@ -1,7 +1,8 @@
 """The floor for client benchmarks: the least a server can do and still answer the client.
 
 A keep-alive HTTP/1.1 server that reads each request (headers, then ``Content-Length`` bytes) and
-answers every one with the same OK document, doing no parsing, no accounts and no bookkeeping. The
+answers every one with the same OK document (naming the request's ``<id>``, which the client checks),
+doing no parsing, no accounts and no bookkeeping. The
 emulator spends some 300 µs of CPU per exchange, which pulls every client-to-client ratio towards
 1; against this server the client's own cost shows. Run: ``python bench/_minimal_server.py``;
 it prints the endpoint on its first line.
@@ -13,9 +14,18 @@ import socket
 import threading
 
 ANSWER = (b'<?xml version="1.0" encoding="windows-1251"?>\n<response>\n<result>OK</result>\n'
-          b"<error>0</error>\n<balance>1000</balance>\n<id>1</id>\n</response>\n")
-RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml; charset=windows-1251\r\n"
-            b"Content-Length: " + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
+          b"<error>0</error>\n<balance>1000</balance>\n<id>%s</id>\n</response>\n")
+HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml; charset=windows-1251\r\n"
+        b"Content-Length: %d\r\n\r\n")
+
+
+def response(body: bytes) -> bytes:
+    """The OK answer naming the request's id (a balance request has none: 1)."""
+    start = body.find(b"<id>")
+    end = body.find(b"</id>", start)
+    request_id = body[start + 4:end] if start >= 0 and end > start else b"1"
+    answer = ANSWER % request_id
+    return HEAD % len(answer) + answer
 
 
 def serve(conn: socket.socket) -> None:
@@ -39,8 +49,8 @@ def serve(conn: socket.socket) -> None:
                 if not chunk:
                     return
                 buffer += chunk
-            buffer = buffer[length:]
-            conn.sendall(RESPONSE)
+            body, buffer = buffer[:length], buffer[length:]
+            conn.sendall(response(body))
 
 
 def main() -> None:

@@ -8,13 +8,21 @@
    one request per phone (``send_many``).
 
 Run: ``python bench/mailing.py [-n 2000] [--latency 0.02] [--concurrency 16] [--repeat 3]``.
+
+``--rss 10000,100000,1000000`` measures instead the memory of whole ``mobilgroup mailing send``
+runs (each its own process, against the emulator with no latency): the peak resident set size
+and the rate per row at each size, personalised rows (``--same`` for identical texts). Target:
+the peak does not grow with the rows (1M personalised rows <= 150 MB), the rate stays flat.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +82,32 @@ def run_send_many(client: MobilgroupClient, count: int, *, same: bool,
     return took
 
 
+def peak_rss(sizes: list[int], *, same: bool, concurrency: int) -> None:
+    """Peak RSS (MiB) and rows per second of ``mobilgroup mailing send`` at each size."""
+    print(f"mobilgroup mailing send, {'identical' if same else 'personalised'} texts, "
+          f"concurrency {concurrency}  (load average {os.getloadavg()[0]:.2f})")
+    print(f"  {'rows':>9} {'peak RSS MiB':>13} {'rows/s':>9}")
+    with emulator() as server, tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            source, state = Path(tmp) / f"{size}.csv", Path(tmp) / f"{size}.sqlite"
+            write_csv(source, size, same=same)
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mobilgroup_backends", "mailing", "send", str(source),
+                 "--text", TEMPLATE, "--state", str(state), "--concurrency", str(concurrency)],
+                env={**os.environ, "MOBILGROUP_URL": server.url}, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(process.pid, 0)
+            took = time.perf_counter() - started
+            errors = process.stderr.read().decode() if process.stderr else ""
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                raise SystemExit(f"mailing send failed ({process.returncode}): {errors[-2000:]}")
+            print(f"  {size:>9} {usage.ru_maxrss / 1024:>13.1f} {size / took:>9.0f}")
+            source.unlink()
+            state.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000, help="rows per measurement")
@@ -81,7 +115,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds; ratios are medians of per-round ratios")
+    parser.add_argument("--rss", metavar="SIZES",
+                        help="peak RSS of mailing send at these row counts (comma-separated)")
+    parser.add_argument("--same", action="store_true", help="with --rss: identical texts")
     args = parser.parse_args()
+    if args.rss:
+        peak_rss([int(size) for size in args.rss.split(",")], same=args.same,
+                 concurrency=args.concurrency)
+        return
     n, c = args.n, args.concurrency
     with emulator(latency=args.latency) as server, \
             MobilgroupClient.from_url(server.url, pool_size=c) as client, \

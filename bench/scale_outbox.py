@@ -10,8 +10,13 @@ leave that work out and overstate the rate. The enqueue rate is reported on its 
 round measures the contenders back to back; the ratios are the median of the rounds' own ratios,
 with their spread (``bench/_ratio.py``).
 
+Before the workers start, what writing rows costs: ``outbox.enqueue`` per row and
+``outbox.enqueue_many`` of them all, against ``OutboxMessage.objects.create`` of the same rows
+(fields made beforehand), each in one transaction, commit (and so the tasks the commit queues)
+included, in alternating order per round. Targets: enqueue/create <= 1.3 (time per row).
+
 Run: ``python bench/scale_outbox.py [-n 2000] [--workers 4] [--sweeper-concurrency 4]
-[--batch 10] [--rounds 3] [--database postgresql|sqlite]``. ``--batch`` is
+[--batch 10] [--rounds 3] [--database postgresql|sqlite] [--enqueue-only]``. ``--batch`` is
 ``MOBILGROUP['OUTBOX_BATCH']`` (1: one task per row). Needs the ``test`` extra (django-tasks-db,
 the PostgreSQL wheel). PostgreSQL is a throw-away server (as the tests run it:
 ``synchronous_commit=off``), the database several workers share in production; SQLite is a file
@@ -92,6 +97,55 @@ def enqueue_rows(n: int, text: str) -> float:
     return time.perf_counter() - started
 
 
+def enqueue_costs(n: int, rounds: int) -> None:
+    """Seconds per row of enqueue, enqueue_many and objects.create (same rows), paired by round;
+    printed as ratios to create."""
+    from django.db import transaction
+    from django_tasks_db.models import DBTaskResult
+
+    from mobilgroup_backends.django.models import OutboxMessage
+    from mobilgroup_backends.django.outbox import enqueue, enqueue_many, settings_client
+
+    messages = [(f"7903{i:07d}", f"cost {i}") for i in range(n)]
+    client = settings_client()
+
+    def empty() -> None:  # no worker runs yet: the queued tasks are dropped with the rows
+        OutboxMessage.objects.all().delete()
+        DBTaskResult.objects.all().delete()
+
+    def timed(write: Any) -> float:
+        empty()
+        started = time.perf_counter()
+        with transaction.atomic():
+            write()
+        return (time.perf_counter() - started) / n
+
+    def one_by_one() -> None:
+        for phones, text in messages:
+            enqueue(phones, text)
+
+    def created() -> Any:
+        prepared = [client.prepare(phones, text) for phones, text in messages]
+        rows = [{"request_id": o.parts[0].request_id, "phones": list(o.phones),
+                 "text": o.parts[0].text, "outgoing": o.to_dict(), "part": 1, "parts": 1,
+                 "track_delivery": False, "not_after": None} for o in prepared]
+
+        def write() -> None:
+            for row in rows:
+                OutboxMessage.objects.create(**row)
+        return timed(write)
+
+    rounds_of = measure({"create": created, "enqueue": lambda: timed(one_by_one),
+                         "enqueue_many": lambda: timed(lambda: enqueue_many(messages))},
+                        rounds, alternate=True)
+    empty()
+    print(f"per row, {n} rows in one transaction (commit included):")
+    for name in ("create", "enqueue", "enqueue_many"):
+        print(f"  {name:<13} {rounds_of.median(name) * 1e6:>7.1f} µs")
+    print(f"  enqueue/create      = {rounds_of.describe('enqueue', 'create')}  (target <= 1.3)")
+    print(f"  enqueue_many/create = {rounds_of.describe('enqueue_many', 'create')}")
+
+
 @contextlib.contextmanager
 def workers(count: int, env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = [subprocess.Popen([sys.executable, str(HERE), "--worker"], env=env)
@@ -132,6 +186,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10, help="MOBILGROUP['OUTBOX_BATCH']")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (the median ratio counts)")
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--enqueue-only", action="store_true",
+                        help="only what writing rows costs; no workers")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -160,6 +216,11 @@ def main() -> None:
         from mobilgroup_backends.django.outbox import sweep
 
         call_command("migrate", verbosity=0)
+        print(f"bench/scale_outbox.py --database {args.database} -n {args.n} "
+              f"(load average {os.getloadavg()[0]:.2f})")
+        enqueue_costs(args.n, max(3, args.rounds))
+        if args.enqueue_only:
+            return
         env = {**os.environ, "BENCH_DATABASE": json.dumps(database), "BENCH_URL": server.url,
                "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")])}
         processes = stack.enter_context(workers(args.workers, env))

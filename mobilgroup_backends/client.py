@@ -21,10 +21,10 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -47,7 +47,7 @@ from .errors import (
 )
 from .outgoing import LongMessages, Outgoing, Part, prepare
 from .protocol import DEFAULT_REGION, StatusReport, mask_phone
-from .transport import GatewayAdapter, attempt
+from .transport import GatewayAdapter, attempt, request_head
 
 __all__ = ["AttemptHook", "MobilgroupClient", "SendResult", "Sent", "backoff_delay",
            "sent_to_dict", "shared_client"]
@@ -246,6 +246,11 @@ class MobilgroupClient:
             adapter = self._own_adapter = GatewayAdapter(pool_connections=1,
                                                          pool_maxsize=self.pool_size)
         self._adapter = adapter
+        # What every request of this client shares, made once: the stock path's request with
+        # the URL (the transport finds its pool by it) and the head of the direct path.
+        self._template = template
+        self._head = request_head(self._url, self._headers)
+        self._direct = adapter if type(adapter) is GatewayAdapter else None
 
     # --- construction from settings ---------------------------------------------------------
 
@@ -459,7 +464,8 @@ class MobilgroupClient:
         larger ``concurrency`` is lowered to it, with a warning; make the client with a larger
         ``pool_size`` to go wider.
         """
-        calls = [_send_arguments(self.send, index, message)
+        signature = inspect.signature(self.send)
+        calls = [_send_arguments(signature, index, message)
                  for index, message in enumerate(messages)]
         if not calls:
             return []
@@ -481,8 +487,7 @@ class MobilgroupClient:
         workers = max(1, min(concurrency, self.pool_size, len(calls)))
         if workers == 1:
             return [one(call) for call in calls]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mobilgroup-send") as pool:
-            return list(pool.map(one, calls))
+        return _in_workers(one, calls, workers)
 
     # --- retries ----------------------------------------------------------------------------
 
@@ -560,15 +565,30 @@ class MobilgroupClient:
             return result
 
     def _post(self, body: bytes, request_id: int | None, timeout: float) -> bytes:
-        request = requests.PreparedRequest()
-        request.method = "POST"
-        request.url = self._url
-        request.headers = CaseInsensitiveDict(self._headers)
-        request.headers["Content-Length"] = str(len(body))
-        request.body = body
         timeout = max(timeout, MIN_ATTEMPT_SECONDS)
         attempt.begin(timeout)
         try:
+            if self._direct is not None:
+                # A kept-alive connection of our own transport: the pre-built head and the body
+                # go straight onto it (transport.GatewayAdapter.exchange).
+                try:
+                    exchange = self._direct.exchange(self._template, self._head, body, timeout,
+                                                     self._verify, self._cert, self._proxies)
+                except requests.exceptions.RequestException as exc:
+                    raise self._failure(exc, request_id, timeout) from None
+                if exchange is not None:
+                    answer = exchange.response
+                    try:
+                        return self._read(answer.status, answer.reason, answer.headers,
+                                          answer.read1, request_id, timeout)
+                    finally:
+                        exchange.release()
+            request = requests.PreparedRequest()
+            request.method = "POST"
+            request.url = self._url
+            request.headers = CaseInsensitiveDict(self._headers)
+            request.headers["Content-Length"] = str(len(body))
+            request.body = body
             try:
                 response = self._adapter.send(
                     request, stream=True, timeout=timeout,
@@ -576,7 +596,10 @@ class MobilgroupClient:
             except requests.exceptions.RequestException as exc:
                 raise self._failure(exc, request_id, timeout) from None
             try:
-                return self._read(response, request_id, timeout)
+                raw = response.raw
+                read1 = getattr(raw, "read1", raw.read)
+                return self._read(response.status_code, response.reason, response.headers,
+                                  partial(read1, decode_content=False), request_id, timeout)
             finally:
                 response.close()
         finally:
@@ -612,19 +635,20 @@ class MobilgroupClient:
         return _transport(f"request to {self.endpoint} failed: {_reason(exc)}", request_id,
                           maybe_sent=written is not False)
 
-    def _read(self, response: requests.Response, request_id: int | None,
-              timeout: float) -> bytes:
-        status = response.status_code
+    def _read(self, status: int, reason: str, headers: Mapping[str, str] | Any,
+              read: Callable[[int], bytes], request_id: int | None, timeout: float) -> bytes:
+        """The body of an answer (``read`` returns what has arrived of it, up to n bytes),
+        refused when it is not a 200, too large, or late."""
         if status != 200:
             if 300 <= status < 400:
-                raise _transport(f"HTTP {status} redirect to {response.headers.get('Location')!r} "
+                raise _transport(f"HTTP {status} redirect to {headers.get('Location')!r} "
                                  f"refused: the request carries the password", request_id,
                                  status_code=status, retryable=False)
             retryable = status >= 500 or status in (408, 429)
-            raise _transport(f"HTTP {status} {response.reason} from {self.endpoint}", request_id,
+            raise _transport(f"HTTP {status} {reason} from {self.endpoint}", request_id,
                              status_code=status, retryable=retryable)
         cap = self.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
+        declared = headers.get("Content-Length") or ""
         expected = int(declared) if declared.isdigit() and len(declared) < 19 else None
         if expected is not None and expected > cap:
             raise ProtocolError(f"answer of {declared} bytes refused: more than {cap} bytes is "
@@ -633,12 +657,11 @@ class MobilgroupClient:
         # read; a caller's own transport only bounds each read, so it is checked here too).
         deadline = attempt.deadline if attempt.deadline is not None else (
             time.monotonic() + timeout)
-        read = getattr(response.raw, "read1", response.raw.read)
         chunks: list[bytes] = []
         size = 0
         try:
             while expected is None or size < expected:
-                chunk = read(min(cap + 1 - size, 65536), decode_content=False)
+                chunk = read(min(cap + 1 - size, 65536))
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -749,7 +772,43 @@ def _late(client: MobilgroupClient, request_id: int | None, timeout: float) -> T
                       f"to arrive", request_id, timed_out=True)
 
 
-def _send_arguments(send: Callable[..., SendResult], index: int,
+def _in_workers(work: Callable[[Any], T], items: list[Any], workers: int) -> list[T]:
+    """``[work(item) for item in items]`` on ``workers`` threads (the caller's among them), each
+    taking the next item as it finishes one: no queue, no future per item, one hand-off per
+    thread rather than per item. An exception ``work`` lets out is raised here, once the threads
+    have stopped (each stops taking items when one has failed)."""
+    results: list[Any] = [None] * len(items)
+    taken = iter(range(len(items)))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        while not failures:
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            try:
+                results[index] = work(items[index])
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=run, name=f"mobilgroup-send-{n}", daemon=True)
+               for n in range(1, workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        run()
+    finally:
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
+def _send_arguments(signature: inspect.Signature, index: int,
                     message: object) -> dict[str, Any] | ValidationError:
     """One row of ``send_many`` as ``send`` keyword arguments with a request id, or the
     ValidationError that says what is wrong with the row."""
@@ -763,7 +822,7 @@ def _send_arguments(send: Callable[..., SendResult], index: int,
                                "not a mapping of send() arguments nor a (phones, text) tuple",
                                "give {'phones': ..., 'text': ...} or (phones, text)")
     try:
-        inspect.signature(send).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError as exc:
         return ValidationError(field, sorted(map(str, kwargs)), str(exc),
                                "use the keyword arguments of MobilgroupClient.send")

@@ -26,6 +26,7 @@ either, and :func:`redact_url` masks everything between ``//`` and the last ``@`
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import ipaddress
@@ -483,6 +484,10 @@ OPTIONS: tuple[Option, ...] = (
     _option("outbox_batch", "int", _number(int), 10,
             "outbox rows of one transaction sent by one task, one after the other (1: a task "
             "per row)", low=1, high=1000, adapters=_DJANGO, in_settings=False),
+    _option("outbox_send", "task-or-now", _choice("task", "now"), "task",
+            "how outbox rows leave once committed: task (a task per batch, sent by the task "
+            "worker) or now (by a few threads of the committing process, at once)",
+            adapters=_DJANGO, in_settings=False),
     # The alert handler's own options.
     _option("max_sms", "int", _number(int), 5, "at most this many alert SMS ...", low=1,
             setting="ALERT_MAX_SMS", adapters=_BUDGET, in_settings=False),
@@ -1029,6 +1034,10 @@ class ResolveCache:
         self.size = size
         self._results: OrderedDict[str, Resolved] = OrderedDict()
         self._lock = threading.Lock()
+        # Per adapter, the layers of its last call (deep copies) and their result: an adapter
+        # asks with the same layers call after call, and comparing them is cheaper than the
+        # digest of their repr.
+        self._last: dict[str, tuple[tuple[Any, ...], Resolved]] = {}
 
     def __len__(self) -> int:
         return len(self._results)
@@ -1036,11 +1045,30 @@ class ResolveCache:
     def clear(self) -> None:
         with self._lock:
             self._results.clear()
+            self._last.clear()
 
     def __call__(self, adapter: str, **layers: Any) -> Resolved:
         """``resolve(adapter, **layers)``, from memory when no layer changed."""
         environ = layers.get("environ")
         environ = os.environ if environ is None else environ
+        seen = (sorted(item for item in layers.items() if item[0] != "environ"),
+                _variables(environ))
+        last = self._last.get(adapter)
+        if last is not None and last[0] == seen:
+            return last[1]
+        resolved = self._resolve(adapter, environ, layers)
+        if len(self._last) < len(ADAPTERS) or adapter in self._last:
+            try:
+                # A copy, so that a layer changed in place (a dict of settings) is a change.
+                kept = copy.deepcopy(seen)
+                if kept == seen:  # a value equal only to itself would never match again
+                    self._last[adapter] = (kept, resolved)
+            except Exception:  # a value that cannot be copied: the digest path serves it
+                self._last.pop(adapter, None)
+        return resolved
+
+    def _resolve(self, adapter: str, environ: Mapping[str, str],
+                 layers: dict[str, Any]) -> Resolved:
         # A digest of the repr (the layers hold dicts and lists, so no hash()): the key keeps no
         # password. Of the environment, only the variables the resolver reads.
         key = hashlib.blake2b(repr((
@@ -1063,6 +1091,19 @@ class ResolveCache:
             while len(self._results) > self.size:
                 self._results.popitem(last=False)
         return resolved
+
+
+_ENV_KEYS = tuple(os.fsencode(name) for name in ENV_NAMES) if os.name == "posix" else ()
+
+
+def _variables(environ: Mapping[str, str]) -> tuple[str | bytes | None, ...]:
+    """The values of the variables the resolver reads. Of ``os.environ``, on POSIX, straight
+    from the dict it keeps (what it reads and writes through): a look-up through ``os.environ``
+    encodes the name and decodes the value each time."""
+    data = getattr(environ, "_data", None) if environ is os.environ and _ENV_KEYS else None
+    if isinstance(data, dict):
+        return tuple(map(data.get, _ENV_KEYS))
+    return tuple(map(environ.get, ENV_NAMES))
 
 
 #: The process's memoised :func:`resolve` (see :class:`ResolveCache`).

@@ -15,7 +15,7 @@ def _range(option: Option) -> str:
              "url": "an https:// URL", "phones": "phone numbers", "bool": "yes / no",
              "hours": "1 to 48 hours", "region": "a country code (RU, KZ...)",
              "choice": "split, truncate, error", "redis-url": "a redis:// URL",
-             "regions": "country codes (RU, KZ...; 001)"}
+             "regions": "country codes (RU, KZ...; 001)", "task-or-now": "task, now"}
     if option.kind in kinds or option.low is None:
         return kinds.get(option.kind, option.kind)
     unit = "seconds" if option.kind.startswith("seconds") else "whole number"

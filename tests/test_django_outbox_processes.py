@@ -343,3 +343,48 @@ def test_an_account_out_of_money_pauses_the_worker_until_money_is_added(
     project.kill(worker)
     assert Counter(m.request_id for m in gateway.outbox) == dict.fromkeys(expected, 1)
     assert {state for state, _, _ in outbox_rows(project).values()} == {"accepted"}
+
+
+@pytest.mark.timeout(240)
+def test_a_process_killed_while_its_threads_send_leaves_each_row_to_go_out_once(
+        project: Project) -> None:
+    """``OUTBOX_SEND = "now"``: the committing process sends its rows itself, and is killed
+    while the gateway holds the answer to one of them; the sweeper sends what is left, each
+    exactly once."""
+    gateway = project.gateway
+    gateway.faults.next("delay", seconds=30)  # accepted, its answer held: the process dies
+    application = project.begin_shell(f"""
+        import json, time
+        from django.db import transaction
+        from mobilgroup_backends.django.outbox import enqueue
+        with transaction.atomic():
+            ids = [enqueue("{PHONE}", f"code {{n}}").request_id for n in range(6)]
+        print(json.dumps(ids), flush=True)
+        time.sleep(120)
+    """, TESTS_MOBILGROUP=json.dumps(gateway_settings(
+        gateway, RETRIES=0, TIMEOUT=2, OUTBOX_SEND="now")), TESTS_TASK_BACKEND=(
+        f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"))  # a queued task would show here
+    try:
+        assert application.stdout is not None
+        line = ""
+        while not line.startswith("["):  # the shell may say something first
+            line = application.stdout.readline()
+            assert line, "the process ended before it wrote its rows"
+        ids = json.loads(line)
+        assert gateway.outbox.wait_for(1, timeout=60), "the process sent nothing"
+    finally:
+        application.kill()
+        application.communicate(timeout=30)
+    killed_at = datetime.now(timezone.utc)
+    rows = outbox_rows(project)
+    assert sorted(rows) == sorted(ids)
+    assert "pending" in {state for state, _, _ in rows.values()}  # one was in flight at least
+    leases = [until for state, _, until in rows.values() if state == "pending" and until]
+    wait = max((until - killed_at).total_seconds() for until in leases) if leases else 0
+    time.sleep(max(0.0, wait) + 0.2)
+
+    project.run("mobilgroup", "outbox", "--stale-after", "0")
+    assert Counter(m.request_id for m in gateway.outbox) == dict.fromkeys(ids, 1)
+    assert {state for state, _, _ in outbox_rows(project).values()} == {"accepted"}
+    table = DBTaskResult._meta.db_table
+    assert select(project.database, f'SELECT COUNT(*) FROM "{table}"') == [(0,)]  # noqa: S608

@@ -247,9 +247,14 @@ def test_a_read_only_state_file_or_folder_is_told(mobilgroup_emulator: Emulator,
     assert len(mobilgroup_emulator.outbox) == 3
 
 
+def offline_client() -> MobilgroupClient:
+    """A client that only prepares messages: a plan is made without sending anything."""
+    return MobilgroupClient("1000", "login", "secret", endpoint="http://127.0.0.1:9/extxml.php")
+
+
 def test_create_never_replaces_a_state_file(tmp_path: Path) -> None:
     write_contacts(tmp_path / "c.csv", 3)
-    plan = make_plan(read_contacts(tmp_path / "c.csv"), TEMPLATE, _offline_client())
+    plan = make_plan(read_contacts(tmp_path / "c.csv"), TEMPLATE, offline_client())
     state = tmp_path / "m.sqlite"
     with MailingState.create(state, plan, source="c.csv", template=TEMPLATE) as first:
         ids = [request.request_id for request in first.unsent()]
@@ -320,7 +325,7 @@ def test_report_and_send_are_refused_while_another_run_holds_the_state(
 
 def test_what_a_killed_build_left_is_cleared_by_the_next_owner(tmp_path: Path) -> None:
     write_contacts(tmp_path / "c.csv", 3)
-    plan = make_plan(read_contacts(tmp_path / "c.csv"), TEMPLATE, _offline_client())
+    plan = make_plan(read_contacts(tmp_path / "c.csv"), TEMPLATE, offline_client())
     state = tmp_path / "m[1].sqlite"  # a name glob would misread
     leftover = tmp_path / "m[1].sqlite.k3j2_x.new"
     leftover.write_bytes(b"half a database")
@@ -330,7 +335,3 @@ def test_what_a_killed_build_left_is_cleared_by_the_next_owner(tmp_path: Path) -
         assert len(opened.unsent()) == 3
     assert not leftover.exists() and unrelated.exists()
 
-
-def _offline_client() -> MobilgroupClient:
-    """A client that only prepares messages (a plan is made without any request)."""
-    return MobilgroupClient("1000", "demo", "demo", endpoint="http://127.0.0.1:9/extxml.php")

@@ -23,9 +23,13 @@ def __getattr__(name: str) -> Any:
     if name == "QueuedSmsBackend":
         from . import queued
 
-        return queued.QueuedSmsBackend
-    if name in __all__:
+        value: Any = queued.QueuedSmsBackend
+    elif name in __all__:
         from . import backend
 
-        return getattr(backend, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(backend, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Kept as a module attribute: django-sms imports the backend by name for every message.
+    globals()[name] = value
+    return value

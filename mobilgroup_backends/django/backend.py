@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
 from ..client import MobilgroupClient, shared_client
@@ -319,10 +321,9 @@ class SmsBackend(_Base):
         ``DEFAULT_FROM_SMS`` or ``SENDSMS_DEFAULT_FROM_PHONE`` when valid aliases; else none (the
         account's default alias). A phone number is not an alias, and is ignored.
         """
-        defaults = [getattr(django_settings, name, None)
-                    for name in ("DEFAULT_FROM_SMS", "SENDSMS_DEFAULT_FROM_PHONE")]
+        defaults = _default_senders()
         explicit = getattr(message, "originator", None) or getattr(message, "from_phone", None)
-        if explicit and explicit not in defaults:
+        if explicit and explicit not in defaults[:2]:
             alias = valid_alias(explicit)
             if alias:
                 return alias
@@ -331,11 +332,7 @@ class SmsBackend(_Base):
                            explicit)
         if self.config.settings.sender:
             return self.config.settings.sender
-        for value in defaults:
-            alias = valid_alias(value)
-            if alias:
-                return alias
-        return None
+        return defaults[-1]
 
     def _track(self, outgoing: Outgoing, sent: list[int]) -> bool:
         """Record the parts of ``outgoing`` accepted now (``sent``: a run of consecutive parts)
@@ -352,6 +349,32 @@ class SmsBackend(_Base):
                          ",".join(map(str, sent)), type(exc).__name__)
             return False
         return True
+
+
+#: The settings that name a default originator, in the order they count.
+_DEFAULT_SENDER_SETTINGS = ("DEFAULT_FROM_SMS", "SENDSMS_DEFAULT_FROM_PHONE")
+_default_senders_cache: tuple[Any, Any, str | None] | None = None
+
+
+def _default_senders() -> tuple[Any, Any, str | None]:
+    """The two default-originator settings as they are, and the first of them that is a valid
+    alias (or None). Read once: reading a setting a project does not define costs an exception
+    inside Django's settings object on every message; ``override_settings`` tells us of a
+    change (``setting_changed``)."""
+    global _default_senders_cache
+    found = _default_senders_cache
+    if found is None:
+        values = [getattr(django_settings, name, None) for name in _DEFAULT_SENDER_SETTINGS]
+        alias = next((a for a in map(valid_alias, values) if a), None)
+        found = _default_senders_cache = (values[0], values[1], alias)
+    return found
+
+
+@receiver(setting_changed)
+def _forget_default_senders(*, setting: str, **kwargs: Any) -> None:
+    global _default_senders_cache
+    if setting in _DEFAULT_SENDER_SETTINGS:
+        _default_senders_cache = None
 
 
 def _attach(message: Any, status: MobilgroupStatus) -> None:
@@ -401,6 +424,8 @@ def _content(outgoing: Outgoing) -> dict[str, Any]:
 def _only(outgoing: Outgoing, *request_ids: int) -> Outgoing:
     """The prepared message reduced to the parts with these ids."""
     keep = set(request_ids)
+    if len(keep) == len(outgoing.parts) and keep.issuperset(outgoing.request_ids):
+        return outgoing  # all of it: no copy
     return outgoing.without(rid for rid in outgoing.request_ids if rid not in keep)
 
 

@@ -20,7 +20,15 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..client import shared_client
 from ..errors import ConfigurationError, ValidationError
-from .backend import REJECTED, MobilgroupRecipientStatus, SmsBackend, _body, _recipients
+from ..outgoing import Outgoing
+from .backend import (
+    REJECTED,
+    MobilgroupRecipientStatus,
+    MobilgroupStatus,
+    SmsBackend,
+    _body,
+    _recipients,
+)
 from .settings import MobilgroupImproperlyConfigured
 from .signals import post_send
 
@@ -59,38 +67,54 @@ class QueuedSmsBackend(SmsBackend):
         return None
 
     def send_messages(self, messages: Sequence[Any] | Iterable[Any]) -> int:
-        """Write each message to the outbox; how many were queued (not yet sent)."""
-        return sum(1 for message in list(messages or ()) if self._queue(message))
+        """Write the messages to the outbox, all with one bulk insert; how many were queued (not
+        yet sent). ``pre_send`` is sent for each before anything is written, ``post_send`` for
+        each once they are. A message refused here (a malformed phone) is not written; without
+        ``fail_silently`` its error is raised once the messages before it are written."""
+        config = self.config
+        client = shared_client(config.settings)
+        batch: list[tuple[Any, MobilgroupStatus, Outgoing]] = []
+        queued = 0
+        for message in list(messages or ()):
+            status = self._begin(message)
+            if status is None:
+                continue
+            try:
+                # The core applies every setting (region, sender, long messages...) once; the
+                # rows keep what it made, and the worker sends that as it is.
+                outgoing = client.prepare(_recipients(message), _body(message),
+                                          sender=self.sender_for(message))
+            except ConfigurationError as exc:
+                raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
+            except ValidationError as exc:
+                queued += self._write(batch)
+                batch = []
+                self._failed(message, status, REJECTED, exc, ())
+                continue
+            batch.append((message, status, outgoing))
+        return queued + self._write(batch)
 
-    def _queue(self, message: Any) -> bool:
-        status = self._begin(message)
-        if status is None:
-            return False
-        from .outbox import enqueue_prepared
+    def _write(self, batch: list[tuple[Any, MobilgroupStatus, Outgoing]]) -> int:
+        if not batch:
+            return 0
+        from .outbox import enqueue_prepared_many
 
         config = self.config
-        try:
-            # The core applies every setting (region, sender, long messages...) once; the rows
-            # keep what it made, and the worker sends that as it is.
-            outgoing = shared_client(config.settings).prepare(
-                _recipients(message), _body(message), sender=self.sender_for(message))
-            rows = enqueue_prepared(outgoing, not_after=self.expire_after,
-                                    track_delivery=config.track_delivery)
-        except ConfigurationError as exc:
-            raise MobilgroupImproperlyConfigured("MOBILGROUP", str(exc)) from None
-        except ValidationError as exc:
-            return self._failed(message, status, REJECTED, exc, ())
-        status.status = PENDING
-        status.outgoing = outgoing
-        status.sender = outgoing.sender
-        status.parts = len(rows)
-        status.request_ids = [row.request_id for row in rows]
-        status.request_id = status.request_ids[0]
-        status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, PENDING)
-                             for phone in outgoing.phones}
-        status.tracked = config.track_delivery
-        post_send.send(sender=type(self), message=message, status=status, backend=self)
-        return True
+        written = enqueue_prepared_many([outgoing for _, _, outgoing in batch], config,
+                                        not_after=self.expire_after,
+                                        track_delivery=config.track_delivery)
+        for (message, status, outgoing), rows in zip(batch, written, strict=True):
+            status.status = PENDING
+            status.outgoing = outgoing
+            status.sender = outgoing.sender
+            status.parts = len(rows)
+            status.request_ids = [row.request_id for row in rows]
+            status.request_id = status.request_ids[0]
+            status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, PENDING)
+                                 for phone in outgoing.phones}
+            status.tracked = config.track_delivery
+            post_send.send(sender=type(self), message=message, status=status, backend=self)
+        return len(batch)
 
 
 def _require_app() -> None:

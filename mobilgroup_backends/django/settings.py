@@ -76,6 +76,8 @@ class BackendConfig:
     track_delivery: bool = False
     #: Rows of one transaction that one task sends (``MOBILGROUP['OUTBOX_BATCH']``).
     outbox_batch: int = 10
+    #: How committed rows leave (``MOBILGROUP['OUTBOX_SEND']``): ``"task"`` or ``"now"``.
+    outbox_send: str = "task"
 
     @property
     def allow_insecure_http(self) -> bool:
@@ -147,8 +149,20 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     core remembers the resolution until a setting, an override or a variable changes.
     """
     resolved = load_resolved(overrides, environ)
-    return BackendConfig(
+    global _last_config
+    last = _last_config  # one tuple, read at once: another thread may replace it
+    if last is not None and last[0] is resolved:
+        return last[1]
+    config = BackendConfig(
         settings=resolved.settings,
         track_delivery=resolved["track_delivery"],
         outbox_batch=resolved["outbox_batch"],
+        outbox_send=resolved["outbox_send"],
     )
+    _last_config = (resolved, config)
+    return config
+
+
+#: The last resolution :func:`load_config` was given and the configuration it made of it: the
+#: core hands back the very same object while no setting changed.
+_last_config: tuple[Any, BackendConfig] | None = None
