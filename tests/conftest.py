@@ -1,5 +1,13 @@
-"""Fixtures shared by several test modules (the emulator fixture comes from the package's own
-pytest plugin)."""
+"""Fixtures shared by several test modules.
+
+The emulator fixtures are one family, each named for what it adds to a fresh emulator:
+``mobilgroup_emulator`` (the package's own pytest plugin: a fresh emulator, the default
+account), ``frozen_emulator`` (its clock stands still), ``tls_emulator`` (over HTTPS, a test CA),
+``django_emulator`` (Django's ``MOBILGROUP`` pointing at it; a module adds keys with
+``pytestmark = pytest.mark.mobilgroup_settings(RETRIES=0, ...)``) and ``otp_emulator`` (the
+one-time code tests': ``django_emulator`` with a cache of the test's own). A module that needs
+something else names its own fixture for what it adds (``secret_emulator``, ``slow_emulator``).
+"""
 
 from __future__ import annotations
 
@@ -49,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     stack = contextlib.ExitStack()
     stack.enter_context(shared_copy_folder())
     config.add_cleanup(stack.close)
+    config.addinivalue_line(
+        "markers", "mobilgroup_settings(**keys): MOBILGROUP keys the django_emulator fixture adds")
 
 
 #: Each xdist worker costs seconds of CPU before its first test (it imports and collects every
@@ -246,7 +256,7 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
+def tls_emulator(ca: trustme.CA) -> Iterator[Emulator]:
     """The emulator over HTTPS, with a certificate for 127.0.0.1 from the test CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
@@ -277,16 +287,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def otp_gateway(mobilgroup_emulator: Emulator, settings: Any,
-                no_mobilgroup_environment: None) -> Emulator:
-    """The one-time code tests' gateway: MOBILGROUP pointing at a fresh emulator, and a cache of
-    this test's own (the guard counts there), so no test sees another's counts."""
+def django_emulator(mobilgroup_emulator: Emulator, settings: Any,
+                    request: pytest.FixtureRequest) -> Emulator:
+    """``mobilgroup_emulator`` as Django's ``MOBILGROUP`` (fast retries), plus the keys of the
+    module's or test's ``mobilgroup_settings`` mark."""
     from tests.django_project.helpers import gateway_settings
 
-    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator)
+    extra: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers("mobilgroup_settings"))):
+        extra.update(mark.kwargs)  # the closest mark (the test's) wins over the module's
+    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, **extra)
+    return mobilgroup_emulator
+
+
+@pytest.fixture
+def otp_emulator(django_emulator: Emulator, settings: Any,
+                 no_mobilgroup_environment: None) -> Emulator:
+    """The one-time code tests' emulator: ``django_emulator`` and a cache of this test's own (the
+    guard counts there), so no test sees another's counts."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": f"otp-{uuid.uuid4().hex}"}}
-    return mobilgroup_emulator
+    return django_emulator
 
 
 _broker_databases = iter(range(1, 16))

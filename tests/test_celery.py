@@ -213,7 +213,7 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(
 
 
 @pytest.fixture
-def gateway_app(mobilgroup_emulator: Emulator) -> Celery:
+def eager_app(mobilgroup_emulator: Emulator) -> Celery:
     """An app configured through Celery's own settings (``mobilgroup_secret_url``), run eagerly."""
     app = Celery("eager", broker="memory://")
     app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(retries=0)
@@ -221,10 +221,10 @@ def gateway_app(mobilgroup_emulator: Emulator) -> Celery:
 
 
 def test_a_transport_failure_is_retried_under_the_same_id(
-        gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
+        eager_app: Celery, mobilgroup_emulator: Emulator) -> None:
     mobilgroup_emulator.faults.next("close_after")  # accepted, answer lost
     mobilgroup_emulator.faults.next("http_500")
-    task = gateway_app.tasks[mobilgroup_celery.SEND_TASK]
+    task = eager_app.tasks[mobilgroup_celery.SEND_TASK]
     outcome = task.apply((123456789012345678, ["79031234567"], "retried"), {})
     assert outcome.successful(), outcome.traceback
     assert outcome.result["request_id"] == 123456789012345678
@@ -237,10 +237,10 @@ def test_a_transport_failure_is_retried_under_the_same_id(
 
 
 def test_a_long_text_is_one_task_sending_every_part_the_core_split(
-        gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
-    gateway_app.conf.task_always_eager = True  # the task runs here, as a worker would run it
-    gateway_app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(long_messages="split")
-    first = mobilgroup_celery.enqueue("79031234567", "word " * 60, app=gateway_app)
+        eager_app: Celery, mobilgroup_emulator: Emulator) -> None:
+    eager_app.conf.task_always_eager = True  # the task runs here, as a worker would run it
+    eager_app.conf.mobilgroup_secret_url = mobilgroup_emulator.url(long_messages="split")
+    first = mobilgroup_celery.enqueue("79031234567", "word " * 60, app=eager_app)
     texts = [m.text for m in mobilgroup_emulator.outbox]
     assert len(texts) == 3 and " ".join(texts).split() == ["word"] * 60
     assert mobilgroup_emulator.outbox[0].request_id == first
@@ -248,9 +248,9 @@ def test_a_long_text_is_one_task_sending_every_part_the_core_split(
 
 
 def test_a_refusal_for_good_is_not_retried(
-        gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
+        eager_app: Celery, mobilgroup_emulator: Emulator) -> None:
     mobilgroup_emulator.faults.next("body", count=20, status=404, body=b"not found")
-    task = gateway_app.tasks[mobilgroup_celery.SEND_TASK]
+    task = eager_app.tasks[mobilgroup_celery.SEND_TASK]
     outcome = task.apply((123456789012345679, ["79031234567"], "wrong endpoint"), {})
     assert outcome.failed()
     assert isinstance(outcome.result, TransportError) and outcome.result.status_code == 404
@@ -290,8 +290,8 @@ def test_a_real_worker_fails_a_404_endpoint_after_one_request(
 
 @pytest.mark.slow
 def test_a_real_worker_fails_an_untrusted_certificate_at_once(
-        app: Celery, broker: str, tmp_path: Path, tls_gateway: Emulator) -> None:
-    app.conf.mobilgroup_secret_url = tls_gateway.url(retries=3, backoff=0.01)
+        app: Celery, broker: str, tmp_path: Path, tls_emulator: Emulator) -> None:
+    app.conf.mobilgroup_secret_url = tls_emulator.url(retries=3, backoff=0.01)
     worker = Worker(broker, app.conf.mobilgroup_secret_url, str(tmp_path / "w.log"), concurrency=1)
     try:
         request_id = mobilgroup_celery.enqueue("79031234567", "untrusted", app=app)
@@ -300,7 +300,7 @@ def test_a_real_worker_fails_an_untrusted_certificate_at_once(
         log = worker.log_tail(200)
     finally:
         worker.kill()
-    assert tls_gateway.requests.snapshot() == []  # no request got past the handshake
+    assert tls_emulator.requests.snapshot() == []  # no request got past the handshake
     assert log.count(f"SMS request {request_id} not sent, not retried (refused)") == 1, log
     assert "certificate" in log and "Retry in" not in log
 
@@ -327,16 +327,16 @@ def test_a_real_worker_retries_an_account_refusal_until_money_is_added(
     assert "Retry in" in log and "not retried" not in log
 
 
-def test_the_worker_client_is_made_once_per_process_and_app(gateway_app: Celery) -> None:
-    client = mobilgroup_celery.worker_client(gateway_app)
-    assert mobilgroup_celery.worker_client(gateway_app) is client
+def test_the_worker_client_is_made_once_per_process_and_app(eager_app: Celery) -> None:
+    client = mobilgroup_celery.worker_client(eager_app)
+    assert mobilgroup_celery.worker_client(eager_app) is client
     other = Celery("other", broker="memory://")
-    other.conf.mobilgroup_url = gateway_app.conf.mobilgroup_secret_url
+    other.conf.mobilgroup_url = eager_app.conf.mobilgroup_secret_url
     assert mobilgroup_celery.worker_client(other) is not client
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child must make its own: the parent's sockets are not its to use
-        os.write(write, b"1" if mobilgroup_celery.worker_client(gateway_app) is not client else b"0")
+        os.write(write, b"1" if mobilgroup_celery.worker_client(eager_app) is not client else b"0")
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
@@ -344,8 +344,8 @@ def test_the_worker_client_is_made_once_per_process_and_app(gateway_app: Celery)
 
 @pytest.mark.django_db
 def test_track_due_polls_due_reports_through_the_django_app(
-        gateway_app: Celery, mobilgroup_emulator: Emulator) -> None:
-    outcome = gateway_app.tasks[mobilgroup_celery.TRACK_TASK].apply()
+        eager_app: Celery, mobilgroup_emulator: Emulator) -> None:
+    outcome = eager_app.tasks[mobilgroup_celery.TRACK_TASK].apply()
     assert outcome.successful(), outcome.traceback
     assert outcome.result["polled"] == 0
 

@@ -183,10 +183,10 @@ def test_a_trickled_body_is_cut_at_the_deadline_too(mobilgroup_emulator: Emulato
 # --- TLS failures by phase ----------------------------------------------------------------------
 
 
-def test_corrupted_record_after_the_request_may_have_been_sent(tls_gateway: Emulator,
+def test_corrupted_record_after_the_request_may_have_been_sent(tls_emulator: Emulator,
                                                                ca_file: str) -> None:
-    tls_gateway.faults.next("tls_corrupt_after")
-    with MobilgroupClient.from_url(tls_gateway.url(), ca_bundle=ca_file, retries=0) as client:
+    tls_emulator.faults.next("tls_corrupt_after")
+    with MobilgroupClient.from_url(tls_emulator.url(), ca_bundle=ca_file, retries=0) as client:
         with pytest.raises(errors.TransportError) as caught:
             client.send(PHONE, "tls", request_id=5005)
         error = caught.value
@@ -194,42 +194,42 @@ def test_corrupted_record_after_the_request_may_have_been_sent(tls_gateway: Emul
         assert "after the request was sent" in str(error)
         assert "not trusted" not in str(error)
         assert client.send(PHONE, "tls", request_id=5005, resend=True).accepted_earlier
-    assert len(tls_gateway.outbox) == 1
+    assert len(tls_emulator.outbox) == 1
 
 
-def test_corrupted_record_is_retried_with_the_same_id(tls_gateway: Emulator,
+def test_corrupted_record_is_retried_with_the_same_id(tls_emulator: Emulator,
                                                       ca_file: str) -> None:
-    tls_gateway.faults.next("tls_corrupt_after")
-    with MobilgroupClient.from_url(tls_gateway.url(), ca_bundle=ca_file, retries=1,
+    tls_emulator.faults.next("tls_corrupt_after")
+    with MobilgroupClient.from_url(tls_emulator.url(), ca_bundle=ca_file, retries=1,
                                    backoff=0.01) as client:
         result = client.send(PHONE, "tls retried")
     assert result.accepted_earlier and result.attempts == 2
-    assert len(tls_gateway.outbox) == 1
+    assert len(tls_emulator.outbox) == 1
 
 
-def test_untrusted_certificate_is_not_sent_and_not_retried(tls_gateway: Emulator) -> None:
-    with MobilgroupClient.from_url(tls_gateway.url(), retries=3, backoff=5) as client:
+def test_untrusted_certificate_is_not_sent_and_not_retried(tls_emulator: Emulator) -> None:
+    with MobilgroupClient.from_url(tls_emulator.url(), retries=3, backoff=5) as client:
         started = time.monotonic()
         with pytest.raises(errors.TransportError) as caught:
             client.send(PHONE, "never", request_id=5006)
         assert time.monotonic() - started < 2  # no backoff: not retried
     assert not caught.value.maybe_sent and not caught.value.retryable
     assert caught.value.request_id == 5006
-    assert tls_gateway.requests == [] or all(r.command is None for r in tls_gateway.requests)
-    assert tls_gateway.outbox == []
+    assert tls_emulator.requests == [] or all(r.command is None for r in tls_emulator.requests)
+    assert tls_emulator.outbox == []
 
 
-def test_a_session_with_verify_false_still_verifies(tls_gateway: Emulator,
+def test_a_session_with_verify_false_still_verifies(tls_emulator: Emulator,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     session = requests.Session()
     session.verify = False
     with caplog.at_level(logging.WARNING, "mobilgroup_backends.client"):
-        client = MobilgroupClient.from_url(tls_gateway.url(), session=session, retries=0)
+        client = MobilgroupClient.from_url(tls_emulator.url(), session=session, retries=0)
     assert "verify=False" in caplog.text and "verified anyway" in caplog.text
     with client, pytest.raises(errors.TransportError) as caught:
         client.send(PHONE, "never")
     assert "TLS failed before the request was sent" in str(caught.value)
-    assert tls_gateway.outbox == []
+    assert tls_emulator.outbox == []
 
 
 def test_a_callers_session_keeps_the_deadline(mobilgroup_emulator: Emulator) -> None:

@@ -25,7 +25,7 @@ from mobilgroup_backends.errors import (
     TransportError,
     ValidationError,
 )
-from tests.django_project.helpers import Message, gateway_settings
+from tests.django_project.helpers import Message
 from tests.helpers import in_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,45 +36,39 @@ PHONE, PHONE2, PHONE3 = "79031234567", "79031234568", "79031234569"
 pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
-@pytest.fixture
-def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
-    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator)
-    return mobilgroup_emulator
-
-
 # --- both packages reach the gateway --------------------------------------------------------
 
 
-def test_django_sms_send_sms_reaches_the_outbox(gateway: Emulator) -> None:
+def test_django_sms_send_sms_reaches_the_outbox(django_emulator: Emulator) -> None:
     sent = sms.send_sms("Your code is 4521", recipients=["+7 (903) 123-45-67"])
 
     assert sent == 1
-    assert gateway.outbox.wait_for(1)
-    [message] = gateway.outbox
+    assert django_emulator.outbox.wait_for(1)
+    [message] = django_emulator.outbox
     assert message.phones == (PHONE,)
     assert message.text == "Your code is 4521"
     assert message.sender is None  # no SENDER, no default: the account's own alias
-    assert message.user_id == gateway.account.user_id
+    assert message.user_id == django_emulator.account.user_id
 
 
-def test_django_sendsms_send_sms_reaches_the_outbox(gateway: Emulator, settings: Any) -> None:
+def test_django_sendsms_send_sms_reaches_the_outbox(django_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "SENDER": "MyShop"}
 
     sent = sendsms.api.send_sms(body="Order 17 shipped", from_phone=None, to=[PHONE, PHONE2])
 
     assert sent == 1
-    [message] = gateway.outbox
+    [message] = django_emulator.outbox
     assert message.phones == (PHONE, PHONE2)
     assert message.text == "Order 17 shipped"
     assert message.sender == "MyShop"
 
 
-def test_django_sms_message_object_gets_a_status(gateway: Emulator) -> None:
+def test_django_sms_message_object_gets_a_status(django_emulator: Emulator) -> None:
     message = sms.Message("Hello", recipients=[PHONE, PHONE2, PHONE3])
 
     assert message.send() == 1
 
-    [sent] = gateway.outbox  # one message to many recipients is one gateway request
+    [sent] = django_emulator.outbox  # one message to many recipients is one gateway request
     status: MobilgroupStatus = message.mobilgroup_status
     assert status.status == "queued" and status.accepted
     assert status.request_id == sent.request_id
@@ -84,14 +78,14 @@ def test_django_sms_message_object_gets_a_status(gateway: Emulator) -> None:
     assert {r.request_id for r in status.recipients.values()} == {sent.request_id}
 
 
-def test_send_messages_counts_only_what_the_gateway_accepted(gateway: Emulator) -> None:
+def test_send_messages_counts_only_what_the_gateway_accepted(django_emulator: Emulator) -> None:
     good, bad, also_good = (Message("one", [PHONE]), Message("two", ["not a phone"]),
                             Message("three", [PHONE2]))
 
     count = SmsBackend(fail_silently=True).send_messages([good, bad, also_good])
 
     assert count == 2
-    assert [m.text for m in gateway.outbox] == ["one", "three"]
+    assert [m.text for m in django_emulator.outbox] == ["one", "three"]
     assert bad.mobilgroup_status.status == "rejected"  # type: ignore[attr-defined]
     assert isinstance(bad.mobilgroup_status.error, ValidationError)  # type: ignore[attr-defined]
     assert SmsBackend().send_messages([]) == 0
@@ -100,29 +94,29 @@ def test_send_messages_counts_only_what_the_gateway_accepted(gateway: Emulator) 
 # --- connections ----------------------------------------------------------------------------
 
 
-def test_one_connection_is_reused_inside_a_with_block(gateway: Emulator) -> None:
-    before = gateway.connections
+def test_one_connection_is_reused_inside_a_with_block(django_emulator: Emulator) -> None:
+    before = django_emulator.connections
     with sms.get_connection() as connection:
         for n in range(4):
             assert sms.Message(f"message {n}", recipients=[PHONE],
                                connection=connection).send() == 1
-    assert len(gateway.outbox) == 4
-    assert gateway.connections - before == 1
+    assert len(django_emulator.outbox) == 4
+    assert django_emulator.connections - before == 1
 
 
-def test_without_a_block_sends_share_one_client_per_configuration(gateway: Emulator) -> None:
+def test_without_a_block_sends_share_one_client_per_configuration(django_emulator: Emulator) -> None:
     """``send_sms`` without a connection makes a backend per message; they share the process's
     client for the configuration, so every message after the first reuses its connection."""
-    before = gateway.connections
+    before = django_emulator.connections
     for n in range(3):
         sms.send_sms(f"message {n}", recipients=[PHONE])
-    assert len(gateway.outbox) == 3
-    assert gateway.connections - before <= 1
+    assert len(django_emulator.outbox) == 3
+    assert django_emulator.connections - before <= 1
 
 
-def test_sendsms_connection_reuse_with_open_and_close(gateway: Emulator) -> None:
+def test_sendsms_connection_reuse_with_open_and_close(django_emulator: Emulator) -> None:
     connection = sendsms.api.get_connection()
-    before = gateway.connections
+    before = django_emulator.connections
     assert connection.open() is True
     assert connection.open() is False  # already open: nothing new
     try:
@@ -130,11 +124,11 @@ def test_sendsms_connection_reuse_with_open_and_close(gateway: Emulator) -> None
             sendsms.api.send_sms(f"n{n}", None, [PHONE], connection=connection)
     finally:
         connection.close()
-    assert gateway.connections - before == 1
+    assert django_emulator.connections - before == 1
     assert connection.client is None
 
 
-def test_one_open_backend_is_safe_to_share_between_threads(gateway: Emulator) -> None:
+def test_one_open_backend_is_safe_to_share_between_threads(django_emulator: Emulator) -> None:
     backend = SmsBackend()
     def worker(n: int) -> None:
         for k in range(5):
@@ -143,27 +137,27 @@ def test_one_open_backend_is_safe_to_share_between_threads(gateway: Emulator) ->
     with backend:
         errors = in_threads(worker, 6, timeout=30)
     assert not errors
-    assert gateway.outbox.wait_for(30, timeout=5)
-    assert len({m.request_id for m in gateway.outbox}) == 30
-    assert sorted(m.text for m in gateway.outbox) == sorted(
+    assert django_emulator.outbox.wait_for(30, timeout=5)
+    assert len({m.request_id for m in django_emulator.outbox}) == 30
+    assert sorted(m.text for m in django_emulator.outbox) == sorted(
         f"t{n}-{k}" for n in range(6) for k in range(5))
 
 
-def test_a_lost_answer_is_retried_and_sent_once(gateway: Emulator) -> None:
-    gateway.faults.next("close_after")  # processed, then the answer is lost
+def test_a_lost_answer_is_retried_and_sent_once(django_emulator: Emulator) -> None:
+    django_emulator.faults.next("close_after")  # processed, then the answer is lost
 
     message = sms.Message("exactly once", recipients=[PHONE])
     assert message.send() == 1
 
-    assert len(gateway.outbox) == 1
-    assert message.mobilgroup_status.request_id == gateway.outbox[0].request_id
+    assert len(django_emulator.outbox) == 1
+    assert message.mobilgroup_status.request_id == django_emulator.outbox[0].request_id
 
 
 # --- fail_silently --------------------------------------------------------------------------
 
 
-def test_gateway_refusal_raises_without_fail_silently(gateway: Emulator) -> None:
-    gateway.account.blocked = True
+def test_gateway_refusal_raises_without_fail_silently(django_emulator: Emulator) -> None:
+    django_emulator.account.blocked = True
     message = sms.Message("hi", recipients=[PHONE])
 
     with pytest.raises(ClientBlocked) as caught:
@@ -172,11 +166,11 @@ def test_gateway_refusal_raises_without_fail_silently(gateway: Emulator) -> None
     assert caught.value.code == 5
     assert message.mobilgroup_status.status == "failed"
     assert message.mobilgroup_status.error is caught.value
-    assert not gateway.outbox
+    assert not django_emulator.outbox
 
 
-def test_gateway_refusal_is_swallowed_with_fail_silently(gateway: Emulator) -> None:
-    gateway.account.blocked = True
+def test_gateway_refusal_is_swallowed_with_fail_silently(django_emulator: Emulator) -> None:
+    django_emulator.account.blocked = True
     message = sms.Message("hi", recipients=[PHONE, PHONE2])
 
     assert message.send(fail_silently=True) == 0
@@ -187,13 +181,13 @@ def test_gateway_refusal_is_swallowed_with_fail_silently(gateway: Emulator) -> N
     assert {r.status for r in status.recipients.values()} == {"failed"}
 
 
-def test_network_failure_both_ways(gateway: Emulator) -> None:
-    gateway.faults.next("http_500", count=6)  # RETRIES is 1: two attempts per send
+def test_network_failure_both_ways(django_emulator: Emulator) -> None:
+    django_emulator.faults.next("http_500", count=6)  # RETRIES is 1: two attempts per send
     with pytest.raises(TransportError):
         sms.send_sms("down", recipients=[PHONE])
     assert sms.send_sms("down", recipients=[PHONE], fail_silently=True) == 0
     assert sendsms.api.send_sms("down", None, [PHONE], fail_silently=True) == 0
-    assert not gateway.outbox
+    assert not django_emulator.outbox
 
 
 BAD_SETTINGS = [
@@ -299,23 +293,23 @@ def test_environment_is_not_mixed_into_settings_credentials(
         SmsBackend()
 
 
-def test_discrete_keys_and_constructor_arguments_override(gateway: Emulator,
+def test_discrete_keys_and_constructor_arguments_override(django_emulator: Emulator,
                                                           settings: Any) -> None:
-    account = gateway.account
+    account = django_emulator.account
     settings.MOBILGROUP = {"USER_ID": account.user_id, "LOGIN": account.login,
-                           "PASSWORD": account.password, "ENDPOINT": gateway.endpoint,
+                           "PASSWORD": account.password, "ENDPOINT": django_emulator.endpoint,
                            "SENDER": "FromSet", "VALID_HOURS": 3}
     assert sms.send_sms("a", recipients=[PHONE]) == 1
-    assert (gateway.outbox[-1].sender, gateway.outbox[-1].valid_hours) == ("FromSet", 3)
+    assert (django_emulator.outbox[-1].sender, django_emulator.outbox[-1].valid_hours) == ("FromSet", 3)
 
     connection = sms.get_connection(sender="FromArg", valid_hours=5)
     assert sms.send_sms("b", recipients=[PHONE], connection=connection) == 1
-    assert (gateway.outbox[-1].sender, gateway.outbox[-1].valid_hours) == ("FromArg", 5)
+    assert (django_emulator.outbox[-1].sender, django_emulator.outbox[-1].valid_hours) == ("FromArg", 5)
 
     # django-sendsms passes username/password (None unless given): None changes nothing
     connection = sendsms.api.get_connection(username=None, password=None)
     assert sendsms.api.send_sms("c", None, [PHONE], connection=connection) == 1
-    assert gateway.outbox[-1].sender == "FromSet"
+    assert django_emulator.outbox[-1].sender == "FromSet"
     with pytest.raises(ImproperlyConfigured, match=r"SENDER|sender"):
         sms.get_connection(sender="bad alias!")
     with pytest.raises(TypeError, match="sendr"):
@@ -335,28 +329,28 @@ def test_discrete_keys_and_constructor_arguments_override(gateway: Emulator,
     ("Setting", {}, "+15551234567", "Setting"),
     (None, {"SENDSMS_DEFAULT_FROM_PHONE": "SendDflt"}, None, "SendDflt"),
 ])
-def test_sender_alias_precedence(gateway: Emulator, settings: Any, setting_sender: str | None,
+def test_sender_alias_precedence(django_emulator: Emulator, settings: Any, setting_sender: str | None,
                                  defaults: dict[str, str], originator: str | None,
                                  expected: str | None) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "SENDER": setting_sender}
     for name, value in defaults.items():
         setattr(settings, name, value)
     assert sms.send_sms("hi", originator=originator, recipients=[PHONE]) == 1
-    assert gateway.outbox[-1].sender == expected
+    assert django_emulator.outbox[-1].sender == expected
 
 
-def test_sendsms_default_from_phone(gateway: Emulator, settings: Any) -> None:
+def test_sendsms_default_from_phone(django_emulator: Emulator, settings: Any) -> None:
     settings.SENDSMS_DEFAULT_FROM_PHONE = "SendDflt"
     assert sendsms.api.send_sms("hi", None, [PHONE]) == 1
-    assert gateway.outbox[-1].sender == "SendDflt"
+    assert django_emulator.outbox[-1].sender == "SendDflt"
     assert sendsms.api.send_sms("hi", "Explicit", [PHONE]) == 1
-    assert gateway.outbox[-1].sender == "Explicit"
+    assert django_emulator.outbox[-1].sender == "Explicit"
 
 
 # --- signals --------------------------------------------------------------------------------
 
 
-def test_pre_send_can_cancel_and_edit(gateway: Emulator) -> None:
+def test_pre_send_can_cancel_and_edit(django_emulator: Emulator) -> None:
     def receiver(sender: type, message: Any, **kwargs: Any) -> None:
         if "secret" in message.body:
             raise CancelSend
@@ -370,10 +364,10 @@ def test_pre_send_can_cancel_and_edit(gateway: Emulator) -> None:
     finally:
         pre_send.disconnect(receiver)
     assert cancelled.mobilgroup_status.status == "cancelled"
-    assert [m.text for m in gateway.outbox] == ["SHOUT"]
+    assert [m.text for m in django_emulator.outbox] == ["SHOUT"]
 
 
-def test_post_send_carries_the_status(gateway: Emulator) -> None:
+def test_post_send_carries_the_status(django_emulator: Emulator) -> None:
     seen: list[tuple[Any, MobilgroupStatus]] = []
 
     def receiver(sender: type, message: Any, status: MobilgroupStatus, **kwargs: Any) -> None:
@@ -382,72 +376,72 @@ def test_post_send_carries_the_status(gateway: Emulator) -> None:
 
     post_send.connect(receiver)
     try:
-        gateway.account.blocked = True
+        django_emulator.account.blocked = True
         failing = sms.Message("no", recipients=[PHONE])
         assert failing.send(fail_silently=True) == 0
-        gateway.account.blocked = False
+        django_emulator.account.blocked = False
         ok = sms.Message("yes", recipients=[PHONE])
         assert ok.send() == 1
     finally:
         post_send.disconnect(receiver)
     assert [(m, s.status) for m, s in seen] == [(failing, "failed"), (ok, "queued")]
-    assert seen[1][1].request_id == gateway.outbox[0].request_id
+    assert seen[1][1].request_id == django_emulator.outbox[0].request_id
 
 
 # --- text: Cyrillic, encodings, length ------------------------------------------------------
 
 
-def test_cyrillic_text_arrives_intact(gateway: Emulator, settings: Any) -> None:
+def test_cyrillic_text_arrives_intact(django_emulator: Emulator, settings: Any) -> None:
     text = "Ваш заказ №17 отправлен. Спасибо!"
     assert sms.send_sms(text, recipients=[PHONE]) == 1
-    assert gateway.outbox[-1].text == text
-    assert gateway.outbox[-1].transliterate is True
+    assert django_emulator.outbox[-1].text == text
+    assert django_emulator.outbox[-1].transliterate is True
 
     settings.MOBILGROUP = {**settings.MOBILGROUP, "TRANSLITERATE": False}
     assert sms.send_sms(text, recipients=[PHONE]) == 1
-    assert gateway.outbox[-1].text == text
-    assert gateway.outbox[-1].transliterate is False
+    assert django_emulator.outbox[-1].text == text
+    assert django_emulator.outbox[-1].transliterate is False
 
 
-def test_characters_windows_1251_cannot_carry(gateway: Emulator, settings: Any) -> None:
+def test_characters_windows_1251_cannot_carry(django_emulator: Emulator, settings: Any) -> None:
     message = sms.Message("Deploy done \U0001f680", recipients=[PHONE])
     with pytest.raises(ValidationError, match="U\\+1F680"):
         message.send()
     assert message.mobilgroup_status.status == "rejected"
-    assert not gateway.outbox
+    assert not django_emulator.outbox
 
     settings.MOBILGROUP = {**settings.MOBILGROUP, "REPLACE_UNENCODABLE": True}
     assert sms.send_sms("Deploy done \U0001f680", recipients=[PHONE]) == 1
-    assert gateway.outbox[-1].text == "Deploy done ?"
+    assert django_emulator.outbox[-1].text == "Deploy done ?"
 
 
 LONG = " ".join(f"word{n:02d}" for n in range(50))  # 349 characters
 
 
-def test_long_message_split_is_the_default(gateway: Emulator) -> None:
+def test_long_message_split_is_the_default(django_emulator: Emulator) -> None:
     message = sms.Message(LONG, recipients=[PHONE, PHONE2])
 
     assert message.send() == 1
 
-    parts = [m.text for m in gateway.outbox]
+    parts = [m.text for m in django_emulator.outbox]
     assert len(parts) == 3
     assert all(len(part) <= 140 for part in parts)
     assert " ".join(parts) == LONG
     status = message.mobilgroup_status
     assert status.parts == 3
-    assert status.request_ids == [m.request_id for m in gateway.outbox]
-    assert all(m.phones == (PHONE, PHONE2) for m in gateway.outbox)
+    assert status.request_ids == [m.request_id for m in django_emulator.outbox]
+    assert all(m.phones == (PHONE, PHONE2) for m in django_emulator.outbox)
 
 
-def test_long_message_truncate(gateway: Emulator, settings: Any) -> None:
+def test_long_message_truncate(django_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "LONG_MESSAGES": "truncate"}
     assert sms.send_sms(LONG, recipients=[PHONE]) == 1
-    [sent] = gateway.outbox
+    [sent] = django_emulator.outbox
     assert len(sent.text) <= 140 and sent.text.endswith("…")
     assert LONG.startswith(sent.text[:-1])
 
 
-def test_long_message_error(gateway: Emulator, settings: Any) -> None:
+def test_long_message_error(django_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "LONG_MESSAGES": "error"}
     message = sms.Message(LONG, recipients=[PHONE])
     with pytest.raises(ValidationError, match="349 characters"):
@@ -456,15 +450,15 @@ def test_long_message_error(gateway: Emulator, settings: Any) -> None:
     quiet = sms.Message(LONG, recipients=[PHONE])
     assert quiet.send(fail_silently=True) == 0
     assert quiet.mobilgroup_status.status == "rejected"
-    assert not gateway.outbox
+    assert not django_emulator.outbox
 
 
-def test_long_cyrillic_without_transliteration_splits_at_64(gateway: Emulator,
+def test_long_cyrillic_without_transliteration_splits_at_64(django_emulator: Emulator,
                                                             settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "TRANSLITERATE": False}
     text = " ".join(["Привет"] * 20)  # 139 characters
     assert sms.send_sms(text, recipients=[PHONE]) == 1
-    parts = [m.text for m in gateway.outbox]
+    parts = [m.text for m in django_emulator.outbox]
     assert len(parts) == 3 and all(len(part) <= 64 for part in parts)
     assert " ".join(parts) == text
 
@@ -512,8 +506,8 @@ with sendsms.api.get_connection() as connection:
 # --- split messages: per part, and a re-send sends only what was not accepted ---------------------
 
 
-def test_split_message_reports_each_part_and_resends_only_the_rest(gateway: Emulator) -> None:
-    gateway.account.balance = Decimal(1)  # one SMS to one phone: part 1 only
+def test_split_message_reports_each_part_and_resends_only_the_rest(django_emulator: Emulator) -> None:
+    django_emulator.account.balance = Decimal(1)  # one SMS to one phone: part 1 only
     message = sms.Message(LONG, recipients=[PHONE])
     with pytest.raises(InsufficientFunds):
         message.send()
@@ -521,21 +515,21 @@ def test_split_message_reports_each_part_and_resends_only_the_rest(gateway: Emul
     assert status.status == "failed" and status.parts == 3
     first, second, third = status.part_results
     assert (first.status, second.status, third.status) == ("queued", "failed", "pending")
-    assert [m.request_id for m in gateway.outbox] == [first.request_id]
+    assert [m.request_id for m in django_emulator.outbox] == [first.request_id]
     assert isinstance(second.error, InsufficientFunds) and not second.maybe_sent
     assert len({p.request_id for p in status.part_results}) == 3
 
-    gateway.account.balance = Decimal(10)
+    django_emulator.account.balance = Decimal(10)
     assert message.send() == 1  # the same message object again
     assert message.mobilgroup_status.status == "queued"
-    assert [m.request_id for m in gateway.outbox] == [p.request_id for p in status.part_results]
-    assert " ".join(m.text for m in gateway.outbox) == LONG  # each part exactly once
+    assert [m.request_id for m in django_emulator.outbox] == [p.request_id for p in status.part_results]
+    assert " ".join(m.text for m in django_emulator.outbox) == LONG  # each part exactly once
 
 
-def test_resent_part_that_may_have_arrived_is_not_sent_twice(gateway: Emulator,
+def test_resent_part_that_may_have_arrived_is_not_sent_twice(django_emulator: Emulator,
                                                             settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "RETRIES": 0}
-    gateway.faults.next("close_after")  # part 1 accepted, its answer lost
+    django_emulator.faults.next("close_after")  # part 1 accepted, its answer lost
     message = sms.Message(LONG, recipients=[PHONE])
     with pytest.raises(TransportError):
         message.send()
@@ -544,20 +538,20 @@ def test_resent_part_that_may_have_arrived_is_not_sent_twice(gateway: Emulator,
     assert message.send() == 1
     parts = message.mobilgroup_status.part_results
     assert parts[0].accepted_earlier and all(p.accepted for p in parts)
-    assert len(gateway.outbox) == 3  # part 1 once, though it was sent twice
+    assert len(django_emulator.outbox) == 3  # part 1 once, though it was sent twice
 
 
 @pytest.mark.parametrize(("body", "expected"), [(b"hello bytes", "hello bytes"),
                                                 ("привет".encode(), "привет")])
-def test_bytes_bodies_are_decoded(gateway: Emulator, body: bytes, expected: str) -> None:
+def test_bytes_bodies_are_decoded(django_emulator: Emulator, body: bytes, expected: str) -> None:
     assert SmsBackend().send_messages([Message(body, [PHONE])]) == 1
-    assert [m.text for m in gateway.outbox] == [expected]
+    assert [m.text for m in django_emulator.outbox] == [expected]
 
 
-def test_bytes_that_are_not_utf8_are_refused(gateway: Emulator) -> None:
+def test_bytes_that_are_not_utf8_are_refused(django_emulator: Emulator) -> None:
     message = Message(b"\xff\xfe", [PHONE])
     with pytest.raises(ValidationError) as caught:
         SmsBackend().send_messages([message])
     assert caught.value.field == "body" and "b'" not in str(caught.value)
     assert message.mobilgroup_status.status == "rejected"
-    assert gateway.outbox == []
+    assert django_emulator.outbox == []

@@ -19,7 +19,6 @@ from django.core.management.base import CommandError
 from mobilgroup_backends.django.models import SmsRequest
 from mobilgroup_backends.emulator import Emulator
 from tests.conftest import RunCommand
-from tests.django_project.helpers import gateway_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PHONE, PHONE2 = "79031234567", "79031234568"
@@ -27,12 +26,6 @@ PHONE, PHONE2 = "79031234567", "79031234568"
 
 # The settings under test must not be mixed with MOBILGROUP_* variables of the machine.
 pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
-
-
-@pytest.fixture
-def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
-    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator)
-    return mobilgroup_emulator
 
 
 def run(*args: str) -> str:
@@ -47,13 +40,13 @@ def fails(*args: str) -> CommandError:
     return caught.value
 
 
-def test_balance(gateway: Emulator) -> None:
-    gateway.account.balance = Decimal("42.50")
+def test_balance(django_emulator: Emulator) -> None:
+    django_emulator.account.balance = Decimal("42.50")
     assert run("balance").strip() == "Balance: 42.50"
     assert json.loads(run("balance", "--json")) == {"ok": True, "balance": "42.50"}
 
 
-def test_status(gateway: Emulator) -> None:
+def test_status(django_emulator: Emulator) -> None:
     message = sms.Message("hi", recipients=[PHONE, PHONE2])
     assert message.send() == 1
     request_id = message.mobilgroup_status.request_id
@@ -66,44 +59,44 @@ def test_status(gateway: Emulator) -> None:
     data = json.loads(run("status", str(request_id), "--json"))
     assert data["request_id"] == request_id
     assert [r["phone"] for r in data["recipients"]] == [PHONE, PHONE2]
-    assert gateway.status_queries(request_id) == 2
+    assert django_emulator.status_queries(request_id) == 2
 
 
 @pytest.mark.django_db
-def test_send(gateway: Emulator, settings: Any) -> None:
+def test_send(django_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": True}
 
     out = run("send", "+7 903 123-45-67", PHONE2, "--text", "Привет", "--sender", "MyShop")
 
-    [sent] = gateway.outbox
+    [sent] = django_emulator.outbox
     assert (sent.phones, sent.text, sent.sender) == ((PHONE, PHONE2), "Привет", "MyShop")
     assert out.strip() == f"Sent to 2 recipient(s): request id {sent.request_id}"
     assert SmsRequest.objects.get().request_id == sent.request_id
     data = json.loads(run("send", PHONE, "--text", "again", "--json"))
-    assert data["ok"] is True and data["request_ids"] == [gateway.outbox[1].request_id]
+    assert data["ok"] is True and data["request_ids"] == [django_emulator.outbox[1].request_id]
     assert data["tracked"] is True
 
 
-def test_send_splits_long_text(gateway: Emulator) -> None:
+def test_send_splits_long_text(django_emulator: Emulator) -> None:
     out = run("send", PHONE, "--text", " ".join(["word"] * 60))
     assert "in 3 parts" in out
-    assert len(gateway.outbox) == 3
+    assert len(django_emulator.outbox) == 3
 
 
-def test_exit_codes(gateway: Emulator, settings: Any) -> None:
+def test_exit_codes(django_emulator: Emulator, settings: Any) -> None:
     assert fails("send", "12", "--text", "x").returncode == 2  # not a phone: nothing sent
     assert fails("status", "not-a-number").returncode == 2
     error = fails("send", PHONE, "--text", "x", "--sender", "Bad alias!")
     assert error.returncode == 2 and "sender" in str(error)
     error = fails("status", "123456789")
     assert error.returncode == 1 and "gateway error 12" in str(error)
-    gateway.account.blocked = True
+    django_emulator.account.blocked = True
     assert fails("balance").returncode == 1
-    gateway.account.blocked = False
-    gateway.faults.next("http_500", count=2)  # RETRIES is 1
+    django_emulator.account.blocked = False
+    django_emulator.faults.next("http_500", count=2)  # RETRIES is 1
     error = fails("send", PHONE, "--text", "x")
     assert error.returncode == 3 and "HTTP 500" in str(error)
-    assert not gateway.outbox
+    assert not django_emulator.outbox
     settings.MOBILGROUP = {"URL": "mobilgroup://demo@1000"}
     error = fails("balance")
     assert error.returncode == 2 and "MOBILGROUP['URL']" in str(error)

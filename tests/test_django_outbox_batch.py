@@ -25,19 +25,13 @@ from mobilgroup_backends.django.models import OutboxMessage
 from mobilgroup_backends.django.outbox import enqueue, requeue, sweep
 from mobilgroup_backends.django.tasks import send_outboxed, send_outboxed_batch
 from mobilgroup_backends.emulator import Emulator
-from tests.django_project.helpers import gateway_settings
 from tests.helpers import Rollback, sent_ids
 
 PHONE, OTHER = "79031234567", "79037654321"
 
 pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
-              pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
-    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, RETRIES=0, OUTBOX_BATCH=10)
-    return mobilgroup_emulator
+              pytest.mark.django_db(transaction=True),
+              pytest.mark.mobilgroup_settings(RETRIES=0, OUTBOX_BATCH=10)]
 
 
 @pytest.fixture
@@ -65,7 +59,7 @@ def queued_pks(backend: Any) -> list[int]:
     return pks
 
 
-def test_the_rows_of_a_transaction_are_queued_in_batches(gateway: Emulator, stored: Any) -> None:
+def test_the_rows_of_a_transaction_are_queued_in_batches(django_emulator: Emulator, stored: Any) -> None:
     with transaction.atomic():
         rows = [enqueue(PHONE, f"order {n}") for n in range(25)]
         assert stored.results == []  # nothing before the commit
@@ -76,7 +70,7 @@ def test_the_rows_of_a_transaction_are_queued_in_batches(gateway: Emulator, stor
     # A worker runs them: each row sent once, under its own id.
     for _, (batch,) in queued(stored):
         assert send_outboxed_batch.call(batch) == {OutboxMessage.ACCEPTED: len(batch)}
-    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+    assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}
     # A real redelivery: the worker sent the first batch and died before recording it, so its
     # rows are pending under a lease that ran out, and the broker runs the task again.
     first = rows[:10]
@@ -85,15 +79,15 @@ def test_the_rows_of_a_transaction_are_queued_in_batches(gateway: Emulator, stor
         leased_until=timezone.now() - timedelta(seconds=1))
     assert send_outboxed_batch.call(pks[:10]) == {OutboxMessage.ACCEPTED: 10}
     ids = {row.request_id for row in first}
-    sends = [ex for ex in gateway.requests if ex.command == "send" and ex.request_id in ids]
+    sends = [ex for ex in django_emulator.requests if ex.command == "send" and ex.request_id in ids]
     assert len(sends) == 20
     assert [ex.error for ex in sends[10:]] == [7] * 10  # each resend: "accepted earlier"
-    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}  # nothing sent twice
+    assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}  # nothing sent twice
     assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.ACCEPTED}
 
 
 def test_one_row_is_one_task_and_a_batch_of_one_is_a_task_per_row(
-        gateway: Emulator, stored: Any, settings: Any) -> None:
+        django_emulator: Emulator, stored: Any, settings: Any) -> None:
     with transaction.atomic():
         row = enqueue(PHONE, "alone")
     assert queued(stored) == [("send_outboxed", [row.pk])]
@@ -104,7 +98,7 @@ def test_one_row_is_one_task_and_a_batch_of_one_is_a_task_per_row(
     assert queued(stored) == [("send_outboxed", [row.pk]) for row in rows]
 
 
-def test_rows_of_a_rolled_back_savepoint_are_not_queued(gateway: Emulator, stored: Any) -> None:
+def test_rows_of_a_rolled_back_savepoint_are_not_queued(django_emulator: Emulator, stored: Any) -> None:
     with transaction.atomic():
         with pytest.raises(Rollback), transaction.atomic():  # the first rows, in a savepoint
             lost = [enqueue(PHONE, f"lost {n}") for n in range(3)]
@@ -118,7 +112,7 @@ def test_rows_of_a_rolled_back_savepoint_are_not_queued(gateway: Emulator, store
         request_id__in=[row.request_id for row in lost]).exists()
 
 
-def test_after_a_rollback_the_next_transaction_is_queued(gateway: Emulator, stored: Any) -> None:
+def test_after_a_rollback_the_next_transaction_is_queued(django_emulator: Emulator, stored: Any) -> None:
     with pytest.raises(Rollback), transaction.atomic():
         enqueue(PHONE, "never")
         raise Rollback
@@ -130,36 +124,36 @@ def test_after_a_rollback_the_next_transaction_is_queued(gateway: Emulator, stor
     assert queued_pks(stored) == [*(row.pk for row in rows), third.pk]
 
 
-def test_outside_a_transaction_each_row_is_queued_at_once(gateway: Emulator, stored: Any) -> None:
+def test_outside_a_transaction_each_row_is_queued_at_once(django_emulator: Emulator, stored: Any) -> None:
     first = enqueue(PHONE, "one")
     assert queued_pks(stored) == [first.pk]
     second = enqueue(PHONE, "two")
     assert queued_pks(stored) == [first.pk, second.pk]
 
 
-def test_a_batch_is_sent_at_commit_once_each(gateway: Emulator) -> None:
+def test_a_batch_is_sent_at_commit_once_each(django_emulator: Emulator) -> None:
     """The immediate backend runs the batch task at commit: the whole path, end to end."""
     with transaction.atomic():
         rows = [enqueue(PHONE, f"order {n}") for n in range(12)]
-        assert len(gateway.outbox) == 0
-    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
+        assert len(django_emulator.outbox) == 0
+    assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}
     assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.ACCEPTED}
 
 
 def test_a_batch_leaves_a_failed_row_pending_and_sends_the_others(
-        gateway: Emulator, stored: Any) -> None:
+        django_emulator: Emulator, stored: Any) -> None:
     with transaction.atomic():
         rows = [enqueue(PHONE, f"order {n}") for n in range(3)]
     stored.clear()
-    gateway.faults.next("close_before")  # the first send finds the gateway unreachable
+    django_emulator.faults.next("close_before")  # the first send finds the gateway unreachable
     assert send_outboxed_batch.call([row.pk for row in rows]) == {
         OutboxMessage.PENDING: 1, OutboxMessage.ACCEPTED: 2}
     # The pending row is queued again on its own, later (the backend can defer).
     assert queued(stored) == [("send_outboxed", [rows[0].pk])]
-    assert sent_ids(gateway) == {rows[1].request_id: 1, rows[2].request_id: 1}
+    assert sent_ids(django_emulator) == {rows[1].request_id: 1, rows[2].request_id: 1}
 
 
-def test_requeued_rows_are_queued_in_batches(gateway: Emulator, stored: Any) -> None:
+def test_requeued_rows_are_queued_in_batches(django_emulator: Emulator, stored: Any) -> None:
     with transaction.atomic():
         rows = [enqueue(PHONE, f"order {n}") for n in range(4)]
     OutboxMessage.objects.update(state=OutboxMessage.REJECTED)
@@ -170,7 +164,7 @@ def test_requeued_rows_are_queued_in_batches(gateway: Emulator, stored: Any) -> 
 
 
 def test_every_api_in_one_transaction_is_one_batch(
-        gateway: Emulator, stored: Any, queued_backend: None) -> None:
+        django_emulator: Emulator, stored: Any, queued_backend: None) -> None:
     with transaction.atomic():
         sms.send_sms("Order 1", recipients=[PHONE])  # django-sms
         sms.send_sms("Order 2", recipients=[OTHER])
@@ -184,7 +178,7 @@ def test_every_api_in_one_transaction_is_one_batch(
 
 
 def test_a_rolled_back_savepoint_takes_its_rows_out_of_the_batch(
-        gateway: Emulator, stored: Any, queued_backend: None) -> None:
+        django_emulator: Emulator, stored: Any, queued_backend: None) -> None:
     with transaction.atomic():
         first = enqueue(PHONE, "kept before")  # the batch's hook belongs to the transaction
         with pytest.raises(Rollback), transaction.atomic():
@@ -197,7 +191,7 @@ def test_a_rolled_back_savepoint_takes_its_rows_out_of_the_batch(
 
 
 def test_a_batch_begun_in_a_rolled_back_savepoint_does_not_lose_later_rows(
-        gateway: Emulator, stored: Any, queued_backend: None) -> None:
+        django_emulator: Emulator, stored: Any, queued_backend: None) -> None:
     with transaction.atomic():
         with pytest.raises(Rollback), transaction.atomic():
             enqueue(PHONE, "lost")
@@ -210,7 +204,7 @@ def test_a_batch_begun_in_a_rolled_back_savepoint_does_not_lose_later_rows(
 
 @pytest.mark.parametrize("written_by", ["enqueue", "send_sms"])
 def test_a_task_backend_that_cannot_load_never_fails_the_commit(
-        gateway: Emulator, settings: Any, caplog: pytest.LogCaptureFixture, queued_backend: None,
+        django_emulator: Emulator, settings: Any, caplog: pytest.LogCaptureFixture, queued_backend: None,
         written_by: str) -> None:
     settings.TASKS = {"default": {"BACKEND": "no_such_package.backends.Backend"}}
     with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"), transaction.atomic():
@@ -226,13 +220,13 @@ def test_a_task_backend_that_cannot_load_never_fails_the_commit(
     [line] = [r for r in caplog.records if r.name.startswith("mobilgroup_backends")]
     assert "not queued" in line.getMessage() and "no_such_package" in line.getMessage()
     assert all(str(r.pk) in line.getMessage() for r in rows)
-    assert len(gateway.outbox) == 0
+    assert len(django_emulator.outbox) == 0
     assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(r.request_id for r in rows)
-    assert sent_ids(gateway) == {r.request_id: 1 for r in rows}
+    assert sent_ids(django_emulator) == {r.request_id: 1 for r in rows}
 
 
 def test_outside_a_transaction_a_task_backend_that_cannot_load_is_logged(
-        gateway: Emulator, settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+        django_emulator: Emulator, settings: Any, caplog: pytest.LogCaptureFixture) -> None:
     settings.TASKS = {"default": {"BACKEND": "no_such_package.backends.Backend"}}
     with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"):
         row = enqueue(PHONE, "autocommit")
@@ -241,7 +235,7 @@ def test_outside_a_transaction_a_task_backend_that_cannot_load_is_logged(
     assert sweep(stale_after=timedelta(0)).accepted == [row.request_id]
 
 
-def test_many_rows_of_savepoints_are_looked_up_in_chunks(gateway: Emulator, stored: Any) -> None:
+def test_many_rows_of_savepoints_are_looked_up_in_chunks(django_emulator: Emulator, stored: Any) -> None:
     with transaction.atomic():
         kept = [enqueue(PHONE, "first")]  # the batch's hook belongs to the transaction
         with transaction.atomic():  # a savepoint released: its rows are looked up at commit

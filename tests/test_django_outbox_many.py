@@ -22,16 +22,16 @@ from tests.helpers import Rollback, sent_ids
 
 PHONE = "79031234567"
 
-# The batch tests' fixtures: the emulator under MOBILGROUP (OUTBOX_BATCH 10), the dummy backend.
-gateway = batch_tests.gateway
+# The batch tests' fixture: the dummy task backend (their MOBILGROUP keys are marked below).
 stored = batch_tests.stored
 
 pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
-              pytest.mark.django_db(transaction=True)]
+              pytest.mark.django_db(transaction=True),
+              pytest.mark.mobilgroup_settings(RETRIES=0, OUTBOX_BATCH=10)]
 
 
 def test_thousands_of_rows_cost_a_few_statements_and_one_task_per_batch(
-        gateway: Emulator, stored: Any) -> None:
+        django_emulator: Emulator, stored: Any) -> None:
     messages = [(PHONE, f"order {n}") for n in range(1200)]
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         rows = enqueue_many(messages)
@@ -46,18 +46,18 @@ def test_thousands_of_rows_cost_a_few_statements_and_one_task_per_batch(
     assert [pk for batch in batches for pk in batch] == [row.pk for row in rows]
 
 
-def test_every_message_is_sent_once_at_commit(gateway: Emulator) -> None:
+def test_every_message_is_sent_once_at_commit(django_emulator: Emulator) -> None:
     prepared_elsewhere = {"phones": "+7 903 765-43-21", "text": "a mapping", "sender": "Shop"}
     with transaction.atomic():
         rows = enqueue_many([(PHONE, "a tuple"), prepared_elsewhere, (PHONE, "x" * 200)])
-        assert len(gateway.outbox) == 0
+        assert len(django_emulator.outbox) == 0
     assert [row.parts for row in rows] == [1, 1, 2, 2]  # the long text: a row a part
-    assert sent_ids(gateway) == {row.request_id: 1 for row in rows}
-    assert [m.sender for m in gateway.outbox if m.text == "a mapping"] == ["Shop"]
+    assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}
+    assert [m.sender for m in django_emulator.outbox if m.text == "a mapping"] == ["Shop"]
     assert set(OutboxMessage.objects.values_list("state", flat=True)) == {OutboxMessage.ACCEPTED}
 
 
-def test_a_bad_message_writes_nothing_and_is_named(gateway: Emulator, stored: Any) -> None:
+def test_a_bad_message_writes_nothing_and_is_named(django_emulator: Emulator, stored: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         enqueue_many([(PHONE, "fine"), ("not a phone", "bad"), (PHONE, "fine too")])
     assert caught.value.field.startswith("messages[1].")
@@ -70,7 +70,7 @@ def test_a_bad_message_writes_nothing_and_is_named(gateway: Emulator, stored: An
 
 
 def test_a_rolled_back_transaction_leaves_no_row_and_queues_nothing(
-        gateway: Emulator, stored: Any) -> None:
+        django_emulator: Emulator, stored: Any) -> None:
     with pytest.raises(Rollback), transaction.atomic():
         enqueue_many([(PHONE, f"order {n}") for n in range(30)])
         raise Rollback
@@ -79,7 +79,7 @@ def test_a_rolled_back_transaction_leaves_no_row_and_queues_nothing(
 
 
 def test_the_queued_backend_writes_a_list_of_messages_at_once(
-        gateway: Emulator, settings: Any) -> None:
+        django_emulator: Emulator, settings: Any) -> None:
     settings.SMS_BACKEND = "mobilgroup_backends.django.QueuedSmsBackend"
     messages = [sms.Message(f"order {n}", recipients=[PHONE]) for n in range(20)]
     messages.append(sms.Message("no recipient", recipients=[]))
@@ -91,4 +91,4 @@ def test_the_queued_backend_writes_a_list_of_messages_at_once(
     assert len(inserts) == 1
     statuses = [m.mobilgroup_status for m in messages]
     assert [s.status for s in statuses] == ["pending"] * 20 + ["rejected"]
-    assert sent_ids(gateway) == {s.request_id: 1 for s in statuses[:20]}
+    assert sent_ids(django_emulator) == {s.request_id: 1 for s in statuses[:20]}

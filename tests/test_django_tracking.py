@@ -23,23 +23,18 @@ from mobilgroup_backends.django.signals import delivery_status
 from mobilgroup_backends.django.tracking import RECHECK_AFTER, TrackResult, record_sent, track
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.protocol import DeliveryStatus
-from tests.django_project.helpers import gateway_settings, run_loop
+from tests.django_project.helpers import run_loop
 
 DELIVERED, UNDELIVERABLE, FAILING = "79031234567", "79030000000", "79039999999"
 
 
 # The settings under test must not be mixed with MOBILGROUP_* variables of the machine.
-pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
+pytestmark = [pytest.mark.usefixtures("no_mobilgroup_environment"),
+              pytest.mark.mobilgroup_settings(TRACK_DELIVERY=True)]
 
 
 @pytest.fixture
-def gateway(mobilgroup_emulator: Emulator, settings: Any) -> Emulator:
-    settings.MOBILGROUP = gateway_settings(mobilgroup_emulator, TRACK_DELIVERY=True)
-    return mobilgroup_emulator
-
-
-@pytest.fixture
-def client(gateway: Emulator) -> Iterator[MobilgroupClient]:
+def client(django_emulator: Emulator) -> Iterator[MobilgroupClient]:
     with SmsBackend().make_client() as made:
         yield made
 
@@ -72,7 +67,7 @@ def run_track(*args: str) -> str:
 
 
 @pytest.mark.django_db
-def test_accepted_requests_are_recorded(gateway: Emulator, settings: Any) -> None:
+def test_accepted_requests_are_recorded(django_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "VALID_HOURS": 2, "SENDER": "MyShop"}
     message = sms.Message("Your order shipped", recipients=[DELIVERED, UNDELIVERABLE])
     before = timezone.now()
@@ -81,7 +76,7 @@ def test_accepted_requests_are_recorded(gateway: Emulator, settings: Any) -> Non
 
     assert message.mobilgroup_status.tracked is True
     record = SmsRequest.objects.get()
-    assert record.request_id == gateway.outbox[0].request_id == message.mobilgroup_status.request_id
+    assert record.request_id == django_emulator.outbox[0].request_id == message.mobilgroup_status.request_id
     assert record.text_length == len("Your order shipped")
     assert record.sender == "MyShop"
     assert record.valid_hours == 2
@@ -93,20 +88,20 @@ def test_accepted_requests_are_recorded(gateway: Emulator, settings: Any) -> Non
 
 
 @pytest.mark.django_db
-def test_each_part_of_a_split_message_is_recorded(gateway: Emulator) -> None:
+def test_each_part_of_a_split_message_is_recorded(django_emulator: Emulator) -> None:
     text = " ".join(f"word{n:02d}" for n in range(40))
     assert sms.send_sms(text, recipients=[DELIVERED]) == 1
     records = list(SmsRequest.objects.order_by("part"))
     assert [(r.part, r.parts) for r in records] == [(1, 2), (2, 2)]
-    assert [r.request_id for r in records] == [m.request_id for m in gateway.outbox]
+    assert [r.request_id for r in records] == [m.request_id for m in django_emulator.outbox]
 
 
 @pytest.mark.django_db
-def test_nothing_is_recorded_without_tracking_or_when_refused(gateway: Emulator,
+def test_nothing_is_recorded_without_tracking_or_when_refused(django_emulator: Emulator,
                                                              settings: Any) -> None:
-    gateway.account.blocked = True
+    django_emulator.account.blocked = True
     assert sms.send_sms("refused", recipients=[DELIVERED], fail_silently=True) == 0
-    gateway.account.blocked = False
+    django_emulator.account.blocked = False
     settings.MOBILGROUP = {**settings.MOBILGROUP, "TRACK_DELIVERY": False}
     assert sms.send_sms("untracked", recipients=[DELIVERED]) == 1
     assert SmsRequest.objects.count() == 0
@@ -116,7 +111,7 @@ def test_nothing_is_recorded_without_tracking_or_when_refused(gateway: Emulator,
 
 
 @pytest.mark.django_db
-def test_track_end_to_end_with_the_command(gateway: Emulator,
+def test_track_end_to_end_with_the_command(django_emulator: Emulator,
                                            reports: list[dict[str, Any]]) -> None:
     message = sms.Message("Deploy finished", recipients=[DELIVERED, UNDELIVERABLE, FAILING])
     assert message.send() == 1
@@ -124,15 +119,15 @@ def test_track_end_to_end_with_the_command(gateway: Emulator,
 
     out = run_track()  # the lifetime has not run out: nothing is asked
     assert "Polled 0 request(s)" in out
-    assert gateway.status_queries(request_id) == 0
+    assert django_emulator.status_queries(request_id) == 0
 
-    gateway.clock.advance(timedelta(hours=1, minutes=5))  # past the one-hour lifetime
+    django_emulator.clock.advance(timedelta(hours=1, minutes=5))  # past the one-hour lifetime
     SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))
     out = run_track()
 
     assert "Polled 1 request(s): 1 complete, 0 pending" in out
     assert "3 recipient status(es) changed" in out
-    assert gateway.status_queries(request_id) == 1
+    assert django_emulator.status_queries(request_id) == 1
     record = SmsRequest.objects.get()
     assert record.state == SmsRequest.COMPLETE and record.polls == 1
     assert record.mailing_status is not None
@@ -150,17 +145,17 @@ def test_track_end_to_end_with_the_command(gateway: Emulator,
 
     out = run_track()  # complete: never asked again, no signal again
     assert "Polled 0 request(s)" in out
-    assert gateway.status_queries(request_id) == 1
+    assert django_emulator.status_queries(request_id) == 1
     assert len(reports) == 3
 
 
 @pytest.mark.django_db
 def test_an_incomplete_report_is_asked_again_later(
-        gateway: Emulator, client: MobilgroupClient, reports: list[dict[str, Any]]) -> None:
-    gateway.clock.freeze()
+        django_emulator: Emulator, client: MobilgroupClient, reports: list[dict[str, Any]]) -> None:
+    django_emulator.clock.freeze()
     assert sms.send_sms("slow", recipients=[DELIVERED]) == 1
     record = SmsRequest.objects.get()
-    gateway.clock.advance(2)  # handed on ("sent"), not yet delivered
+    django_emulator.clock.advance(2)  # handed on ("sent"), not yet delivered
     now = due(record)
 
     first = track(client, now=now)
@@ -173,17 +168,17 @@ def test_an_incomplete_report_is_asked_again_later(
     assert now + RECHECK_AFTER / 2 <= record.report_due_at <= now + RECHECK_AFTER
     assert track(client, now=now + timedelta(minutes=5)).polled == []  # not due yet
 
-    gateway.clock.advance(10)
+    django_emulator.clock.advance(10)
     later = track(client, now=now + RECHECK_AFTER)
     assert (later.complete, later.changed) == (1, 1)
     assert reports[-1]["status"] == DeliveryStatus.DELIVERED
     assert reports[-1]["previous"] == DeliveryStatus.SENT
-    assert gateway.status_queries(record.request_id) == 2
+    assert django_emulator.status_queries(record.request_id) == 2
 
 
 @pytest.mark.django_db
-def test_tracking_gives_up_after_three_days(gateway: Emulator, client: MobilgroupClient) -> None:
-    gateway.clock.freeze()
+def test_tracking_gives_up_after_three_days(django_emulator: Emulator, client: MobilgroupClient) -> None:
+    django_emulator.clock.freeze()
     assert sms.send_sms("stuck", recipients=[UNDELIVERABLE]) == 1  # stays "sent" meanwhile
     record = SmsRequest.objects.get()
     result = track(client, now=due(record, timedelta(hours=72)))
@@ -194,7 +189,7 @@ def test_tracking_gives_up_after_three_days(gateway: Emulator, client: Mobilgrou
 
 
 @pytest.mark.django_db
-def test_a_request_the_gateway_does_not_know(gateway: Emulator, client: MobilgroupClient) -> None:
+def test_a_request_the_gateway_does_not_know(django_emulator: Emulator, client: MobilgroupClient) -> None:
     [record] = record_sent(client.prepare(DELIVERED, "x", request_id=123456789))
     result = track(client, now=due(record))
     assert (result.polled, result.unknown) == ([123456789], 1)
@@ -205,11 +200,11 @@ def test_a_request_the_gateway_does_not_know(gateway: Emulator, client: Mobilgro
 
 @pytest.mark.django_db
 def test_an_unreachable_gateway_is_tried_again_on_a_later_run(
-        gateway: Emulator, reports: list[dict[str, Any]]) -> None:
+        django_emulator: Emulator, reports: list[dict[str, Any]]) -> None:
     assert sms.send_sms("x", recipients=[DELIVERED]) == 1
-    gateway.clock.advance(timedelta(hours=2))
+    django_emulator.clock.advance(timedelta(hours=2))
     SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))
-    gateway.faults.next("http_500", count=2)  # RETRIES is 1
+    django_emulator.faults.next("http_500", count=2)  # RETRIES is 1
 
     with pytest.raises(CommandError) as caught:
         run_track()
@@ -232,24 +227,24 @@ def track_now(record: SmsRequest) -> TrackResult:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_track_loop_polls_what_becomes_due_until_stopped(gateway: Emulator) -> None:
+def test_track_loop_polls_what_becomes_due_until_stopped(django_emulator: Emulator) -> None:
     assert sms.send_sms("Deploy finished", recipients=[DELIVERED]) == 1
-    gateway.clock.advance(timedelta(hours=2))
+    django_emulator.clock.advance(timedelta(hours=2))
     SmsRequest.objects.update(report_due_at=timezone.now())
     passes = run_loop("track")
     assert passes[0].startswith("Polled 1 request(s): 1 complete")
     assert len(passes) > 2 and all(p.startswith("Polled 0 ") for p in passes[1:])
-    assert gateway.status_queries(gateway.outbox[0].request_id) == 1
+    assert django_emulator.status_queries(django_emulator.outbox[0].request_id) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_runs_poll_each_request_once(gateway: Emulator,
+def test_two_concurrent_runs_poll_each_request_once(django_emulator: Emulator,
                                                     reports: list[dict[str, Any]]) -> None:
     for n in range(8):
         assert sms.send_sms(f"n{n}", recipients=[DELIVERED, f"7903555000{n}"]) == 1
-    request_ids = {m.request_id for m in gateway.outbox}
-    gateway.clock.advance(timedelta(hours=2))
-    gateway.latency = 0.05  # each poll takes a while, so that the two runs overlap
+    request_ids = {m.request_id for m in django_emulator.outbox}
+    django_emulator.clock.advance(timedelta(hours=2))
+    django_emulator.latency = 0.05  # each poll takes a while, so that the two runs overlap
     now = timezone.now() + timedelta(hours=1, minutes=1)
     start = threading.Barrier(2)
     results: list[TrackResult] = []
@@ -276,14 +271,14 @@ def test_two_concurrent_runs_poll_each_request_once(gateway: Emulator,
     assert first.polled and second.polled, "the two runs did not overlap"
     assert not set(first.polled) & set(second.polled)
     assert set(first.polled) | set(second.polled) == request_ids
-    assert all(gateway.status_queries(rid) == 1 for rid in request_ids)
+    assert all(django_emulator.status_queries(rid) == 1 for rid in request_ids)
     assert len(reports) == 16  # one per recipient, each once
     assert SmsRequest.objects.filter(state=SmsRequest.COMPLETE).count() == 8
     assert not SmsRequest.objects.exclude(claim_token="").exists()
 
 
 @pytest.mark.django_db
-def test_read_only_admin_with_filters(gateway: Emulator, admin_client: Any) -> None:
+def test_read_only_admin_with_filters(django_emulator: Emulator, admin_client: Any) -> None:
     assert sms.send_sms("x", recipients=[DELIVERED, UNDELIVERABLE]) == 1
     record = SmsRequest.objects.get()
     base = "/admin/mobilgroup/smsrequest/"
@@ -305,16 +300,16 @@ def test_read_only_admin_with_filters(gateway: Emulator, admin_client: Any) -> N
 
 @pytest.mark.django_db
 def test_a_failure_that_will_not_mend_stops_the_run_after_one_request(
-        gateway: Emulator, client: MobilgroupClient) -> None:
+        django_emulator: Emulator, client: MobilgroupClient) -> None:
     records = [record for n in range(4)
                for record in record_sent(client.prepare(DELIVERED, f"n{n}"))]
     SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))
     before = {record.pk: SmsRequest.objects.get(pk=record.pk).report_due_at for record in records}
-    gateway.faults.next("body", count=10, status=404, body=b"not found")  # a wrong endpoint
+    django_emulator.faults.next("body", count=10, status=404, body=b"not found")  # a wrong endpoint
 
     result = track(client)
 
-    assert len(gateway.requests) == 1  # not one request per due report
+    assert len(django_emulator.requests) == 1  # not one request per due report
     assert (len(result.polled), result.failed) == (1, 1)
     assert result.stopped.startswith("refused:") and "404" in result.stopped
     assert result.to_dict()["stopped"] == result.stopped
@@ -324,7 +319,7 @@ def test_a_failure_that_will_not_mend_stops_the_run_after_one_request(
 
 
 @pytest.mark.django_db
-def test_track_and_outbox_print_their_json_shape(gateway: Emulator,
+def test_track_and_outbox_print_their_json_shape(django_emulator: Emulator,
                                                   client: MobilgroupClient) -> None:
     [record] = record_sent(client.prepare(DELIVERED, "never sent"))  # unknown to the gateway
     SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))

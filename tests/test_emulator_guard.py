@@ -244,18 +244,18 @@ def test_allow_host_takes_only_host_names(mobilgroup_command: RunCommand) -> Non
     assert "--allow-host" in done.stderr and "host name or address" in done.stderr
 
 
-def test_over_https_its_own_origin_is_the_https_one(tls_gateway: Emulator, ca_file: str) -> None:
-    base = f"https://127.0.0.1:{tls_gateway.port}"
-    tls_gateway.faults.next("http_500")
+def test_over_https_its_own_origin_is_the_https_one(tls_emulator: Emulator, ca_file: str) -> None:
+    base = f"https://127.0.0.1:{tls_emulator.port}"
+    tls_emulator.faults.next("http_500")
 
     def clear(origin: str) -> int:
         return requests.delete(base + "/api/faults", headers={"Origin": origin}, timeout=10,
                                verify=ca_file).status_code
 
-    assert clear(f"http://127.0.0.1:{tls_gateway.port}") == 403  # the scheme differs
-    assert tls_gateway.faults.pending == 1
+    assert clear(f"http://127.0.0.1:{tls_emulator.port}") == 403  # the scheme differs
+    assert tls_emulator.faults.pending == 1
     assert clear(base) == 200
-    assert tls_gateway.faults.pending == 0
+    assert tls_emulator.faults.pending == 0
 
 
 def test_an_absolute_target_is_checked_as_its_host(running: Running, sent: str) -> None:

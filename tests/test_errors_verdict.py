@@ -51,8 +51,8 @@ def test_an_endpoint_that_will_not_mend_is_refused(frozen_emulator: Emulator,
     assert len(frozen_emulator.outbox) == 0
 
 
-def test_an_untrusted_certificate_is_refused(tls_gateway: Emulator) -> None:
-    with MobilgroupClient.from_url(tls_gateway.url()) as client:
+def test_an_untrusted_certificate_is_refused(tls_emulator: Emulator) -> None:
+    with MobilgroupClient.from_url(tls_emulator.url()) as client:
         error = failure(lambda: client.send(PHONE, "hello"))
     assert (error.verdict, error.maybe_sent) == (Verdict.REFUSED, False)
 

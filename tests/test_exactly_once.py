@@ -18,17 +18,17 @@ pytestmark = pytest.mark.usefixtures("no_mobilgroup_environment")
 
 
 @pytest.fixture
-def gateway(tls_gateway: Emulator, ca_file: str, monkeypatch: pytest.MonkeyPatch,
+def trusted_tls_emulator(tls_emulator: Emulator, ca_file: str, monkeypatch: pytest.MonkeyPatch,
             settings: object) -> Iterator[Emulator]:
     # Every path makes its client from settings: the test CA comes in through the environment,
     # as a private CA would.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
-    yield tls_gateway
+    yield tls_emulator
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("path", list(PATHS))
-def test_exactly_once(gateway: Emulator, path: str, fault: str) -> None:
-    cell = run_cell(gateway, path, fault)
-    assert cell.exactly_once, (cell.told, cell.copies, [m.text for m in gateway.outbox])
-    assert gateway.faults.pending == 0  # the fault was met
+def test_exactly_once(trusted_tls_emulator: Emulator, path: str, fault: str) -> None:
+    cell = run_cell(trusted_tls_emulator, path, fault)
+    assert cell.exactly_once, (cell.told, cell.copies, [m.text for m in trusted_tls_emulator.outbox])
+    assert trusted_tls_emulator.faults.pending == 0  # the fault was met

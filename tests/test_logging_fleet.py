@@ -118,19 +118,19 @@ def test_the_budget_url_is_checked_up_front_without_showing_its_password(
 
 
 @pytest.fixture
-def gateway() -> Iterator[Emulator]:
+def slow_emulator() -> Iterator[Emulator]:
     with Emulator(price_per_sms=0, latency=GATEWAY_LATENCY) as emulator:
         yield emulator
 
 
-def _run_fleet(gateway: Emulator, budget: str, folder: Path, *, records: int, max_sms: int,
+def _run_fleet(slow_emulator: Emulator, budget: str, folder: Path, *, records: int, max_sms: int,
                kill: RedisServer | None = None) -> list[dict[str, object]]:
     """Eight processes, half forked and half spawned, each running ``storm``."""
     processes = []
     for index in range(8):
         context = multiprocessing.get_context("fork" if index % 2 else "spawn")
         process = context.Process(target=storm, args=(
-            index, gateway.url(PHONE), budget, str(folder), records, max_sms, kill is not None))
+            index, slow_emulator.url(PHONE), budget, str(folder), records, max_sms, kill is not None))
         process.start()
         processes.append(process)
     try:
@@ -157,11 +157,11 @@ def _run_fleet(gateway: Emulator, budget: str, folder: Path, *, records: int, ma
 
 @pytest.mark.slow
 def test_a_fleet_storm_sends_at_most_max_sms_and_exactly_one_summary(
-        gateway: Emulator, redis_server: RedisServer, tmp_path: Path) -> None:
+        slow_emulator: Emulator, redis_server: RedisServer, tmp_path: Path) -> None:
     records, max_sms = 40, 3
     budget = f"{redis_server.url(0)}?key={next(_keys)}"
-    results = _run_fleet(gateway, budget, tmp_path, records=records, max_sms=max_sms)
-    texts = [message.text for message in gateway.outbox]
+    results = _run_fleet(slow_emulator, budget, tmp_path, records=records, max_sms=max_sms)
+    texts = [message.text for message in slow_emulator.outbox]
     summaries = [text for text in texts if SUMMARY.match(text)]
     alerts = [text for text in texts if not SUMMARY.match(text)]
     assert len(alerts) <= max_sms
@@ -174,11 +174,11 @@ def test_a_fleet_storm_sends_at_most_max_sms_and_exactly_one_summary(
 
 @pytest.mark.slow
 def test_redis_killed_mid_storm_the_fleet_falls_back_and_never_blocks(
-        gateway: Emulator, tmp_path: Path) -> None:
+        slow_emulator: Emulator, tmp_path: Path) -> None:
     server = RedisServer(tmp_path).start()
     try:
         budget = f"{server.url(0)}?key={next(_keys)}"
-        results = _run_fleet(gateway, budget, tmp_path, records=30, max_sms=2, kill=server)
+        results = _run_fleet(slow_emulator, budget, tmp_path, records=30, max_sms=2, kill=server)
     finally:
         server.stop()
     for n, result in enumerate(results):
@@ -188,4 +188,4 @@ def test_redis_killed_mid_storm_the_fleet_falls_back_and_never_blocks(
         assert sum("unreachable" in line for line in lines) == 1, lines
     # Each process fell back to its own budget: alerts made after the kill still went out.
     assert any(message.text.startswith("[CRITICAL] fleet.") and "after-kill" in message.text
-               for message in gateway.outbox)
+               for message in slow_emulator.outbox)

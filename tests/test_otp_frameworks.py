@@ -33,13 +33,13 @@ def _other_code(code: str) -> str:
 
 
 @pytest.fixture
-def two_factor_site(otp_gateway: Emulator, settings: Any) -> Emulator:
+def two_factor_site(otp_emulator: Emulator, settings: Any) -> Emulator:
     settings.ROOT_URLCONF = "tests.django_project.two_factor_urls"
     settings.TWO_FACTOR_SMS_GATEWAY = TWO_FACTOR_GATEWAY
     settings.LOGIN_URL = "two_factor:login"
     settings.TWO_FACTOR_PHONE_THROTTLE_FACTOR = 0  # a wrong token, then the right one at once
     settings.LOGIN_REDIRECT_URL = "/home/"
-    return otp_gateway
+    return otp_emulator
 
 
 def _password_step(client: Client, name: str) -> Any:
@@ -140,7 +140,7 @@ def test_two_factor_make_call_is_refused_with_the_setting_named(settings: Any) -
 # --- django-otp ---------------------------------------------------------------------------------
 
 
-def test_django_otp_device_sends_and_verifies_its_token_once(otp_gateway: Emulator,
+def test_django_otp_device_sends_and_verifies_its_token_once(otp_emulator: Emulator,
                                                               settings: Any,
                                                               django_user_model: Any) -> None:
     settings.OTP_MOBILGROUP_THROTTLE_FACTOR = 0
@@ -148,16 +148,16 @@ def test_django_otp_device_sends_and_verifies_its_token_once(otp_gateway: Emulat
                                       number="+7 900 000-00-03")
 
     assert device.generate_challenge() == "sent by SMS"
-    code = otp_gateway.last_code("79000000003", timeout=5)
+    code = otp_emulator.last_code("79000000003", timeout=5)
     assert code is not None and len(code) == 6
-    assert "Valid 5 min." in otp_gateway.outbox[-1].text
+    assert "Valid 5 min." in otp_emulator.outbox[-1].text
 
     assert not device.verify_token(_other_code(code))
     assert device.verify_token(code)
     assert not device.verify_token(code)  # used up
 
 
-def test_django_otp_admin_login_with_challenge_and_token(otp_gateway: Emulator,
+def test_django_otp_admin_login_with_challenge_and_token(otp_emulator: Emulator,
                                                          settings: Any,
                                                          django_user_model: Any) -> None:
     settings.ROOT_URLCONF = "tests.django_project.django_otp_urls"
@@ -168,7 +168,7 @@ def test_django_otp_admin_login_with_challenge_and_token(otp_gateway: Emulator,
 
     challenge = client.post("/otpadmin/login/", {**form, "otp_challenge": "1"})
     assert challenge.status_code == 200 and b"sent by SMS" in challenge.content
-    code = otp_gateway.last_code("+79000000004", timeout=5)
+    code = otp_emulator.last_code("+79000000004", timeout=5)
     assert code is not None
 
     done = client.post("/otpadmin/login/", {**form, "otp_token": code})
@@ -177,20 +177,20 @@ def test_django_otp_admin_login_with_challenge_and_token(otp_gateway: Emulator,
 
 
 def test_django_otp_refusal_is_the_challenge_message_and_no_token_stays(
-        otp_gateway: Emulator, settings: Any, django_user_model: Any) -> None:
+        otp_emulator: Emulator, settings: Any, django_user_model: Any) -> None:
     device = SmsDevice.objects.create(user=_user(django_user_model, "dina"), name="phone",
                                       number="+88234567890")  # an international network
 
     message = device.generate_challenge()
 
     assert "not sent" in message
-    assert len(otp_gateway.outbox) == 0
+    assert len(otp_emulator.outbox) == 0
     device.refresh_from_db()
     assert device.token is None
 
 
 def test_django_otp_no_delivery_sends_nothing_and_logs_no_code(
-        otp_gateway: Emulator, settings: Any, django_user_model: Any,
+        otp_emulator: Emulator, settings: Any, django_user_model: Any,
         caplog: pytest.LogCaptureFixture) -> None:
     settings.OTP_MOBILGROUP_NO_DELIVERY = True
     device = SmsDevice.objects.create(user=_user(django_user_model, "egor"), name="phone",
@@ -199,7 +199,7 @@ def test_django_otp_no_delivery_sends_nothing_and_logs_no_code(
 
     assert device.generate_challenge() == "sent by SMS"
 
-    assert len(otp_gateway.outbox) == 0
+    assert len(otp_emulator.outbox) == 0
     device.refresh_from_db()
     assert device.token and device.token not in caplog.text
     assert device.verify_token(device.token)
@@ -209,7 +209,7 @@ def test_django_otp_no_delivery_sends_nothing_and_logs_no_code(
 
 
 @pytest.fixture
-def allauth_site(otp_gateway: Emulator, settings: Any) -> Emulator:
+def allauth_site(otp_emulator: Emulator, settings: Any) -> Emulator:
     settings.ROOT_URLCONF = "tests.django_project.allauth_urls"
     settings.ACCOUNT_ADAPTER = "mobilgroup_backends.django.allauth.AccountAdapter"
     settings.ACCOUNT_LOGIN_METHODS = {"phone", "username"}
@@ -218,7 +218,7 @@ def allauth_site(otp_gateway: Emulator, settings: Any) -> Emulator:
     settings.ACCOUNT_EMAIL_VERIFICATION = "none"
     settings.ACCOUNT_RATE_LIMITS = False
     settings.LOGIN_REDIRECT_URL = "/home/"
-    return otp_gateway
+    return otp_emulator
 
 
 def test_allauth_sign_in_by_phone_code(allauth_site: Emulator, django_user_model: Any) -> None:

@@ -53,14 +53,14 @@ def refusals() -> Any:
 
 
 def test_a_burst_to_one_number_sends_the_hourly_limit_and_refuses_the_rest(
-        otp_gateway: Emulator, refusals: list[dict[str, Any]],
+        otp_emulator: Emulator, refusals: list[dict[str, Any]],
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="mobilgroup_backends.django.guard")
 
     answers = [_ask(PHONE) for _ in range(8)]
 
     assert answers == ["sent"] * 3 + ["phone_hour"] * 5  # the default: 3 an hour
-    assert len(otp_gateway.outbox) == 3
+    assert len(otp_emulator.outbox) == 3
     assert [r["reason"] for r in refusals] == ["phone_hour"] * 5
     assert all(r["phone"] == "79000000011" and r["purpose"] == "test" for r in refusals)
     lines = [r.getMessage() for r in caplog.records]
@@ -70,23 +70,23 @@ def test_a_burst_to_one_number_sends_the_hourly_limit_and_refuses_the_rest(
 
 
 def test_premium_and_foreign_numbers_are_refused_before_any_request(
-        otp_gateway: Emulator, settings: Any, refusals: list[dict[str, Any]]) -> None:
+        otp_emulator: Emulator, settings: Any, refusals: list[dict[str, Any]]) -> None:
     assert _ask("+882 345 678 901") == "premium"      # international networks
     assert _ask("+883 1234 5678") == "premium"
     assert _ask("+7 809 123-45-67") == "premium"      # a Russian premium-rate range
     assert _ask("+380 50 123 4567") == "region"       # not the configured region
-    assert len(otp_gateway.outbox) == 0
-    assert len(otp_gateway.requests) == 0  # refused for free: nothing reached the gateway
+    assert len(otp_emulator.outbox) == 0
+    assert len(otp_emulator.requests) == 0  # refused for free: nothing reached the gateway
 
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_REGIONS": ["RU", "UA"]}
     assert _ask("+380 50 123 4567") == "sent"
     assert _ask("+7 809 123-45-67") == "premium"  # premium rate stays refused in any region
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_REGIONS": "RU,001"}
     assert _ask("+882 345 678 901") == "sent"  # allowed only when named
-    assert len(otp_gateway.outbox) == 2
+    assert len(otp_emulator.outbox) == 2
 
 
-def test_the_fleet_ceiling_gives_back_the_slots_it_refuses(otp_gateway: Emulator,
+def test_the_fleet_ceiling_gives_back_the_slots_it_refuses(otp_emulator: Emulator,
                                                             settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_PER_HOUR": 2}
 
@@ -95,10 +95,10 @@ def test_the_fleet_ceiling_gives_back_the_slots_it_refuses(otp_gateway: Emulator
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_PER_HOUR": 5}
     # The numbers refused by the ceiling did not lose their own hourly slots.
     assert [_ask("+79000000023") for _ in range(4)] == ["sent"] * 3 + ["phone_hour"]
-    assert len(otp_gateway.outbox) == 5
+    assert len(otp_emulator.outbox) == 5
 
 
-def test_the_day_limit_counts_across_hours(otp_gateway: Emulator, settings: Any) -> None:
+def test_the_day_limit_counts_across_hours(otp_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_PER_PHONE_HOUR": 2, "OTP_PER_PHONE_DAY": 3}
     limits = GuardLimits.from_settings()
     morning = datetime(2026, 12, 7, 8, 10, tzinfo=timezone.utc)
@@ -115,7 +115,7 @@ def test_the_day_limit_counts_across_hours(otp_gateway: Emulator, settings: Any)
     assert would_admit("79000000031", limits=limits, now=morning + timedelta(days=1)) is None
 
 
-def test_manage_py_mobilgroup_codes_shows_the_counts(otp_gateway: Emulator) -> None:
+def test_manage_py_mobilgroup_codes_shows_the_counts(otp_emulator: Emulator) -> None:
     for _ in range(4):
         _ask(PHONE)
     _ask("+882 345 678 901")
@@ -133,7 +133,7 @@ def test_manage_py_mobilgroup_codes_shows_the_counts(otp_gateway: Emulator) -> N
     assert "Refused today: 2" in text.getvalue()
 
 
-def test_a_bad_limit_names_the_setting_and_the_fix(otp_gateway: Emulator, settings: Any) -> None:
+def test_a_bad_limit_names_the_setting_and_the_fix(otp_emulator: Emulator, settings: Any) -> None:
     settings.MOBILGROUP = {**settings.MOBILGROUP, "OTP_PER_PHONE_HOUR": "many"}
     with pytest.raises(ImproperlyConfigured, match=r"MOBILGROUP\['OTP_PER_PHONE_HOUR'\].*many"):
         _ask(PHONE)
@@ -144,10 +144,10 @@ def test_a_bad_limit_names_the_setting_and_the_fix(otp_gateway: Emulator, settin
     with pytest.raises(ImproperlyConfigured,
                        match=r"OTP_CACHE'\]: 'shared' is not a cache of CACHES \('default'\)"):
         _ask(PHONE)
-    assert len(otp_gateway.outbox) == 0
+    assert len(otp_emulator.outbox) == 0
 
 
-def test_a_cache_that_cannot_count_refuses_every_code(otp_gateway: Emulator, settings: Any,
+def test_a_cache_that_cannot_count_refuses_every_code(otp_emulator: Emulator, settings: Any,
                                                       refusals: list[dict[str, Any]]) -> None:
     from tests.redis_server import _free_port
 
@@ -158,7 +158,7 @@ def test_a_cache_that_cannot_count_refuses_every_code(otp_gateway: Emulator, set
 
     assert _ask(PHONE) == "uncounted"
     assert would_admit("79000000011") is not None
-    assert len(otp_gateway.outbox) == 0
+    assert len(otp_emulator.outbox) == 0
     assert [r["reason"] for r in refusals] == ["uncounted"]
     assert "OTP_CACHE" in str(refusals[0]["error"])
 
@@ -199,14 +199,14 @@ def _fleet(emulator: Emulator, redis_server: RedisServer, tmp_path: Path,
 
 @pytest.mark.slow
 def test_four_processes_sharing_a_redis_cache_count_together(
-        otp_gateway: Emulator, redis_server: RedisServer, tmp_path: Path) -> None:
-    mobilgroup = {**gateway_settings(otp_gateway), "OTP_PER_PHONE_HOUR": 3, "OTP_PER_HOUR": 10}
+        otp_emulator: Emulator, redis_server: RedisServer, tmp_path: Path) -> None:
+    mobilgroup = {**gateway_settings(otp_emulator), "OTP_PER_PHONE_HOUR": 3, "OTP_PER_HOUR": 10}
     for _ in range(2):  # a run that straddles an hour boundary counts in two hours: run again
-        otp_gateway.reset()
+        otp_emulator.reset()
         started = _hour()
-        one_phone = _fleet(otp_gateway, redis_server, tmp_path, mobilgroup,
+        one_phone = _fleet(otp_emulator, redis_server, tmp_path, mobilgroup,
                            [[PHONE] * 6 for _ in range(4)])
-        many_phones = _fleet(otp_gateway, redis_server, tmp_path, mobilgroup,
+        many_phones = _fleet(otp_emulator, redis_server, tmp_path, mobilgroup,
                              [[f"+790000001{i}{n}" for n in range(6)] for i in range(4)])
         if _hour() == started:
             break
@@ -217,6 +217,6 @@ def test_four_processes_sharing_a_redis_cache_count_together(
     assert sum(r["refused"] for r in one_phone) == 21
     # 24 numbers: the fleet's ceiling (the second run has its own cache prefix: a fresh hour).
     assert sum(r["sent"] for r in many_phones) == 10
-    outbox = otp_gateway.outbox.snapshot()
+    outbox = otp_emulator.outbox.snapshot()
     assert len(outbox) == 13
     assert sum(1 for message in outbox if message.phones == ("79000000011",)) == 3

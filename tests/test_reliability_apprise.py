@@ -22,22 +22,22 @@ FORMS = (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD))
 
 
 @pytest.fixture
-def gateway(mobilgroup_emulator: Emulator) -> Iterator[Emulator]:
+def secret_emulator(mobilgroup_emulator: Emulator) -> Iterator[Emulator]:
     mobilgroup_emulator.add_account(user_id="3000", login="sec", password=PASSWORD,
                                     balance=Decimal(10**6))
     yield mobilgroup_emulator
     mobilgroup_emulator.faults.clear()
 
 
-def test_apprise_exactly_once_under_faults(gateway: Emulator) -> None:
+def test_apprise_exactly_once_under_faults(secret_emulator: Emulator) -> None:
     alerts = apprise.Apprise()
-    assert alerts.add(gateway.url(PHONE, account="3000", retries=3, timeout=0.2, backoff=0.001))
-    gateway.faults.random(0.2, seed=9, kinds=FAULT_KINDS, seconds=0.5)
+    assert alerts.add(secret_emulator.url(PHONE, account="3000", retries=3, timeout=0.2, backoff=0.001))
+    secret_emulator.faults.random(0.2, seed=9, kinds=FAULT_KINDS, seconds=0.5)
     outcomes = {f"apprise alert {i}": bool(alerts.notify(body=f"apprise alert {i}"))
                 for i in range(40)}
-    gateway.faults.clear()
-    assert sum(gateway.faults.injected.values()) >= 5
-    texts = Counter(m.text for m in gateway.outbox.snapshot())
+    secret_emulator.faults.clear()
+    assert sum(secret_emulator.faults.injected.values()) >= 5
+    texts = Counter(m.text for m in secret_emulator.outbox.snapshot())
     assert max(texts.values()) == 1  # nothing twice
     for body, ok in outcomes.items():
         if ok:
@@ -45,23 +45,23 @@ def test_apprise_exactly_once_under_faults(gateway: Emulator) -> None:
     assert sum(outcomes.values()) >= 38
 
 
-def test_apprise_never_shows_the_password(gateway: Emulator,
+def test_apprise_never_shows_the_password(secret_emulator: Emulator,
                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    url = gateway.url(PHONE, account="3000", retries=1, backoff=0.001, timeout=0.3)
+    url = secret_emulator.url(PHONE, account="3000", retries=1, backoff=0.001, timeout=0.3)
     alerts = apprise.Apprise()
     assert alerts.add(url)
     plugin = alerts[0]
     seen = [plugin.url(privacy=True), repr(plugin), str(plugin), alerts.details()["schemas"][0]
             if isinstance(alerts.details(), dict) and alerts.details().get("schemas") else ""]
     assert alerts.notify(body="all good")
-    gateway.faults.next("http_500", 2)
+    secret_emulator.faults.next("http_500", 2)
     assert not alerts.notify(body="gateway failing")
-    gateway.faults.next("garbage", 2)
+    secret_emulator.faults.next("garbage", 2)
     assert not alerts.notify(body="gateway garbled")
-    gateway.accounts["3000"].blocked = True
+    secret_emulator.accounts["3000"].blocked = True
     assert not alerts.notify(body="account blocked")
-    gateway.accounts["3000"].blocked = False
+    secret_emulator.accounts["3000"].blocked = False
     bad = url.replace("?", "?sender=Far%20too%20long&")
     assert apprise.Apprise.instantiate(bad) is None
     seen.append(caplog.text)

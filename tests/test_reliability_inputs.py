@@ -160,26 +160,26 @@ DJANGO_ROWS: list[tuple[str, Any, str]] = [
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Emulator]:
+def module_emulator() -> Iterator[Emulator]:
     with Emulator() as emulator:
         yield emulator
 
 
 @pytest.fixture
-def client(gateway: Emulator, no_mobilgroup_environment: None) -> Iterator[MobilgroupClient]:
-    with MobilgroupClient.from_url(gateway.url()) as client:
+def client(module_emulator: Emulator, no_mobilgroup_environment: None) -> Iterator[MobilgroupClient]:
+    with MobilgroupClient.from_url(module_emulator.url()) as client:
         yield client
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r.area}-{r.shown}" for r in ROWS])
 def test_bad_input_is_refused_before_any_request(row: Row, client: MobilgroupClient,
-                                                 gateway: Emulator) -> None:
-    before = len(gateway.requests)
+                                                 module_emulator: Emulator) -> None:
+    before = len(module_emulator.requests)
     with pytest.raises(row.error) as caught:
         row.call(client)
     assert type(caught.value) is row.error
     assert row.fragment in str(caught.value)
-    assert len(gateway.requests) == before  # refused locally: nothing sent, nothing charged
+    assert len(module_emulator.requests) == before  # refused locally: nothing sent, nothing charged
 
 
 @pytest.mark.parametrize(("shown", "value", "fragment"), DJANGO_ROWS,

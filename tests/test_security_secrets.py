@@ -90,7 +90,7 @@ def collector(no_mobilgroup_environment: None) -> Iterator[Collector]:
 
 
 @pytest.fixture
-def gateway(mobilgroup_emulator: Emulator) -> Emulator:
+def secret_emulator(mobilgroup_emulator: Emulator) -> Emulator:
     mobilgroup_emulator.add_account(user_id=USER_ID, login=LOGIN, password=PASSWORD,
                                     balance=Decimal(10**6))
     return mobilgroup_emulator
@@ -100,8 +100,8 @@ def closed_endpoint() -> str:
     return f"http://127.0.0.1:{closed_port()}/extxml.php"
 
 
-def client_paths(gateway: Emulator, out: Collector) -> None:
-    url = gateway.url(PHONE, account=USER_ID)
+def client_paths(secret_emulator: Emulator, out: Collector) -> None:
+    url = secret_emulator.url(PHONE, account=USER_ID)
     with MobilgroupClient.from_url(url, backoff=0.001, timeout=0.3) as client:
         out.add("client repr", client)
         out.add("credentials repr", client.credentials)
@@ -110,14 +110,14 @@ def client_paths(gateway: Emulator, out: Collector) -> None:
         out.add("status", client.status(result.request_id))
         out.add("balance", client.balance())
         for kind in ("close_before", "close_after", "http_500", "garbage", "delay"):
-            gateway.faults.next(kind, **({"seconds": 0.6} if kind == "delay" else {}))
+            secret_emulator.faults.next(kind, **({"seconds": 0.6} if kind == "delay" else {}))
             out.add(f"send through {kind}", client.send(PHONE, f"through {kind}"))
         for kind in ("http_500", "garbage", "close_after"):
-            gateway.faults.next(kind, 4)
+            secret_emulator.faults.next(kind, 4)
             out.error(f"retries exhausted by {kind}", lambda: client.send(PHONE, "never"))
-        gateway.faults.next("body", body=b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>")
+        secret_emulator.faults.next("body", body=b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>")
         out.error("hostile answer", lambda: client.send(PHONE, "hostile"))
-        gateway.faults.next("oversized", size=10**6)
+        secret_emulator.faults.next("oversized", size=10**6)
         out.error("oversized answer", client.balance)
         out.error("duplicate id", lambda: client.send(PHONE, "again", request_id=result.request_id))
         out.error("unknown id", lambda: client.status(12345))
@@ -128,7 +128,7 @@ def client_paths(gateway: Emulator, out: Collector) -> None:
     wrong = url.replace(quote(PASSWORD, safe=""), "wrong")
     with MobilgroupClient.from_url(wrong, retries=0) as other:
         out.error("wrong password", other.balance)
-    account = gateway.accounts[USER_ID]
+    account = secret_emulator.accounts[USER_ID]
     account.blocked = True
     with MobilgroupClient.from_url(url, retries=0) as blocked:
         out.error("blocked", blocked.balance)
@@ -144,8 +144,8 @@ def client_paths(gateway: Emulator, out: Collector) -> None:
               lambda: protocol.build_balance(protocol.Credentials("1", "x", PASSWORD + "🔥")))
 
 
-def settings_paths(gateway: Emulator, out: Collector) -> None:
-    url = gateway.url(PHONE, account=USER_ID)
+def settings_paths(secret_emulator: Emulator, out: Collector) -> None:
+    url = secret_emulator.url(PHONE, account=USER_ID)
     settings, _ = parse_url(url)
     out.add("settings repr", settings)
     out.add("settings str", str(settings))
@@ -161,9 +161,9 @@ def settings_paths(gateway: Emulator, out: Collector) -> None:
               lambda: Settings(user_id="x", login=LOGIN, password=PASSWORD))
 
 
-def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[str],
+def cli_paths(secret_emulator: Emulator, out: Collector, capsys: pytest.CaptureFixture[str],
               monkeypatch: pytest.MonkeyPatch) -> None:
-    url = gateway.url(account=USER_ID)
+    url = secret_emulator.url(account=USER_ID)
     runs = [
         ["send", PHONE, "--text", "from the cli", "--url", url],
         ["send", PHONE, "--text", "from the cli", "--url", url, "--json"],
@@ -181,7 +181,7 @@ def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[s
     down = f"mobilgroup://{quote(LOGIN, safe='')}:{quote(PASSWORD, safe='')}@{USER_ID}" \
            f"?endpoint={quote(closed_endpoint(), safe='')}&retries=0"
     discrete = {"MOBILGROUP_USER_ID": USER_ID, "MOBILGROUP_LOGIN": LOGIN,
-                "MOBILGROUP_PASSWORD": PASSWORD, "MOBILGROUP_ENDPOINT": gateway.endpoint}
+                "MOBILGROUP_PASSWORD": PASSWORD, "MOBILGROUP_ENDPOINT": secret_emulator.endpoint}
     for argv, extra in (
             (["balance", "--json"], {"MOBILGROUP_URL": url}),
             (["balance"], discrete),
@@ -205,22 +205,22 @@ def cli_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[s
     out.add("subprocess balance stderr", done.stderr)
 
 
-def django_paths(gateway: Emulator, out: Collector, settings: Any) -> None:
+def django_paths(secret_emulator: Emulator, out: Collector, settings: Any) -> None:
     import sms
     from django.core.management import call_command
 
     from mobilgroup_backends.django import SmsBackend
 
-    url = gateway.url(account=USER_ID)
+    url = secret_emulator.url(account=USER_ID)
     settings.MOBILGROUP = {"USER_ID": USER_ID, "LOGIN": LOGIN, "PASSWORD": PASSWORD,
-                           "ENDPOINT": gateway.endpoint, "RETRIES": 1, "BACKOFF": 0.001,
+                           "ENDPOINT": secret_emulator.endpoint, "RETRIES": 1, "BACKOFF": 0.001,
                            "TIMEOUT": 0.3}
     settings.SMS_BACKEND = "mobilgroup_backends.django.SmsBackend"
     out.add("django send_sms", sms.send_sms("from django", recipients=[PHONE]))
     backend = SmsBackend()
     out.add("backend repr", backend)
     out.add("backend config repr", backend.config)
-    gateway.faults.next("http_500", 2)
+    secret_emulator.faults.next("http_500", 2)
     out.error("django send failing", lambda: backend.send_messages([sms.Message("x", recipients=[PHONE])]))
     for argv in (["balance"], ["balance", "--json"], ["status", "42"],
                  ["send", PHONE, "--text", "from manage.py"], ["send", PHONE, "--text", "j", "--json"]):
@@ -238,10 +238,10 @@ def django_paths(gateway: Emulator, out: Collector, settings: Any) -> None:
     out.error("django bad user id", lambda: SmsBackend())
 
 
-def handler_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixture[str]) -> None:
+def handler_paths(secret_emulator: Emulator, out: Collector, capsys: pytest.CaptureFixture[str]) -> None:
     from mobilgroup_backends.logging import SmsHandler
 
-    good = SmsHandler(url=gateway.url(PHONE, account=USER_ID), dedupe_seconds=0,
+    good = SmsHandler(url=secret_emulator.url(PHONE, account=USER_ID), dedupe_seconds=0,
                       failure_backoff=0.01)
     down_url = (f"mobilgroup://{quote(LOGIN, safe='')}:{quote(PASSWORD, safe='')}@{USER_ID}/"
                 f"{PHONE}?endpoint={quote(closed_endpoint(), safe='')}")
@@ -266,21 +266,21 @@ def handler_paths(gateway: Emulator, out: Collector, capsys: pytest.CaptureFixtu
     out.add("handler stdout", captured.out)
 
 
-def test_password_appears_in_no_output(gateway: Emulator, collector: Collector, settings: Any,
+def test_password_appears_in_no_output(secret_emulator: Emulator, collector: Collector, settings: Any,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    client_paths(gateway, collector)
-    settings_paths(gateway, collector)
-    cli_paths(gateway, collector, capsys, monkeypatch)
-    django_paths(gateway, collector, settings)
-    handler_paths(gateway, collector, capsys)
+    client_paths(secret_emulator, collector)
+    settings_paths(secret_emulator, collector)
+    cli_paths(secret_emulator, collector, capsys, monkeypatch)
+    django_paths(secret_emulator, collector, settings)
+    handler_paths(secret_emulator, collector, capsys)
     captured = capsys.readouterr()
     collector.add("stdout", captured.out)
     collector.add("stderr", captured.err)
 
     assert len(collector.texts) > 150  # the paths really produced output to search
     assert any("urllib3" in where for where, _ in collector.texts)
-    assert gateway.errors == []
+    assert secret_emulator.errors == []
     assert collector.leaks() == []
     # The package's own logs mask phones: the masked form shows, the full number never.
     package_logs = "\n".join(collector.package_logs)

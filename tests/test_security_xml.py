@@ -66,7 +66,7 @@ def secret_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Emulator]:
+def module_emulator() -> Iterator[Emulator]:
     with Emulator() as emulator:
         yield emulator
 
@@ -145,14 +145,14 @@ FORMS = ("windows-1251", "utf-8", "utf-16-bom", "utf-16-no-bom")
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_xml_attack_refused(gateway: Emulator, trap: Trap, secret_file: Path,
+def test_xml_attack_refused(module_emulator: Emulator, trap: Trap, secret_file: Path,
                             attack: str, form: str) -> None:
     port = trap.port
     body = encode(ATTACKS[attack](port, secret_file), form)
     assert len(body) < 256 * 1024  # under the size cap: the parser, not the cap, must refuse it
-    with MobilgroupClient.from_url(gateway.url(), retries=0, timeout=5) as client:
+    with MobilgroupClient.from_url(module_emulator.url(), retries=0, timeout=5) as client:
         client.balance()  # connect first, so that only the hostile exchange is watched
-        gateway.faults.next("body", body=body)
+        module_emulator.faults.next("body", body=body)
         tracemalloc.start()
         started = time.perf_counter()
         try:
@@ -203,10 +203,10 @@ def test_every_attack_without_the_dtd_would_do_harm(trap: Trap, secret_file: Pat
 
 
 def test_hostile_answer_on_every_retry_is_refused_in_bounded_time(
-        gateway: Emulator, trap: Trap, secret_file: Path) -> None:
+        module_emulator: Emulator, trap: Trap, secret_file: Path) -> None:
     body = encode(billion_laughs(0, secret_file), "utf-16-no-bom")
-    with MobilgroupClient.from_url(gateway.url(), retries=3, backoff=0.001) as client:
-        gateway.faults.next("body", 4, body=body)
+    with MobilgroupClient.from_url(module_emulator.url(), retries=3, backoff=0.001) as client:
+        module_emulator.faults.next("body", 4, body=body)
         started = time.perf_counter()
         with pytest.raises(errors.ProtocolError, match="hostile"):
             client.balance()
@@ -218,10 +218,10 @@ def test_hostile_answer_on_every_retry_is_refused_in_bounded_time(
 
 
 @pytest.mark.parametrize("size", [300 * 1024 * 1024, 256 * 1024 + 1])
-def test_oversized_answer_refused_without_reading_it(gateway: Emulator, size: int) -> None:
-    with MobilgroupClient.from_url(gateway.url(), retries=0, timeout=5) as client:
+def test_oversized_answer_refused_without_reading_it(module_emulator: Emulator, size: int) -> None:
+    with MobilgroupClient.from_url(module_emulator.url(), retries=0, timeout=5) as client:
         client.balance()
-        gateway.faults.next("oversized", size=size)
+        module_emulator.faults.next("oversized", size=size)
         tracemalloc.start()
         started = time.perf_counter()
         try:
@@ -234,6 +234,6 @@ def test_oversized_answer_refused_without_reading_it(gateway: Emulator, size: in
         assert elapsed < 1.0
         assert peak < 2 * 1024 * 1024
         # The emulator stops streaming once the client has hung up.
-        assert wait_until(lambda: gateway.open_connections <= 1)
+        assert wait_until(lambda: module_emulator.open_connections <= 1)
         assert client.balance() > 0  # and the client still works afterwards
-    assert gateway.errors == []
+    assert module_emulator.errors == []

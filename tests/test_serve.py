@@ -324,13 +324,13 @@ def test_an_account_to_fix_gets_502_and_the_retry_after_the_fix_sends(
 
 
 def test_an_untrusted_gateway_certificate_gets_502_and_sends_nothing(
-        tls_gateway: Emulator) -> None:
-    app = make_app(tls_gateway.url(PHONE, retries=0), receiver_token=TOKEN)
+        tls_emulator: Emulator) -> None:
+    app = make_app(tls_emulator.url(PHONE, retries=0), receiver_token=TOKEN)
     with serving(app) as base:
         refused = post(base, "/alertmanager", alertmanager_payload())
     assert refused.status_code == 502, refused.text
     assert "certificate" in refused.json()["message"].lower()
-    assert len(tls_gateway.outbox) == 0
+    assert len(tls_emulator.outbox) == 0
 
 
 def test_without_any_recipient_the_tool_is_told_to_keep_it(

@@ -38,41 +38,41 @@ def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def tls_gateway(ca: trustme.CA) -> Iterator[Emulator]:
+def tls_emulator(ca: trustme.CA) -> Iterator[Emulator]:
     with Emulator(ssl_context=server_context(ca.issue_cert("127.0.0.1", "localhost"))) as emulator:
         yield emulator
 
 
-def test_client_trusting_the_ca_works_over_one_connection(tls_gateway: Emulator,
+def test_client_trusting_the_ca_works_over_one_connection(tls_emulator: Emulator,
                                                           ca_file: str) -> None:
-    assert tls_gateway.endpoint.startswith("https://127.0.0.1:")
-    with MobilgroupClient.from_url(tls_gateway.url(), ca_bundle=ca_file) as client:
+    assert tls_emulator.endpoint.startswith("https://127.0.0.1:")
+    with MobilgroupClient.from_url(tls_emulator.url(), ca_bundle=ca_file) as client:
         results = [client.send("79039587454", f"over TLS {i}") for i in range(5)]
         assert client.balance() > 0
         assert client.status(results[0].request_id).request_id == results[0].request_id
-    assert [m.request_id for m in tls_gateway.outbox] == [r.request_id for r in results]
-    assert tls_gateway.connections == 1  # keep-alive: one handshake for seven exchanges
+    assert [m.request_id for m in tls_emulator.outbox] == [r.request_id for r in results]
+    assert tls_emulator.connections == 1  # keep-alive: one handshake for seven exchanges
 
 
-def test_localhost_name_is_checked_and_accepted(tls_gateway: Emulator, ca_file: str) -> None:
-    endpoint = tls_gateway.endpoint.replace("127.0.0.1", "localhost")
+def test_localhost_name_is_checked_and_accepted(tls_emulator: Emulator, ca_file: str) -> None:
+    endpoint = tls_emulator.endpoint.replace("127.0.0.1", "localhost")
     with MobilgroupClient("1000", "demo", "demo-password", endpoint=endpoint,
                           ca_bundle=ca_file) as client:
         assert client.balance() > 0
 
 
-def test_ca_bundle_from_the_environment(tls_gateway: Emulator, ca_file: str,
+def test_ca_bundle_from_the_environment(tls_emulator: Emulator, ca_file: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
-    with MobilgroupClient.from_url(tls_gateway.url()) as client:
+    with MobilgroupClient.from_url(tls_emulator.url()) as client:
         assert client.balance() > 0
 
 
-def test_untrusted_certificate_refused_and_not_retried(tls_gateway: Emulator,
+def test_untrusted_certificate_refused_and_not_retried(tls_emulator: Emulator,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.delenv(name, raising=False)
-    with MobilgroupClient.from_url(tls_gateway.url(), retries=3, backoff=0.001) as client, \
+    with MobilgroupClient.from_url(tls_emulator.url(), retries=3, backoff=0.001) as client, \
             pytest.raises(errors.TransportError) as caught:
         client.send("79039587454", "must not leave")
     text = str(caught.value)
@@ -81,9 +81,9 @@ def test_untrusted_certificate_refused_and_not_retried(tls_gateway: Emulator,
     assert "demo-password" not in text
     assert caught.value.retryable is False
     assert caught.value.maybe_sent is False
-    assert tls_gateway.connections == 1  # one handshake, no retry
-    assert len(tls_gateway.requests) == 0  # the request (and its password) never went out
-    assert len(tls_gateway.outbox) == 0
+    assert tls_emulator.connections == 1  # one handshake, no retry
+    assert len(tls_emulator.requests) == 0  # the request (and its password) never went out
+    assert len(tls_emulator.outbox) == 0
 
 
 @pytest.mark.parametrize("endpoint_host", ["127.0.0.1", "localhost"])
@@ -114,12 +114,12 @@ def test_expired_certificate_refused(ca: trustme.CA, ca_file: str) -> None:
     assert caught.value.retryable is False
 
 
-def test_plain_http_to_a_tls_port_is_a_transport_error(tls_gateway: Emulator) -> None:
-    endpoint = tls_gateway.endpoint.replace("https://", "http://")
+def test_plain_http_to_a_tls_port_is_a_transport_error(tls_emulator: Emulator) -> None:
+    endpoint = tls_emulator.endpoint.replace("https://", "http://")
     with MobilgroupClient("1000", "demo", "demo-password", endpoint=endpoint, retries=0,
                           timeout=2) as client, pytest.raises(errors.TransportError):
         client.balance()
-    assert len(tls_gateway.requests) == 0
+    assert len(tls_emulator.requests) == 0
 
 
 def test_insecure_http_refused_outside_loopback() -> None:
@@ -127,8 +127,8 @@ def test_insecure_http_refused_outside_loopback() -> None:
         MobilgroupClient("1000", "demo", "pw", endpoint="http://sms.mobilgroup.ru/extxml.php")
 
 
-def test_ca_file_that_does_not_exist(tls_gateway: Emulator, tmp_path: Path) -> None:
+def test_ca_file_that_does_not_exist(tls_emulator: Emulator, tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-ca.pem")
     with pytest.raises(errors.MobilgroupError, match=r"no-such-ca\.pem"), \
-            MobilgroupClient.from_url(tls_gateway.url(), ca_bundle=missing, retries=0) as client:
+            MobilgroupClient.from_url(tls_emulator.url(), ca_bundle=missing, retries=0) as client:
         client.balance()
