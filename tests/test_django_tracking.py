@@ -23,6 +23,7 @@ from mobilgroup_backends.django.signals import delivery_status
 from mobilgroup_backends.django.tracking import RECHECK_AFTER, TrackResult, record_sent, track
 from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.protocol import DeliveryStatus
+from tests.conftest import RunCommand
 from tests.django_project.helpers import run_loop
 
 DELIVERED, UNDELIVERABLE, FAILING = "79031234567", "79030000000", "79039999999"
@@ -332,3 +333,22 @@ def test_track_and_outbox_print_their_json_shape(django_emulator: Emulator,
     assert json.loads(out.getvalue()) == {"ok": True, "tried": 0, "accepted": [], "pending": [],
                                           "rejected": [], "paused": [], "waiting": 0,
                                           "expired": 0, "skipped": 0}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("failure", "exit_status"), [("account blocked", 5), ("endpoint 404", 3)])
+def test_a_command_stopped_by_a_failure_exits_as_its_verdict_says(
+        django_emulator: Emulator, client: MobilgroupClient, manage_command: RunCommand,
+        failure: str, exit_status: int) -> None:
+    record_sent(client.prepare(DELIVERED, "report me"))
+    SmsRequest.objects.update(report_due_at=timezone.now() - timedelta(seconds=1))
+    if failure == "account blocked":
+        django_emulator.account.blocked = True
+    else:
+        django_emulator.faults.next("body", count=10, status=404, body=b"not found")
+
+    done = manage_command("track")
+
+    assert done.returncode == exit_status, done.stderr
+    assert "delivery tracking stopped" in done.stderr
+    assert len(django_emulator.requests) == 1

@@ -102,7 +102,8 @@ class TrackResult:
     """What one :func:`track` run did.
 
     ``stopped`` is set when the run stopped early on a failure that will not mend by itself (the
-    account refused, the endpoint refusing every request): its verdict and the error.
+    account refused, the endpoint refusing every request): its verdict and the error;
+    ``stopped_by`` is that error (what a command's exit code is taken from).
     """
 
     polled: list[int] = field(default_factory=list)
@@ -115,6 +116,7 @@ class TrackResult:
     changed: int = 0
     errors: list[str] = field(default_factory=list)
     stopped: str = ""
+    stopped_by: MobilgroupError | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON shape of a tracking run, as ``manage.py mobilgroup track --json``, the
@@ -228,6 +230,7 @@ def _poll(client: MobilgroupClient, record: SmsRequest, token: str, now: datetim
             # Not this request's fault and not mended by waiting: the same answer awaits every
             # other due request. Keep this one due as it was, and stop.
             result.stopped = f"{exc.verdict.value}: {exc}"
+            result.stopped_by = exc
             logger.warning("delivery tracking stopped (%s): %s", exc.verdict.value, exc)
             _release(record, token, now, error=str(exc))
             return

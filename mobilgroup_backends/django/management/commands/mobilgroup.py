@@ -23,9 +23,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ....client import MobilgroupClient, sent_to_dict
 from ....errors import (
+    EXIT_ACCOUNT,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     MobilgroupError,
+    Verdict,
     error_to_dict,
     exit_code,
 )
@@ -245,6 +247,12 @@ class Command(BaseCommand):
             self.stdout.write(result.summary())
             for error in result.errors:
                 self.stderr.write(error)
+        if result.stopped_by is not None and not options["loop"]:
+            # Stopped on a failure that will not mend by waiting: its verdict says which exit.
+            stopped = result.stopped_by
+            raise CommandError(f"delivery tracking stopped: {stopped.describe('django')}",
+                               returncode=EXIT_ACCOUNT if stopped.verdict is Verdict.ACCOUNT
+                               else exit_code(stopped))
         if result.failed and result.failed == len(result.polled) and not options["loop"]:
             raise CommandError("no delivery report could be fetched", returncode=EXIT_UNREACHABLE)
 
