@@ -124,6 +124,7 @@ def _send(phone: Any, text_for: Callable[[str], str], purpose: str) -> SendResul
     number = outgoing.phones[0]
     admit(number, purpose=purpose, limits=GuardLimits.from_resolved(resolved))
     (result,) = client.send_prepared(outgoing)
-    logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
-                result.request_id)
+    if logger.isEnabledFor(logging.INFO):  # the masked phone is made only for a line written
+        logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
+                    result.request_id)
     return result
