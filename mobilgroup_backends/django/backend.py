@@ -231,7 +231,10 @@ class SmsBackend(_Base):
             try:
                 client = self._client
                 assert client is not None
-                return sum(1 for message in messages if self._send(client, message))
+                accepted = 0
+                for message in messages:
+                    accepted += self._send(client, message)
+                return accepted
             finally:
                 if opened:
                     self.close()
