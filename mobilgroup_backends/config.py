@@ -1034,10 +1034,10 @@ class ResolveCache:
         self.size = size
         self._results: OrderedDict[str, Resolved] = OrderedDict()
         self._lock = threading.Lock()
-        # Per adapter, the layers of its last call (deep copies) and their result: an adapter
-        # asks with the same layers call after call, and comparing them is cheaper than the
-        # digest of their repr.
-        self._last: dict[str, tuple[tuple[Any, ...], Resolved]] = {}
+        # Per adapter, the layers of its last call (deep copies), the variables and their
+        # result: an adapter asks with the same layers call after call, and comparing them is
+        # cheaper than the digest of their repr.
+        self._last: dict[str, tuple[dict[str, Any], tuple[Any, ...], Resolved]] = {}
 
     def __len__(self) -> int:
         return len(self._results)
@@ -1049,20 +1049,20 @@ class ResolveCache:
 
     def __call__(self, adapter: str, **layers: Any) -> Resolved:
         """``resolve(adapter, **layers)``, from memory when no layer changed."""
-        environ = layers.get("environ")
-        environ = os.environ if environ is None else environ
-        seen = (sorted(item for item in layers.items() if item[0] != "environ"),
-                _variables(environ))
+        given = layers.pop("environ", None)
+        environ = os.environ if given is None else given
+        variables = _variables(environ)
         last = self._last.get(adapter)
-        if last is not None and last[0] == seen:
-            return last[1]
+        # Dicts compare regardless of the order the keywords came in.
+        if last is not None and last[1] == variables and last[0] == layers:
+            return last[2]
         resolved = self._resolve(adapter, environ, layers)
         if len(self._last) < len(ADAPTERS) or adapter in self._last:
             try:
                 # A copy, so that a layer changed in place (a dict of settings) is a change.
-                kept = copy.deepcopy(seen)
-                if kept == seen:  # a value equal only to itself would never match again
-                    self._last[adapter] = (kept, resolved)
+                kept = copy.deepcopy(layers)
+                if kept == layers:  # a value equal only to itself would never match again
+                    self._last[adapter] = (kept, variables, resolved)
             except Exception:  # a value that cannot be copied: the digest path serves it
                 self._last.pop(adapter, None)
         return resolved
@@ -1072,7 +1072,7 @@ class ResolveCache:
         # A digest of the repr (the layers hold dicts and lists, so no hash()): the key keeps no
         # password. Of the environment, only the variables the resolver reads.
         key = hashlib.blake2b(repr((
-            adapter, sorted(item for item in layers.items() if item[0] != "environ"),
+            adapter, sorted(layers.items()),
             [environ.get(name) for name in ENV_NAMES])).encode("utf-8", "surrogatepass"),
             digest_size=20).hexdigest()
         with self._lock:
@@ -1080,7 +1080,7 @@ class ResolveCache:
             if found is not None:
                 self._results.move_to_end(key)
                 return found
-        resolved = resolve(adapter, **layers)
+        resolved = resolve(adapter, environ=environ, **layers)
         # Shared between callers: read-only views, so that no caller changes another's result.
         resolved = replace(resolved, values=ReadOnlyMapping(resolved.values),
                            sources=ReadOnlyMapping(resolved.sources),

@@ -41,6 +41,15 @@ def test_the_same_layers_give_the_remembered_result() -> None:
     assert len(cache) == 1
 
 
+def test_the_same_layers_in_another_keyword_order_are_the_same_call() -> None:
+    cache = ResolveCache()
+    setting = {"URL": URL, "SENDER": "Shop"}
+    first = cache("django", setting=setting, url=None, environ={})
+    assert cache("django", url=None, environ={}, setting=dict(setting)) is first
+    setting["SENDER"] = "Other"  # the same dict, changed in place
+    assert cache("django", url=None, setting=setting, environ={}).settings.sender == "Other"
+
+
 def test_a_changed_environment_variable_is_seen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOBILGROUP_URL", URL + "?sender=First")
     assert resolve_cached("client").settings.sender == "First"

@@ -231,7 +231,10 @@ class SmsBackend(_Base):
             try:
                 client = self._client
                 assert client is not None
-                return sum(1 for message in messages if self._send(client, message))
+                accepted = 0
+                for message in messages:
+                    accepted += self._send(client, message)
+                return accepted
             finally:
                 if opened:
                     self.close()
@@ -262,7 +265,7 @@ class SmsBackend(_Base):
         status.outgoing = outgoing
         status.sender = outgoing.sender
         status.parts = len(outgoing.parts)
-        status.request_ids = list(outgoing.request_ids)
+        status.request_ids = [part.request_id for part in outgoing.parts]
         status.request_id = status.request_ids[0]
         sent: list[int] = []
         failure: MobilgroupError | None = None
@@ -423,8 +426,11 @@ def _content(outgoing: Outgoing) -> dict[str, Any]:
 
 def _only(outgoing: Outgoing, *request_ids: int) -> Outgoing:
     """The prepared message reduced to the parts with these ids."""
+    parts = outgoing.parts
+    if len(parts) == 1 and request_ids == (parts[0].request_id,):
+        return outgoing  # the common message of one part: no copy, no set
     keep = set(request_ids)
-    if len(keep) == len(outgoing.parts) and keep.issuperset(outgoing.request_ids):
+    if len(keep) == len(parts) and keep.issuperset(outgoing.request_ids):
         return outgoing  # all of it: no copy
     return outgoing.without(rid for rid in outgoing.request_ids if rid not in keep)
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from ..client import SendResult, shared_client
 from ..errors import ConfigurationError, ValidationError
@@ -36,16 +36,15 @@ CODE_VALID_HOURS = 1
 ONE_SMS = MAX_TEXT_UNICODE
 
 
-def _templates(kind: str) -> tuple[str, str]:
-    """(with a site name, without one) for ``kind``, in the active language."""
-    if kind == "code":
-        return (gettext("{code} is your {site} code. Valid {minutes} min."),
-                gettext("{code} is your code. Valid {minutes} min."))
-    if kind == "unknown_account":
-        return (gettext("{site}: no account uses this number."),
-                gettext("No account uses this number."))
-    return (gettext("{site}: an account with this number exists."),
-            gettext("An account with this number exists."))
+#: The texts by kind: (with a site name, without one), each translated when it is used.
+_TEXTS = {
+    "code": (gettext_noop("{code} is your {site} code. Valid {minutes} min."),
+             gettext_noop("{code} is your code. Valid {minutes} min.")),
+    "unknown_account": (gettext_noop("{site}: no account uses this number."),
+                        gettext_noop("No account uses this number.")),
+    "account_exists": (gettext_noop("{site}: an account with this number exists."),
+                       gettext_noop("An account with this number exists.")),
+}
 
 
 def site_name(request: Any = None, *, sender: str | None = None) -> str:
@@ -66,13 +65,12 @@ def site_name(request: Any = None, *, sender: str | None = None) -> str:
 
 def _render(kind: str, template: str | None, site: str, limit: int, **values: Any) -> str:
     """The text, with the site name shortened until it fits ``limit``."""
-    with_site, without_site = _templates(kind)
-    if template is not None:
-        with_site = without_site = template
+    texts = _TEXTS[kind]
     text = ""
     for size in range(len(site), -1, -1):
         name = site[:size].rstrip()
-        chosen = with_site if name else without_site
+        # Only the text used is translated (a look-up in the active catalogue each time).
+        chosen = template if template is not None else gettext(texts[0] if name else texts[1])
         text = chosen.format(site=name, **values).strip()
         if len(text) <= limit:
             return text
@@ -126,6 +124,7 @@ def _send(phone: Any, text_for: Callable[[str], str], purpose: str) -> SendResul
     number = outgoing.phones[0]
     admit(number, purpose=purpose, limits=GuardLimits.from_resolved(resolved))
     (result,) = client.send_prepared(outgoing)
-    logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
-                result.request_id)
+    if logger.isEnabledFor(logging.INFO):  # the masked phone is made only for a line written
+        logger.info("one-time code (%s) sent to %s: request id %s", purpose, mask_phone(number),
+                    result.request_id)
     return result

@@ -92,11 +92,20 @@ class GuardLimits:
 
     @classmethod
     def from_resolved(cls, resolved: Resolved) -> GuardLimits:
-        return cls(per_phone_hour=resolved["otp_per_phone_hour"],
-                   per_phone_day=resolved["otp_per_phone_day"],
-                   per_hour=resolved["otp_per_hour"],
-                   regions=resolved["otp_regions"] or (resolved.settings.region,),
-                   cache=resolved["otp_cache"])
+        global _last_limits
+        last = _last_limits  # one tuple, read at once: another thread may replace it
+        if last is not None and last[0] is resolved:
+            return last[1]  # the core hands back the same resolution while nothing changed
+        limits = cls(per_phone_hour=resolved["otp_per_phone_hour"],
+                     per_phone_day=resolved["otp_per_phone_day"],
+                     per_hour=resolved["otp_per_hour"],
+                     regions=resolved["otp_regions"] or (resolved.settings.region,),
+                     cache=resolved["otp_cache"])
+        _last_limits = (resolved, limits)
+        return limits
+
+
+_last_limits: tuple[Resolved, GuardLimits] | None = None
 
 
 @functools.lru_cache(maxsize=4096)  # phonenumbers is slow, and the same numbers come back
@@ -122,15 +131,16 @@ def allowed_destination(phone: str, regions: tuple[str, ...]) -> tuple[str, str]
 
 def _cache(limits: GuardLimits) -> BaseCache:
     from django.conf import settings
-    from django.core.cache import caches
+    from django.core.cache import InvalidCacheBackendError, caches
 
-    if limits.cache not in settings.CACHES:
+    try:
+        return caches[limits.cache]
+    except InvalidCacheBackendError:
         raise MobilgroupImproperlyConfigured(
             "MOBILGROUP['OTP_CACHE']",
             f"{limits.cache!r} is not a cache of CACHES ({', '.join(map(repr, settings.CACHES))}); "
             "name one, shared by every process (Redis, Memcached, the database)",
-            check_id="mobilgroup.E004")
-    return caches[limits.cache]
+            check_id="mobilgroup.E004") from None
 
 
 def _phone_key(phone: str) -> str:
@@ -138,14 +148,16 @@ def _phone_key(phone: str) -> str:
     return hashlib.blake2b(phone.encode("ascii", "replace"), digest_size=12).hexdigest()
 
 
-def _windows(phone: str, now: datetime) -> list[tuple[str, str, int]]:
-    """(reason, cache key, seconds the key lives) for each counter a code takes a slot in."""
-    hour = int(now.timestamp()) // _HOUR
-    day = int(now.timestamp()) // _DAY
+def _windows(phone: str, now: datetime) -> list[tuple[str, str, int, bool]]:
+    """(reason, cache key, seconds the key lives, whether the key is mostly new) for each
+    counter a code takes a slot in. A number gets a code or two an hour, so its counters are
+    mostly made by this code; the fleet's is mostly there already."""
+    seconds = int(now.timestamp())
+    hour = seconds // _HOUR
     digest = _phone_key(phone)
-    return [(PHONE_HOUR, f"{_PREFIX}:p:{digest}:h{hour}", _HOUR + 60),
-            (PHONE_DAY, f"{_PREFIX}:p:{digest}:d{day}", _DAY + 60),
-            (FLEET_HOUR, f"{_PREFIX}:all:h{hour}", _HOUR + 60)]
+    return [(PHONE_HOUR, f"{_PREFIX}:p:{digest}:h{hour}", _HOUR + 60, True),
+            (PHONE_DAY, f"{_PREFIX}:p:{digest}:d{seconds // _DAY}", _DAY + 60, True),
+            (FLEET_HOUR, f"{_PREFIX}:all:h{hour}", _HOUR + 60, False)]
 
 
 def _limit(limits: GuardLimits, reason: str) -> int:
@@ -161,9 +173,13 @@ _DETAILS = {PHONE_HOUR: "{limit} codes to this number this hour already "
                         "(MOBILGROUP['OTP_PER_HOUR'])"}
 
 
-def _take(cache: BaseCache, key: str, ttl: int) -> int:
+def _take(cache: BaseCache, key: str, ttl: int, new: bool = False) -> int:
     """Add one to a counter; its new value. ``incr`` and ``add`` are atomic on shared caches:
-    the first of an hour makes the counter, and a process that loses that race increments."""
+    the first of an hour makes the counter, and a process that loses that race increments.
+    ``new``: try ``add`` first (one round trip for a counter that is not there yet, where a
+    failed ``incr`` costs one, or two on Django's Redis cache, before the ``add``)."""
+    if new and cache.add(key, 1, ttl):
+        return 1
     for _ in range(3):
         try:
             return int(cache.incr(key))
@@ -188,9 +204,9 @@ def admit(phone: str, *, purpose: str = "code", limits: GuardLimits | None = Non
         _refuse(phone, *refused, purpose=purpose, limits=limits)
     cache = _cache(limits)
     taken: list[str] = []
-    for reason, key, ttl in _windows(phone, now or datetime.now(timezone.utc)):
+    for reason, key, ttl, new in _windows(phone, now or datetime.now(timezone.utc)):
         try:
-            count = _take(cache, key, ttl)
+            count = _take(cache, key, ttl, new)
         except Exception as exc:  # the cache is down: uncounted codes could be pumped
             for earlier in taken:
                 with contextlib.suppress(Exception):
@@ -214,7 +230,7 @@ def would_admit(phone: str, *, limits: GuardLimits | None = None,
     if refused is not None:
         return refused
     cache = _cache(limits)
-    for reason, key, _ in _windows(phone, now or datetime.now(timezone.utc)):
+    for reason, key, _, _ in _windows(phone, now or datetime.now(timezone.utc)):
         try:
             count = int(cache.get(key, 0))
         except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 __all__ = ["DEFAULTS", "setting"]
 
@@ -26,5 +27,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The values read so far. A setting a project does not define costs Django an exception on
+#: every read, and generate_challenge() reads five while a person waits; ``override_settings``
+#: tells of a change (``setting_changed``).
+_values: dict[str, Any] = {}
+
+
 def setting(name: str) -> Any:
-    return getattr(django_settings, name, DEFAULTS[name])
+    try:
+        return _values[name]
+    except KeyError:
+        value = _values[name] = getattr(django_settings, name, DEFAULTS[name])
+        return value
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting in DEFAULTS:
+        _values.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="mobilgroup_backends.django.otp.conf")
