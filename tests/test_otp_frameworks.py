@@ -206,23 +206,23 @@ def test_django_otp_no_delivery_sends_nothing_and_logs_no_code(
 
 
 def test_django_otp_settings_changed_between_codes_count_at_once(
-        otp_gateway: Emulator, settings: Any, django_user_model: Any) -> None:
+        otp_emulator: Emulator, settings: Any, django_user_model: Any) -> None:
     device = SmsDevice.objects.create(user=_user(django_user_model, "fedor"), name="phone",
                                       number="+79000000006")
     assert device.generate_challenge() == "sent by SMS"  # the plugin's settings read once
-    first = otp_gateway.last_code("79000000006", timeout=5)
+    first = otp_emulator.last_code("79000000006", timeout=5)
 
     settings.OTP_MOBILGROUP_TOKEN_TEMPLATE = "Code {code}"
     settings.OTP_MOBILGROUP_TOKEN_LENGTH = 8
     settings.OTP_MOBILGROUP_CHALLENGE_MESSAGE = "Look at your phone"
     assert device.generate_challenge() == "Look at your phone"
     device.refresh_from_db()
-    assert otp_gateway.outbox[-1].text == f"Code {device.token}" and len(device.token) == 8
+    assert otp_emulator.outbox[-1].text == f"Code {device.token}" and len(device.token) == 8
     assert device.token != first
 
     settings.OTP_MOBILGROUP_NO_DELIVERY = True
     device.generate_challenge()
-    assert len(otp_gateway.outbox) == 2
+    assert len(otp_emulator.outbox) == 2
     device.refresh_from_db()
     assert device.verify_token(device.token)  # stored, though not sent
 
