@@ -14,14 +14,16 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["PHONE_COLUMN", "Contact", "Contacts", "read_contacts", "template_fields"]
+__all__ = ["PHONE_COLUMN", "Contact", "Contacts", "Malformed", "read_contacts", "template_fields"]
 
 #: The column that holds each recipient's phone (its case does not matter).
 PHONE_COLUMN = "phone"
@@ -62,21 +64,60 @@ class Contacts:
 
     def records(self) -> Iterator[Contact | Malformed]:
         """Every row after the header, in file order (blank lines skipped): a :class:`Contact`,
-        or a :class:`Malformed` row whose cell count differs from the header's."""
-        with self.path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=self.separator)
-            next(reader, None)
-            width = len(self.columns)
-            for line, cells in _numbered(reader):
-                if not any(cell.strip() for cell in cells):
-                    continue  # a blank line, as spreadsheets leave at the end
-                if len(cells) != width:
-                    yield Malformed(line, f"{len(cells)} cells, the header has {width} "
-                                          f"(separator {self.separator!r})")
-                    continue
-                yield Contact(line, {name: cell.strip()
-                                     for name, cell in zip(self.columns, cells, strict=True)
-                                     if name})
+        or a :class:`Malformed` row whose cell count differs from the header's. A file changed
+        since :func:`read_contacts` (its digest, the mailing's identity, would not be the one
+        of the rows read) raises :class:`ValidationError` once read to the end."""
+        try:
+            raw = self.path.open("rb", buffering=0)
+        except OSError as exc:
+            raise ValidationError("CSV", str(self.path), exc.strerror or str(exc),
+                                  "give the path of a CSV file with a 'phone' column") from None
+        digesting = _Digesting(raw)
+        changed = ValidationError("CSV", str(self.path), "changed while it was being read",
+                                  "run the same command again once the file is written whole")
+        with io.TextIOWrapper(io.BufferedReader(digesting, _CHUNK), encoding="utf-8-sig",
+                              newline="") as handle:
+            try:
+                yield from self._records(handle)
+            except UnicodeDecodeError:  # it was UTF-8 when read_contacts checked it
+                raise changed from None
+        if digesting.digest.hexdigest() != self.sha256:
+            raise changed
+
+    def _records(self, handle: io.TextIOWrapper) -> Iterator[Contact | Malformed]:
+        reader = csv.reader(handle, delimiter=self.separator)
+        next(reader, None)
+        width = len(self.columns)
+        for line, cells in _numbered(reader):
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line, as spreadsheets leave at the end
+            if len(cells) != width:
+                yield Malformed(line, f"{len(cells)} cells, the header has {width} "
+                                      f"(separator {self.separator!r})")
+                continue
+            yield Contact(line, {name: cell.strip()
+                                 for name, cell in zip(self.columns, cells, strict=True)
+                                 if name})
+
+
+class _Digesting(io.RawIOBase):
+    """A file read through this is digested (SHA-256) as it is read."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer) or 0
+        self.digest.update(memoryview(buffer)[:count])
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def read_contacts(path: str | Path) -> Contacts:
