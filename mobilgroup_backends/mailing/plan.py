@@ -197,7 +197,7 @@ def make_plan(contacts: Contacts, template: str, client: MobilgroupClient, *,
     :class:`~mobilgroup_backends.errors.ValidationError` for a template or option mistake.
 
     The plan's requests are written to a temporary file in ``folder`` (default: the system's
-    temporary folder; about 300 bytes a row); memory does not grow with the rows.
+    temporary folder; as large as the state file); memory does not grow with the rows.
     """
     if not template.strip():
         raise ValidationError("--text", template, "the template is empty",
