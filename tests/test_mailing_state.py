@@ -5,6 +5,7 @@ padding than a message holds."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ValidationError
 from mobilgroup_backends.mailing import MailingState, make_plan, read_contacts
 from mobilgroup_backends.mailing.lock import RunLock, lock_path
+from mobilgroup_backends.mailing.plan import BAD_ROWS_KEPT, BadRows
 from mobilgroup_backends.mailing.state import UNSENT_CHUNK
 from tests.conftest import RunCommand
 from tests.test_mailing import (
@@ -376,3 +378,25 @@ def test_a_csv_changed_after_it_was_checked_is_refused(tmp_path: Path, change: s
     with pytest.raises(ValidationError, match="changed while it was being read"):
         make_plan(contacts, TEMPLATE, offline_client())
     assert not list(tmp_path.glob("*.sqlite"))
+
+
+def test_bad_rows_past_the_ones_kept_are_counted(tmp_path: Path, mobilgroup: RunCommand,
+                                                 mobilgroup_emulator: Emulator) -> None:
+    rows = BAD_ROWS_KEPT + 60
+    source = tmp_path / "c.csv"
+    with source.open("w", encoding="utf-8") as out:
+        out.write("phone;name;order\n" + "79031234567;Анна;A-1\n")
+        out.writelines(f"12{i};Клиент;N-{i}\n" for i in range(rows))
+    with pytest.raises(BadRows) as refused:
+        make_plan(read_contacts(source), TEMPLATE, offline_client(), source="c.csv")
+    assert refused.value.count == rows and len(refused.value.rows) == BAD_ROWS_KEPT
+    assert [line for line, _ in refused.value.rows[:3]] == [3, 4, 5]
+    assert f"{rows} row(s) cannot be sent" in str(refused.value)
+    url = mobilgroup_emulator.url()
+    shown = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, url=url, cwd=tmp_path)
+    assert shown.returncode == 2
+    assert f"... and {rows - 50} more (--json lists the first {BAD_ROWS_KEPT})" in shown.stderr
+    as_json = json.loads(mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--json",
+                                    url=url, cwd=tmp_path).stdout)
+    assert as_json["bad_rows_count"] == rows and len(as_json["bad_rows"]) == BAD_ROWS_KEPT
+    assert not mobilgroup_emulator.requests
