@@ -177,6 +177,9 @@ def _send(args: argparse.Namespace, client: MobilgroupClient, plan: Plan, templa
     path = Path(args.state) if args.state else default_state
     # Owned by this run from before it is read or built: another run is refused at once.
     state = MailingState.open_or_create(path, plan, source=args.csv, template=template)
+    # The state file has what the plan's file held: deleted now, not after a run that may be
+    # killed.
+    plan.close()
     with state:
         state.check_same(plan, args.csv)
         counts = state.counts()
