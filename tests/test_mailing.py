@@ -48,8 +48,10 @@ def write_contacts(path: Path, count: int, *, separator: str = ";", bom: bool = 
     return path
 
 
-def start(*args: str, url: str, cwd: Path) -> subprocess.Popen[str]:
+def start(*args: str, url: str, cwd: Path, temp: Path | None = None) -> subprocess.Popen[str]:
     environment = {**os.environ, "MOBILGROUP_URL": url}  # the module's fixture cleared the rest
+    if temp is not None:  # the temporary folder, where a mailing plans
+        environment["TMPDIR"] = str(temp)
     return subprocess.Popen([sys.executable, "-m", "mobilgroup_backends", *args], cwd=cwd,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -330,7 +332,9 @@ def test_killed_midway_then_resumed_sends_every_row_exactly_once(tmp_path: Path,
     with Emulator(ACCOUNTS, latency=0.005) as gateway:
         url = gateway.url(timeout=5)
         args = ("mailing", "send", "big.csv", "--text", TEMPLATE, "--concurrency", "8")
-        process = start(*args, url=url, cwd=tmp_path)
+        temp = tmp_path / "temp"
+        temp.mkdir()
+        process = start(*args, url=url, cwd=tmp_path, temp=temp)
         try:
             seen = wait_until_accepted(state, 200, process)
             process.send_signal(signal.SIGKILL)
@@ -338,6 +342,7 @@ def test_killed_midway_then_resumed_sends_every_row_exactly_once(tmp_path: Path,
             process.kill()
             process.communicate(timeout=30)
         assert process.returncode == -signal.SIGKILL
+        assert not list(temp.iterdir())  # the plan's file went once the state file was made
         time.sleep(0.3)  # requests the gateway was still answering finish there
         sent_before, recorded = len(gateway.outbox), accepted_in(state)
         assert seen <= recorded <= sent_before < 1000

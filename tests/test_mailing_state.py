@@ -5,6 +5,7 @@ padding than a message holds."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ from mobilgroup_backends.emulator import Emulator
 from mobilgroup_backends.errors import ValidationError
 from mobilgroup_backends.mailing import MailingState, make_plan, read_contacts
 from mobilgroup_backends.mailing.lock import RunLock, lock_path
+from mobilgroup_backends.mailing.plan import BAD_ROWS_KEPT, BadRows
+from mobilgroup_backends.mailing.state import UNSENT_CHUNK
 from tests.conftest import RunCommand
 from tests.test_mailing import (
     ACCOUNTS,
@@ -335,3 +338,65 @@ def test_what_a_killed_build_left_is_cleared_by_the_next_owner(tmp_path: Path) -
         assert len(opened.unsent()) == 3
     assert not leftover.exists() and unrelated.exists()
 
+
+
+def test_unsent_requests_are_read_a_chunk_at_a_time_around_recorded_outcomes(
+        tmp_path: Path) -> None:
+    rows = UNSENT_CHUNK * 2 + 7
+    write_contacts(tmp_path / "c.csv", rows)
+    with make_plan(read_contacts(tmp_path / "c.csv"), TEMPLATE, offline_client()) as plan, \
+            MailingState.create(tmp_path / "m.sqlite", plan, source="c.csv",
+                                template=TEMPLATE) as state:
+        unsent = state.unsent()
+        assert len(unsent) == plan.requests == rows
+        everything = [request.seq for request in unsent]
+        assert everything == list(range(rows))
+        # Outcomes written while the requests are being read (as a run does), on both sides of
+        # a chunk's end: accepted ones are not read again, failed ones are.
+        seen = []
+        for request in unsent:
+            seen.append(request.seq)
+            if request.seq % 3 == 0 or request.seq == UNSENT_CHUNK - 1:
+                state.record([(request.seq, request.seq % 2 == 0, 1, False, None)])
+        assert seen == everything
+        left = [request.seq for request in state.unsent()]
+        assert left == [seq for seq in everything
+                        if not ((seq % 3 == 0 or seq == UNSENT_CHUNK - 1) and seq % 2 == 0)]
+        assert len(state.unsent()) == len(left)
+    assert not plan.path.exists()
+
+
+@pytest.mark.parametrize("change", ["rows", "not utf-8"])
+def test_a_csv_changed_after_it_was_checked_is_refused(tmp_path: Path, change: str) -> None:
+    """The mailing's identity is the digest of the file as checked: rows read from a file
+    changed since (and planned with that identity) would resume as another mailing's."""
+    source = write_contacts(tmp_path / "c.csv", 3)
+    contacts = read_contacts(source)
+    with source.open("ab") as out:
+        out.write(b"79031234599;\xd0;Z-9\r\n" if change == "not utf-8" else
+                  "79031234599;Зоя;Z-9\r\n".encode())
+    with pytest.raises(ValidationError, match="changed while it was being read"):
+        make_plan(contacts, TEMPLATE, offline_client())
+    assert not list(tmp_path.glob("*.sqlite"))
+
+
+def test_bad_rows_past_the_ones_kept_are_counted(tmp_path: Path, mobilgroup: RunCommand,
+                                                 mobilgroup_emulator: Emulator) -> None:
+    rows = BAD_ROWS_KEPT + 60
+    source = tmp_path / "c.csv"
+    with source.open("w", encoding="utf-8") as out:
+        out.write("phone;name;order\n" + "79031234567;Анна;A-1\n")
+        out.writelines(f"12{i};Клиент;N-{i}\n" for i in range(rows))
+    with pytest.raises(BadRows) as refused:
+        make_plan(read_contacts(source), TEMPLATE, offline_client(), source="c.csv")
+    assert refused.value.count == rows and len(refused.value.rows) == BAD_ROWS_KEPT
+    assert [line for line, _ in refused.value.rows[:3]] == [3, 4, 5]
+    assert f"{rows} row(s) cannot be sent" in str(refused.value)
+    url = mobilgroup_emulator.url()
+    shown = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, url=url, cwd=tmp_path)
+    assert shown.returncode == 2
+    assert f"... and {rows - 50} more (--json lists the first {BAD_ROWS_KEPT})" in shown.stderr
+    as_json = json.loads(mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--json",
+                                    url=url, cwd=tmp_path).stdout)
+    assert as_json["bad_rows_count"] == rows and len(as_json["bad_rows"]) == BAD_ROWS_KEPT
+    assert not mobilgroup_emulator.requests

@@ -109,9 +109,10 @@ def run_send(args: argparse.Namespace) -> int:
             plan = make_plan(contacts, template, client, schedule=args.schedule, source=args.csv)
         except BadRows as exc:
             return _print_bad_rows(exc, args.json)
-        if args.dry_run:
-            return _print_plan(plan, price, args)
-        return _send(args, client, plan, template, default_state_path(args.csv))
+        with plan:
+            if args.dry_run:
+                return _print_plan(plan, price, args)
+            return _send(args, client, plan, template, default_state_path(args.csv))
 
 
 def _check_concurrency(value: int) -> None:
@@ -135,12 +136,15 @@ def _price(text: str | None) -> Decimal | None:
 
 def _print_bad_rows(exc: BadRows, as_json: bool) -> int:
     if as_json:
+        # The first ten thousand of them (BAD_ROWS_KEPT), and how many there are in all.
         print_json({**error_to_dict(exc, "cli"),
-                    "bad_rows": [{"line": line, "reason": reason} for line, reason in exc.rows]})
+                    "bad_rows": [{"line": line, "reason": reason} for line, reason in exc.rows],
+                    "bad_rows_count": exc.count})
         return EXIT_USAGE
     lines = [f"  line {line}: {reason}" for line, reason in exc.rows[:SHOWN_BAD_ROWS]]
-    if len(exc.rows) > SHOWN_BAD_ROWS:
-        lines.append(f"  ... and {len(exc.rows) - SHOWN_BAD_ROWS} more (--json lists them all)")
+    if exc.count > SHOWN_BAD_ROWS:
+        listed = "them all" if len(exc.rows) == exc.count else f"the first {len(exc.rows)}"
+        lines.append(f"  ... and {exc.count - SHOWN_BAD_ROWS} more (--json lists {listed})")
     print(f"mobilgroup: {exc}\n" + "\n".join(lines), file=sys.stderr)
     return EXIT_USAGE
 
@@ -154,7 +158,7 @@ def _print_plan(plan: Plan, price: Decimal | None, args: argparse.Namespace) -> 
     print(f"dry run: nothing sent\n"
           f"  recipients: {plan.recipients}"
           + (f" ({plan.duplicates} repeated row(s) merged)" if plan.duplicates else "") + "\n"
-          f"  requests:   {len(plan.requests)} (rows with the same text share a request)\n"
+          f"  requests:   {plan.requests} (rows with the same text share a request)\n"
           f"  SMS:        {plan.messages}")
     if cost is not None:
         print(f"  cost:       {cost} ({plan.messages} x {price})")
@@ -173,6 +177,9 @@ def _send(args: argparse.Namespace, client: MobilgroupClient, plan: Plan, templa
     path = Path(args.state) if args.state else default_state
     # Owned by this run from before it is read or built: another run is refused at once.
     state = MailingState.open_or_create(path, plan, source=args.csv, template=template)
+    # The state file has what the plan's file held: deleted now, not after a run that may be
+    # killed.
+    plan.close()
     with state:
         state.check_same(plan, args.csv)
         counts = state.counts()

@@ -3,24 +3,33 @@ names the other columns (``Здравствуйте, {name}! Ваш заказ {
 
 Spreadsheets export CSV as UTF-8 with or without a byte order mark, separated by ``;`` (the
 Russian locale) or ``,``: the separator is taken from the header line, where no quoting hides it.
+
+A file is never held in memory: :func:`read_contacts` reads it once in chunks (checking that it
+is UTF-8 and taking its digest) and its header; :meth:`Contacts.records` reads the rows again,
+one at a time, as often as they are needed.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import io
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["PHONE_COLUMN", "Contact", "Contacts", "read_contacts", "template_fields"]
+__all__ = ["PHONE_COLUMN", "Contact", "Contacts", "Malformed", "read_contacts", "template_fields"]
 
 #: The column that holds each recipient's phone (its case does not matter).
 PHONE_COLUMN = "phone"
 _SEPARATORS = (";", ",", "\t")
+#: Bytes read at a time while checking and digesting the file.
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -36,35 +45,96 @@ class Contact:
 
 
 @dataclass(frozen=True)
-class Contacts:
-    """A whole file: the column names, the rows, the rows whose cell count is wrong (line and
-    reason), and the file's bytes (what a mailing's fingerprint is made of)."""
+class Malformed:
+    """A row whose cell count is wrong: its line and why."""
 
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """A checked file: its path, column names and separator, and the SHA-256 of its bytes (what
+    a mailing's fingerprint is made of). The rows are read from the file by :meth:`records`."""
+
+    path: Path
     columns: tuple[str, ...]
-    rows: tuple[Contact, ...]
-    malformed: tuple[tuple[int, str], ...]
-    data: bytes
+    separator: str
+    sha256: str
+
+    def records(self) -> Iterator[Contact | Malformed]:
+        """Every row after the header, in file order (blank lines skipped): a :class:`Contact`,
+        or a :class:`Malformed` row whose cell count differs from the header's. A file changed
+        since :func:`read_contacts` (its digest, the mailing's identity, would not be the one
+        of the rows read) raises :class:`ValidationError` once read to the end."""
+        try:
+            raw = self.path.open("rb", buffering=0)
+        except OSError as exc:
+            raise ValidationError("CSV", str(self.path), exc.strerror or str(exc),
+                                  "give the path of a CSV file with a 'phone' column") from None
+        digesting = _Digesting(raw)
+        changed = ValidationError("CSV", str(self.path), "changed while it was being read",
+                                  "run the same command again once the file is written whole")
+        with io.TextIOWrapper(io.BufferedReader(digesting, _CHUNK), encoding="utf-8-sig",
+                              newline="") as handle:
+            try:
+                yield from self._records(handle)
+            except UnicodeDecodeError:  # it was UTF-8 when read_contacts checked it
+                raise changed from None
+        if digesting.digest.hexdigest() != self.sha256:
+            raise changed
+
+    def _records(self, handle: io.TextIOWrapper) -> Iterator[Contact | Malformed]:
+        reader = csv.reader(handle, delimiter=self.separator)
+        next(reader, None)
+        width = len(self.columns)
+        for line, cells in _numbered(reader):
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line, as spreadsheets leave at the end
+            if len(cells) != width:
+                yield Malformed(line, f"{len(cells)} cells, the header has {width} "
+                                      f"(separator {self.separator!r})")
+                continue
+            yield Contact(line, {name: cell.strip()
+                                 for name, cell in zip(self.columns, cells, strict=True)
+                                 if name})
+
+
+class _Digesting(io.RawIOBase):
+    """A file read through this is digested (SHA-256) as it is read."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer) or 0
+        self.digest.update(memoryview(buffer)[:count])
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def read_contacts(path: str | Path) -> Contacts:
-    """Read ``path``; a file that cannot be a contact list raises :class:`ValidationError`."""
+    """Check ``path`` and read its header; a file that cannot be a contact list raises
+    :class:`ValidationError`. The rows are not read yet: see :meth:`Contacts.records`."""
     shown = str(path)
+    path = Path(path)
     try:
-        data = Path(path).read_bytes()
+        digest = _check_utf8(path, shown)
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header_line = handle.readline()
+            separator = max(_SEPARATORS, key=header_line.count)
+            handle.seek(0)
+            header = next(csv.reader(handle, delimiter=separator), None)
     except OSError as exc:
         raise ValidationError("CSV", shown, exc.strerror or str(exc),
                               "give the path of a CSV file with a 'phone' column") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(
-            "CSV", shown, f"not UTF-8 text (byte {exc.start + 1})",
-            "save it as UTF-8 (in Excel: 'CSV UTF-8'; in LibreOffice: character set Unicode "
-            "(UTF-8))") from None
-    header_line = text.split("\n", 1)[0]
-    separator = max(_SEPARATORS, key=header_line.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
-    header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
         raise ValidationError("CSV", shown, "the file is empty",
                               "the first line names the columns, e.g. 'phone;name'")
@@ -77,18 +147,31 @@ def read_contacts(path: str | Path) -> Contacts:
     if repeated:
         raise ValidationError("CSV", shown, f"column(s) {', '.join(repeated)} appear twice",
                               "give every column its own name")
-    rows: list[Contact] = []
-    malformed: list[tuple[int, str]] = []
-    for line, cells in _numbered(reader):
-        if not any(cell.strip() for cell in cells):
-            continue  # a blank line, as spreadsheets leave at the end
-        if len(cells) != len(columns):
-            malformed.append((line, f"{len(cells)} cells, the header has {len(columns)} "
-                                    f"(separator {separator!r})"))
-            continue
-        rows.append(Contact(line, {name: cell.strip() for name, cell in zip(columns, cells, strict=True)
-                                   if name}))
-    return Contacts(columns, tuple(rows), tuple(malformed), data)
+    return Contacts(path, columns, separator, digest)
+
+
+def _check_utf8(path: Path, shown: str) -> str:
+    """The file's SHA-256, read in chunks, once it is known to be UTF-8 text throughout."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes of the file before the chunk being decoded
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_CHUNK)
+            digest.update(chunk)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                # Positions count from the bytes still pending from the chunk before.
+                position = offset - pending + exc.start
+                raise ValidationError(
+                    "CSV", shown, f"not UTF-8 text (byte {position + 1})",
+                    "save it as UTF-8 (in Excel: 'CSV UTF-8'; in LibreOffice: character set "
+                    "Unicode (UTF-8))") from None
+            if not chunk:
+                return digest.hexdigest()
+            offset += len(chunk)
 
 
 def _column(cell: str) -> str:

@@ -118,12 +118,13 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
     interrupt raised between taking an outcome and writing it down leaves that request to be
     resent (safely) by the next run.
     """
-    requests = state.unsent()
+    unsent = state.unsent()
+    count = len(unsent)
     resend = state.runs > 0
     state.start_run()
     summary = RunSummary()
     started = time.monotonic()
-    if not requests:
+    if not count:
         return summary
 
     def send(request: StoredRequest) -> Outcome:
@@ -133,29 +134,36 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
             return Outcome(request, False, error=exc)
         return Outcome(request, True, result.attempts, result.accepted_earlier)
 
-    todo: queue.SimpleQueue[StoredRequest] = queue.SimpleQueue()
-    for request in requests:
-        todo.put(request)
+    # The requests come from the state file a chunk at a time (this thread reads it; the
+    # workers never touch it), the queue kept a few rounds ahead of the workers. None tells a
+    # worker there is nothing more.
+    todo: queue.SimpleQueue[StoredRequest | None] = queue.SimpleQueue()
     results: queue.SimpleQueue[Outcome | BaseException] = queue.SimpleQueue()
     stop = stop if stop is not None else threading.Event()
+    workers = [threading.Thread(target=lambda: _work(todo, results, send, stop),
+                                name=f"mobilgroup-mailing-{n}", daemon=True)
+               for n in range(max(1, min(concurrency, count)))]
+    ahead = max(64, 8 * len(workers))
+    pending = iter(unsent)
+    submitted = 0
+    exhausted = False
 
-    def work() -> None:
-        while not stop.is_set():
-            try:
-                request = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                outcome = send(request)
-            except BaseException as exc:  # a bug must stop the run, not hang it
-                results.put(exc)
-                return
-            if outcome.error is not None and outcome.error.verdict is Verdict.ACCOUNT:
-                stop.set()  # every other row would meet the same refusal: take no more
-            results.put(outcome)
+    def top_up() -> None:
+        nonlocal submitted, exhausted
+        while not exhausted and todo.qsize() < 2 * ahead:
+            request = next(pending, None)
+            if request is None:
+                exhausted = True
+                release_workers()
+            else:
+                todo.put(request)
+                submitted += 1
 
-    workers = [threading.Thread(target=work, name=f"mobilgroup-mailing-{n}", daemon=True)
-               for n in range(max(1, min(concurrency, len(requests))))]
+    def release_workers() -> None:
+        for _ in workers:
+            todo.put(None)
+
+    top_up()
     for worker in workers:
         worker.start()
     unwritten: list[Outcome] = []
@@ -184,6 +192,7 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
         # Those already on the wire finish (each within the client's deadline) and are
         # recorded; the rest stay unsent for the next run.
         stop.set()
+        release_workers()
         for worker in workers:
             worker.join()
         while not results.empty():
@@ -193,10 +202,12 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
     try:
         try:
             received = 0
-            while received < len(requests):
+            while not exhausted or received < submitted:
                 if stop.is_set():
                     wind_down()
                     break
+                if todo.qsize() < ahead:
+                    top_up()
                 try:
                     item = results.get(timeout=commit_seconds)
                 except queue.Empty:
@@ -210,9 +221,29 @@ def send_mailing(state: MailingState, client: MobilgroupClient, *, concurrency: 
             wind_down()
     finally:
         stop.set()
+        release_workers()
         flush()
         summary.seconds = time.monotonic() - started
     return summary
+
+
+def _work(todo: queue.SimpleQueue[StoredRequest | None],
+          results: queue.SimpleQueue[Outcome | BaseException],
+          send: Callable[[StoredRequest], Outcome], stop: threading.Event) -> None:
+    """One sending thread: requests from ``todo`` until None or ``stop``, outcomes to
+    ``results``."""
+    while not stop.is_set():
+        request = todo.get()
+        if request is None or stop.is_set():
+            return  # a request taken after stop is left unsent, for the next run
+        try:
+            outcome = send(request)
+        except BaseException as exc:  # a bug must stop the run, not hang it
+            results.put(exc)
+            return
+        if outcome.error is not None and outcome.error.verdict is Verdict.ACCOUNT:
+            stop.set()  # every other row would meet the same refusal: take no more
+        results.put(outcome)
 
 
 def fetch_reports(state: MailingState, client: MobilgroupClient, *, concurrency: int = 8,

@@ -19,6 +19,7 @@ import functools
 import glob
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -35,37 +36,16 @@ from ..protocol import StatusReport
 from .lock import RunLock
 from .plan import MailingOptions, Plan
 
-__all__ = ["ACCEPTED", "FAILED", "PENDING", "MailingState", "StoredRequest", "default_state_path"]
+__all__ = ["ACCEPTED", "FAILED", "PENDING", "MailingState", "StoredRequest", "UnsentRequests",
+           "default_state_path"]
 
 PENDING, ACCEPTED, FAILED = "pending", "accepted", "failed"
 #: Recipients of a request that was never accepted, in reports.
 NOT_SENT = "not_sent"
 
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE requests (
-    seq INTEGER PRIMARY KEY,
-    request_id INTEGER NOT NULL UNIQUE,
-    text TEXT NOT NULL,
-    phones TEXT NOT NULL,
-    messages INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    accepted_earlier INTEGER NOT NULL DEFAULT 0,
-    accepted_at TEXT,
-    error TEXT,
-    outgoing TEXT NOT NULL
-);
-CREATE TABLE recipients (
-    request_id INTEGER NOT NULL REFERENCES requests (request_id),
-    phone TEXT NOT NULL,
-    line INTEGER NOT NULL,
-    status TEXT,
-    status_code INTEGER,
-    status_time TEXT,
-    PRIMARY KEY (request_id, phone)
-);
-"""
+_META_TABLE = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+#: Requests read back at a time by :meth:`MailingState.unsent`.
+UNSENT_CHUNK = 500
 
 
 #: Seconds a statement waits for a lock another program holds on the file. Runs of this package
@@ -240,18 +220,34 @@ class MailingState:
 
     # --- sending --------------------------------------------------------------------------
 
+    def unsent(self) -> UnsentRequests:
+        """Requests not known to be accepted, in plan order: read from the file a chunk at a
+        time as they are iterated, never all at once."""
+        return UnsentRequests(self)
+
     @_sqlite_errors
-    def unsent(self) -> list[StoredRequest]:
-        """Requests not known to be accepted, in plan order."""
+    def unsent_after(self, seq: int, limit: int = UNSENT_CHUNK) -> list[StoredRequest]:
+        """Up to ``limit`` requests not known to be accepted whose ``seq`` is past ``seq``, in
+        plan order (the next chunk; ``seq=-1`` for the first)."""
         try:
-            rows = self._db.execute("SELECT seq, outgoing FROM requests "
-                                    "WHERE state != 'accepted' ORDER BY seq").fetchall()
-        except sqlite3.OperationalError:  # no outgoing column: written by an older version
+            rows = self._db.execute("SELECT seq, outgoing FROM requests WHERE seq > ? AND "
+                                    "state != 'accepted' ORDER BY seq LIMIT ?",
+                                    (seq, limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "outgoing" not in str(exc):
+                raise
+            # no outgoing column: written by an older version
             raise ValidationError(
                 "--state", str(self.path), "written by an earlier version of this package, "
                 "which stored requests another way", "finish the mailing with that version, or "
                 "give another --state file to start it anew") from None
         return [StoredRequest(seq, Outgoing.from_dict(json.loads(data))) for seq, data in rows]
+
+    @_sqlite_errors
+    def unsent_count(self) -> int:
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM requests WHERE state != 'accepted'").fetchone()
+        return int(count)
 
     @_sqlite_errors
     def record(self, outcomes: Iterable[tuple[int, bool, int, bool, str | None]]) -> None:
@@ -333,6 +329,27 @@ class MailingState:
                    "status": status or "unknown", "status_code": code, "time": when}
 
 
+class UnsentRequests:
+    """The requests of a state file not known to be accepted: ``len()`` counts them, iterating
+    reads them in plan order, :data:`UNSENT_CHUNK` at a time (outcomes may be recorded between
+    chunks: each chunk starts past the last request read)."""
+
+    def __init__(self, state: MailingState) -> None:
+        self._state = state
+
+    def __len__(self) -> int:
+        return self._state.unsent_count()
+
+    def __iter__(self) -> Iterator[StoredRequest]:
+        last = -1
+        while True:
+            chunk = self._state.unsent_after(last)
+            yield from chunk
+            if len(chunk) < UNSENT_CHUNK:
+                return
+            last = chunk[-1].seq
+
+
 def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     """A connection to the state file at ``path`` and its ``meta``, the file checked whole."""
     _must_be_a_file(path)
@@ -388,6 +405,9 @@ def _build(path: Path, plan: Plan, *, source: str, template: str) -> bool:
     os.close(fd)
     building = Path(name)
     try:
+        # The plan's file holds every request already: copied (by the kernel, not through
+        # memory), with the mailing's identity added.
+        shutil.copyfile(plan.path, building)
         db = sqlite3.connect(building)
         try:
             # No journal and no waiting for the disk while building: until it is linked into
@@ -408,6 +428,10 @@ def _build(path: Path, plan: Plan, *, source: str, template: str) -> bool:
         return True
     except sqlite3.Error as exc:
         raise state_error(path, exc) from None
+    except OSError as exc:  # the copy of the plan: a full disk, say
+        raise ValidationError("--state", str(path), f"cannot write beside it "
+                              f"({exc.strerror or exc})",
+                              "free some space, or give --state a file on another disk") from None
     finally:
         building.unlink(missing_ok=True)
 
@@ -421,22 +445,10 @@ def _forget_unfinished_builds(path: Path) -> None:
 
 def _fill(db: sqlite3.Connection, plan: Plan, *, source: str, template: str) -> None:
     with db:
-        db.executescript(_SCHEMA)
+        db.execute(_META_TABLE)
         meta = {**plan.fingerprint, "source": source, "template": template,
                 "created_at": _now(), "runs": "0"}
         db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        # The ids were minted by the client's prepare; the UNIQUE column refuses a repeat,
-        # however unlikely.
-        db.executemany(
-            "INSERT INTO requests (request_id, seq, text, phones, messages, outgoing) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(request.outgoing.request_ids[0], seq, request.text, ",".join(request.phones),
-              len(request.phones), json.dumps(request.outgoing.to_dict(), ensure_ascii=False))
-             for seq, request in enumerate(plan.requests)])
-        db.executemany(
-            "INSERT INTO recipients (request_id, phone, line) VALUES (?, ?, ?)",
-            [(request.outgoing.request_ids[0], phone, line) for request in plan.requests
-             for phone, line in zip(request.phones, request.lines, strict=True)])
 
 
 def _now() -> str:
