@@ -87,9 +87,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return max(1, min(MAX_WORKERS, cores + idle))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The ``slow`` tests first (in their order): started last, one of them would keep the
-    whole parallel run waiting after every other worker has finished."""
+    whole parallel run waiting after every other worker has finished. A test of a group whose
+    ``database`` parameter is SQLite goes to a group of its own: only the PostgreSQL ones need
+    to share a worker (and its one server), and one worker for all would be the run's longest."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("database") == "sqlite" and item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("sqlite"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
