@@ -1100,10 +1100,12 @@ def _variables(environ: Mapping[str, str]) -> object:
     """The variables the resolver reads, as a value that compares equal while none of them
     changed. Of ``os.environ``, on POSIX, straight from the dict it keeps (what it reads and
     writes through), and only the names it holds: a look-up through ``os.environ`` encodes the
-    name and decodes the value each time, and most of the names are usually unset."""
+    name and decodes the value each time, and most of the names are usually unset. (The names
+    are looked up in the environment, not the other way round: the cost does not grow with the
+    size of the environment.)"""
     data = getattr(environ, "_data", None) if environ is os.environ else None
     if isinstance(data, dict) and _ENV_KEYS is not None:
-        present = _ENV_KEYS.intersection(data)
+        present = data.keys() & _ENV_KEYS
         return {name: data[name] for name in present} if present else None
     return tuple(map(environ.get, ENV_NAMES))
 
