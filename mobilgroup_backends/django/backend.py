@@ -299,10 +299,8 @@ class SmsBackend(_Base):
         status.status = QUEUED
         status.recipients = {phone: MobilgroupRecipientStatus(status.request_id, QUEUED)
                              for phone in phones}
-        if sent:
-            status.tracked = self.config.track_delivery and self._track(outgoing, sent)
-        else:
-            status.tracked = previous.tracked if isinstance(previous, MobilgroupStatus) else False
+        status.tracked = self._track(outgoing, sent) if sent else (
+            previous.tracked if isinstance(previous, MobilgroupStatus) else False)
         post_send.send(sender=type(self), message=message, status=status, backend=self)
         return True
 
