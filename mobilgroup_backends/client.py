@@ -354,7 +354,10 @@ class MobilgroupClient:
                 "outgoing.account", outgoing.account,
                 f"prepared for another account than this client's ({self.credentials.user_id})",
                 "send it with a client of the account it was prepared for")
-        return Sent(self._send_part(outgoing, part, resend) for part in outgoing.parts)
+        parts = outgoing.parts
+        if len(parts) == 1:  # most messages: no generator to drive
+            return Sent((self._send_part(outgoing, parts[0], resend),))
+        return Sent(self._send_part(outgoing, part, resend) for part in parts)
 
     def send(
         self,

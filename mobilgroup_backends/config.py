@@ -1037,7 +1037,7 @@ class ResolveCache:
         # Per adapter, the layers of its last call (deep copies), the variables and their
         # result: an adapter asks with the same layers call after call, and comparing them is
         # cheaper than the digest of their repr.
-        self._last: dict[str, tuple[dict[str, Any], tuple[Any, ...], Resolved]] = {}
+        self._last: dict[str, tuple[dict[str, Any], object, Resolved]] = {}
 
     def __len__(self) -> int:
         return len(self._results)
@@ -1093,16 +1093,20 @@ class ResolveCache:
         return resolved
 
 
-_ENV_KEYS = tuple(os.fsencode(name) for name in ENV_NAMES) if os.name == "posix" else ()
+_ENV_KEYS = frozenset(os.fsencode(name) for name in ENV_NAMES) if os.name == "posix" else None
 
 
-def _variables(environ: Mapping[str, str]) -> tuple[str | bytes | None, ...]:
-    """The values of the variables the resolver reads. Of ``os.environ``, on POSIX, straight
-    from the dict it keeps (what it reads and writes through): a look-up through ``os.environ``
-    encodes the name and decodes the value each time."""
-    data = getattr(environ, "_data", None) if environ is os.environ and _ENV_KEYS else None
-    if isinstance(data, dict):
-        return tuple(map(data.get, _ENV_KEYS))
+def _variables(environ: Mapping[str, str]) -> object:
+    """The variables the resolver reads, as a value that compares equal while none of them
+    changed. Of ``os.environ``, on POSIX, straight from the dict it keeps (what it reads and
+    writes through), and only the names it holds: a look-up through ``os.environ`` encodes the
+    name and decodes the value each time, and most of the names are usually unset. (The names
+    are looked up in the environment, not the other way round: the cost does not grow with the
+    size of the environment.)"""
+    data = getattr(environ, "_data", None) if environ is os.environ else None
+    if isinstance(data, dict) and _ENV_KEYS is not None:
+        present = data.keys() & _ENV_KEYS
+        return {name: data[name] for name in present} if present else None
     return tuple(map(environ.get, ENV_NAMES))
 
 

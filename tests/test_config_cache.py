@@ -61,6 +61,19 @@ def test_a_changed_environment_variable_is_seen(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MOBILGROUP_LOGIN", "login")
     monkeypatch.setenv("MOBILGROUP_PASSWORD", "secret")
     assert resolve_cached("client").settings.sender == "Third"
+    monkeypatch.delenv("MOBILGROUP_SENDER")  # one variable gone, the others unchanged
+    assert resolve_cached("client").settings.sender is None
+
+
+def test_a_backend_per_message_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                       settings: Any) -> None:
+    del settings.MOBILGROUP
+    monkeypatch.setenv("MOBILGROUP_URL", URL)
+    assert SmsBackend().config.settings.sender is None
+    monkeypatch.setenv("MOBILGROUP_SENDER", "Fourth")
+    assert SmsBackend().config.settings.sender == "Fourth"
+    monkeypatch.setenv("MOBILGROUP_SENDER", "Fifth")
+    assert SmsBackend().config.settings.sender == "Fifth"
 
 
 def test_a_changed_django_setting_is_seen_by_the_backend_and_the_outbox(
@@ -73,6 +86,7 @@ def test_a_changed_django_setting_is_seen_by_the_backend_and_the_outbox(
     assert SmsBackend().config.settings.sender == "First"
     # Changed in place (the same dict object): a new value, so a new key.
     settings.MOBILGROUP["SENDER"] = "Third"
+    assert SmsBackend().config.settings.sender == "Third"
     assert load_config().settings.sender == "Third"
     assert [message.sender for message in mobilgroup_emulator.outbox] == ["Second"]
 

@@ -12,6 +12,7 @@ django-sms and django-sendsms entry points, the emulator over HTTP. The suite ru
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -223,6 +224,56 @@ def test_a_task_backend_that_cannot_load_never_fails_the_commit(
     assert len(django_emulator.outbox) == 0
     assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(r.request_id for r in rows)
     assert sent_ids(django_emulator) == {r.request_id: 1 for r in rows}
+
+
+@pytest.fixture
+def refused_task(settings: Any) -> Iterator[Callable[[list[int]], None]]:
+    """django-tasks-db's real backend, in the tests' database, and a way to make the database
+    itself refuse the task of one batch (a trigger that aborts its insert)."""
+    from django.db import connection
+    from django_tasks_db.models import DBTaskResult
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the refusing trigger is SQLite's")
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    table = DBTaskResult._meta.db_table
+
+    def refuse(batch: list[int]) -> None:
+        pattern = f"%[{batch[0]}, {batch[1]}, %"  # the task's JSON arguments: [[pk, pk, ...]]
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TRIGGER refuse_one_task BEFORE INSERT ON {table} "
+                           f"WHEN NEW.args_kwargs LIKE '{pattern}' "
+                           f"BEGIN SELECT RAISE(ABORT, 'task refused by the test'); END")
+
+    yield refuse
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER IF EXISTS refuse_one_task")
+
+
+def test_a_task_the_database_refuses_leaves_its_batch_to_the_sweeper_and_queues_the_others(
+        django_emulator: Emulator, refused_task: Callable[[list[int]], None],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The tasks of one commit are written with no savepoint each; when one fails they are
+    written again one savepoint each, so that only the refused batch waits for the sweeper."""
+    from django_tasks_db.models import DBTaskResult
+
+    with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"), transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(25)]
+        pks = [row.pk for row in rows]
+        refused_task(pks[10:20])
+    # The caller's transaction committed, every row in it, and the connection still works.
+    assert list(OutboxMessage.objects.order_by("pk").values_list("pk", "state")) == [
+        (pk, OutboxMessage.PENDING) for pk in pks]
+    tasks = [result.args_kwargs["args"][0] for result in DBTaskResult.objects.order_by("enqueued_at")]
+    assert sorted(tasks) == [pks[:10], pks[20:]]
+    [line] = [r.getMessage() for r in caplog.records if "not queued" in r.getMessage()]
+    assert ",".join(map(str, pks[10:20])) in line and "task refused by the test" in line
+    # The queued batches run; the sweeper sends the refused one: every message once.
+    for batch in tasks:
+        assert send_outboxed_batch.call(batch) == {OutboxMessage.ACCEPTED: len(batch)}
+    assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(
+        row.request_id for row in rows[10:20])
+    assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}
 
 
 def test_outside_a_transaction_a_task_backend_that_cannot_load_is_logged(

@@ -29,7 +29,7 @@ from django.views.decorators.debug import sensitive_variables
 from ..client import MobilgroupClient, shared_client
 from ..errors import ConfigurationError, MobilgroupError, ValidationError
 from ..outgoing import Outgoing
-from .settings import BackendConfig, MobilgroupImproperlyConfigured, load_config, valid_alias
+from .settings import BackendConfig, MobilgroupImproperlyConfigured, current_config, load_config, valid_alias
 from .signals import CancelSend, post_send, pre_send
 
 __all__ = ["MobilgroupPart", "MobilgroupRecipientStatus", "MobilgroupStatus", "SmsBackend"]
@@ -163,7 +163,8 @@ class SmsBackend(_Base):
         super().__init__(fail_silently=fail_silently)
         if username is not None and kwargs.get("login") is None:
             kwargs["login"] = username
-        self.config: BackendConfig = load_config(kwargs)
+        # No keyword (a backend per send_sms): the settings' configuration, as remembered.
+        self.config: BackendConfig = load_config(kwargs) if kwargs else current_config()
         if self.config.track_delivery:
             _require_app()
         self._client: MobilgroupClient | None = None
@@ -261,23 +262,25 @@ class SmsBackend(_Base):
                                       sender=self.sender_for(message))
         except ValidationError as exc:
             return self._failed(message, status, REJECTED, exc, ())
-        outgoing, status.part_results = _parts(outgoing, previous)
+        outgoing, parts = _parts(outgoing, previous)
+        status.part_results = parts
         status.outgoing = outgoing
         status.sender = outgoing.sender
-        status.parts = len(outgoing.parts)
-        status.request_ids = [part.request_id for part in outgoing.parts]
-        status.request_id = status.request_ids[0]
+        status.parts = len(parts)
+        status.request_ids = [part.request_id for part in parts]
+        status.request_id = parts[0].request_id
         sent: list[int] = []
         failure: MobilgroupError | None = None
-        for part in status.part_results:
+        for part in parts:
             if part.accepted:
                 continue  # accepted by an earlier send of this message: never again
             if failure is not None:
                 part.status, part.error = PENDING, None
                 continue
             try:
-                [result] = client.send_prepared(_only(outgoing, part.request_id),
-                                                resend=part.maybe_sent)
+                [result] = client.send_prepared(
+                    outgoing if len(parts) == 1 else _only(outgoing, part.request_id),
+                    resend=part.maybe_sent)
             except MobilgroupError as exc:
                 failure = exc
                 part.status = REJECTED if isinstance(exc, ValidationError) else FAILED
@@ -288,7 +291,7 @@ class SmsBackend(_Base):
             sent.append(part.request_id)
         phones = outgoing.phones
         if failure is not None:
-            accepted = any(part.accepted for part in status.part_results)
+            accepted = any(part.accepted for part in parts)
             kind = REJECTED if isinstance(failure, ValidationError) and not accepted else FAILED
             if sent:
                 self._track(outgoing, sent)

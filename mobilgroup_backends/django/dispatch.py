@@ -29,7 +29,7 @@ from ..client import MobilgroupClient, shared_client
 from ..errors import ConfigurationError, MobilgroupError, UnknownRequestId, Verdict
 from ..outgoing import Outgoing
 from .models import OutboxMessage
-from .settings import load_config
+from .settings import current_config
 
 __all__ = ["DEFAULT_STALE_AFTER", "EXPIRED_ERROR", "PAUSED", "SweepResult", "deliver",
            "outgoing_of", "paused_messages", "paused_notice", "settings_client", "sweep"]
@@ -47,7 +47,7 @@ PAUSED = "paused"
 def settings_client() -> MobilgroupClient:
     """The process's client for the ``MOBILGROUP`` settings (kept between tasks: one keep-alive
     connection per worker process, remade after ``fork``). Do not close it."""
-    return shared_client(load_config().settings)
+    return shared_client(current_config().settings)
 
 
 # --- sending one row ------------------------------------------------------------------------

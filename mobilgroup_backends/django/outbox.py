@@ -36,7 +36,7 @@ from ..errors import ValidationError
 from ..outgoing import Outgoing
 from .dispatch import DEFAULT_STALE_AFTER, SweepResult, deliver, settings_client, sweep
 from .models import OutboxMessage
-from .settings import BackendConfig, load_config
+from .settings import BackendConfig, current_config
 
 __all__ = ["DEFAULT_STALE_AFTER", "Message", "SweepResult", "deliver", "enqueue", "enqueue_many",
            "enqueue_prepared", "enqueue_prepared_many", "requeue", "settings_client", "sweep"]
@@ -61,7 +61,7 @@ def enqueue(phones: str | Iterable[str], text: str, *,
     ``TRACK_DELIVERY`` setting. The returned row already carries its ``request_id``, the id
     delivery reports are asked with.
     """
-    config = load_config()
+    config = current_config()
     outgoing = shared_client(config.settings).prepare(phones, text, **send_options)
     return _enqueue(outgoing, config, not_after, track_delivery)[0]
 
@@ -76,7 +76,7 @@ def enqueue_prepared(outgoing: Outgoing, *, not_after: datetime | timedelta | No
     if it fails inside your transaction, that transaction is as broken as after a failed
     ``create``.
     """
-    return _enqueue(outgoing, load_config(), not_after, track_delivery)
+    return _enqueue(outgoing, current_config(), not_after, track_delivery)
 
 
 def _enqueue(outgoing: Outgoing, config: BackendConfig, not_after: datetime | timedelta | None,
@@ -105,7 +105,7 @@ def enqueue_many(messages: Iterable[Message], *,
     :class:`~mobilgroup_backends.errors.ValidationError` names the message (``messages[3]``) and
     means nothing was written. Returns the rows, message after message, part after part.
     """
-    config = load_config()
+    config = current_config()
     client = shared_client(config.settings)
     accepts = inspect.signature(client.prepare)
     prepared: list[Outgoing] = []
@@ -204,7 +204,7 @@ def requeue(rows: Iterable[OutboxMessage]) -> int:
             pk__in=[pk for pk, _ in keys],
             state__in=(OutboxMessage.REJECTED, OutboxMessage.EXPIRED)).update(
             state=OutboxMessage.PENDING, not_after=None, attempts=0, updated_at=timezone.now()))
-        _queue_on_commit(keys, alias, load_config())
+        _queue_on_commit(keys, alias, current_config())
     return count
 
 
@@ -322,8 +322,10 @@ def _queue_now(pks: list[int], size: int, alias: str) -> None:
 
     Several tasks are queued in one transaction on ``alias``: a task backend that keeps its tasks
     in that database (django-tasks-db) then writes them all with one commit, not one commit (and,
-    on SQLite, one wait for the disk) each. Each in a savepoint, so one that fails is left out
-    alone.
+    on SQLite, one wait for the disk) each. Written straight, with no savepoint each: if one
+    fails, that transaction is rolled back and the batches are queued again, each in a savepoint
+    of its own, so that only the one that fails is left out (a broker outside the database may
+    then get a batch twice; each row is still sent once: a task claims its row first).
     """
     try:
         from .tasks import send_outboxed, send_outboxed_batch
@@ -345,6 +347,14 @@ def _queue_now(pks: list[int], size: int, alias: str) -> None:
         except Exception as exc:
             _not_queued(chunks[0], exc)
         return
+    try:
+        with transaction.atomic(using=alias):
+            for chunk in chunks:
+                queue(chunk)
+        return
+    except Exception as exc:
+        logger.warning("SMS outbox: queueing the tasks of %d rows failed (%s: %s); queueing "
+                       "them again one batch at a time", len(pks), type(exc).__name__, exc)
     queued: list[int] = []
     try:
         with transaction.atomic(using=alias):
