@@ -36,6 +36,8 @@ from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 from tests.postgres import PostgresServer, shared_copy_folder
 from tests.redis_server import RedisServer
 
+pytest_plugins = ["tests.xdist_groups"]
+
 # Many tests stop a command with Ctrl-C (SIGINT), in this process or in a child. A shell that
 # starts a job in the background without job control starts it with SIGINT ignored, and that
 # is inherited: Python then never raises KeyboardInterrupt and those tests would hang. Give the
