@@ -73,9 +73,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` (the default in pyproject.toml): a worker per core, one more per core that is
     idle (by the load average), and one more while any is. The suite mostly waits (on
     subprocesses, servers, a browser, the emulator's deliberate delays): on an idle machine the
-    workers fill each other's waits, and two of them spend most of the first minute in the
-    process tests' waits (leases running out, a paused outbox's backoff), which is what the last
-    one is for. On a busy machine the others' work fills the waits, and extra workers only add
+    workers fill each other's waits, and two of them spend their first half-minute mostly
+    waiting in the process tests (leases running out, a paused outbox's backoff), which is what
+    the last one is for. On a busy machine the others' work fills the waits, and extra workers only add
     their start-up cost and slow the timing-sensitive tests down."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own variable, for a machine that knows better, still wins
