@@ -36,6 +36,8 @@ from tests.helpers import FROZEN_PASSWORD, FROZEN_START
 from tests.postgres import PostgresServer, shared_copy_folder
 from tests.redis_server import RedisServer
 
+pytest_plugins = ["tests.xdist_groups"]
+
 # Many tests stop a command with Ctrl-C (SIGINT), in this process or in a child. A shell that
 # starts a job in the background without job control starts it with SIGINT ignored, and that
 # is inherited: Python then never raises KeyboardInterrupt and those tests would hang. Give the
@@ -68,11 +70,13 @@ MAX_WORKERS = 8
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` (the default in pyproject.toml): a worker per core, and one more per core that
-    is idle (by the load average). The suite mostly waits (on subprocesses, servers, a browser,
-    the emulator's deliberate delays), so on an idle machine twice as many workers as cores fill
-    those waits; on a busy one the others' work fills them, and extra workers only add their
-    start-up cost and slow the timing-sensitive tests down."""
+    """``-n auto`` (the default in pyproject.toml): a worker per core, one more per core that is
+    idle (by the load average), and one more while any is. The suite mostly waits (on
+    subprocesses, servers, a browser, the emulator's deliberate delays): on an idle machine the
+    workers fill each other's waits, and two of them spend their first half-minute mostly
+    waiting in the process tests (leases running out, a paused outbox's backoff), which is what
+    the last one is for. On a busy machine the others' work fills the waits, and extra workers only add
+    their start-up cost and slow the timing-sensitive tests down."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own variable, for a machine that knows better, still wins
     try:
@@ -84,7 +88,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     except (AttributeError, OSError):  # not available here: assume an idle machine
         busy = 0.0
     idle = max(0, min(cores, round(cores - busy)))
-    return max(1, min(MAX_WORKERS, cores + idle))
+    return max(1, min(MAX_WORKERS, cores + idle + (1 if idle else 0)))
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

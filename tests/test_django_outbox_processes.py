@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -164,27 +165,34 @@ class Project:
             self.kill(process)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """A migrated database of its own for the test."""
-    if request.param == "sqlite":
-        path = tmp_path / "db.sqlite3"
+def migrated_database(request: pytest.FixtureRequest, folder: Path, kind: str) -> dict[str, Any]:
+    """A migrated database of its own (``kind``: sqlite or postgresql), copied from the session's."""
+    name = f"outbox_{uuid.uuid4().hex[:12]}"
+    if kind == "sqlite":
+        path = folder / f"{name}.sqlite3"
         shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
         return sqlite_database(path)
     server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database(f"outbox_{uuid.uuid4().hex[:12]}",
-                                  template=request.getfixturevalue("migrated_postgres"))
+    return server.create_database(name, template=request.getfixturevalue("migrated_postgres"))
 
 
-@pytest.fixture
-def project(database: dict[str, Any], mobilgroup_emulator: Emulator,
-            request: pytest.FixtureRequest) -> Iterator[Project]:
-    """``request.param`` (indirect parametrization): ``OUTBOX_BATCH``, rows per task."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """A migrated database of its own for the test."""
+    return migrated_database(request, tmp_path, request.param)
+
+
+def killable_project(database: dict[str, Any], gateway: Emulator, batch: int = 10) -> Project:
+    """A project whose sends a test kills mid-answer; ``batch``: ``OUTBOX_BATCH``, rows per task."""
     # A short timeout keeps the killed worker's lease (twice the longest send: 8 s) short, yet
     # leaves a loaded machine 2 s to kill the worker after the gateway accepted its send and
     # before the client gives up on the answer.
-    made = Project(database, mobilgroup_emulator, RETRIES=0, TIMEOUT=2,
-                   OUTBOX_BATCH=getattr(request, "param", 10))
+    return Project(database, gateway, RETRIES=0, TIMEOUT=2, OUTBOX_BATCH=batch)
+
+
+@pytest.fixture
+def project(database: dict[str, Any], mobilgroup_emulator: Emulator) -> Iterator[Project]:
+    made = killable_project(database, mobilgroup_emulator)
     yield made
     made.stop_all()
 
@@ -197,10 +205,10 @@ def outbox_rows(project: Project) -> dict[int, tuple[str, str, datetime | None]]
     return {int(rid): (state, text, aware(until)) for rid, state, text, until in rows}
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("project", [1, 10], indirect=True, ids=["batch-1", "batch-10"])
-def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
-        project: Project) -> None:
+def killed_mid_send(project: Project) -> list[int]:
+    """The kill test's first part, for one project: its worker is SIGKILLed while the gateway
+    holds the answer to a send it accepted; meanwhile the application commits three rows, rolls
+    one back, and another process's enqueue is lost. The rows' request ids, the lost one last."""
     gateway = project.gateway
     # The gateway accepts the worker's first send and holds its answer; the worker is killed.
     gateway.faults.next("delay", seconds=30)
@@ -234,18 +242,21 @@ def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
     finally:
         queued = project.shell_result(application)
         lost = project.shell_result(lost_enqueue)
-    expected = [*queued, lost]
     (in_flight,) = [m.request_id for m in gateway.outbox]
     assert in_flight in queued
 
     rows = outbox_rows(project)
-    assert sorted(rows) == sorted(expected)  # the rolled-back row is not there
+    assert sorted(rows) == sorted([*queued, lost])  # the rolled-back row is not there
     assert {state for state, _, _ in rows.values()} == {"pending"}
     # The killed run's lease outlives it: no one may send its row again before it runs out.
     lease = rows[in_flight][2]
     assert lease is not None and killed_at < lease < killed_at + timedelta(seconds=30)
-    time.sleep((lease - datetime.now(timezone.utc)).total_seconds() + 0.2)
+    return [*queued, lost]
 
+
+def sent_once_by_the_sweeper_and_the_next_worker(project: Project, expected: list[int]) -> None:
+    """The kill test's second part, once the killed run's lease has run out."""
+    gateway = project.gateway
     out = project.run("mobilgroup", "outbox", "--stale-after", "0")
     assert "Sent 4 pending message(s): 4 accepted" in out, out
     # The tasks still queued run later, on a new worker: they find their rows sent.
@@ -260,6 +271,31 @@ def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
     rows = outbox_rows(project)
     assert {rid: state for rid, (state, _, _) in rows.items()} == dict.fromkeys(expected,
                                                                                 "accepted")
+
+
+@pytest.mark.timeout(240)
+def test_killed_worker_lost_enqueue_and_rollback_are_each_sent_exactly_once(
+        database: dict[str, Any], mobilgroup_emulator: Emulator, request: pytest.FixtureRequest,
+        tmp_path: Path) -> None:
+    """With a task per row (``OUTBOX_BATCH`` 1) and one task for the transaction's rows (10),
+    side by side: two projects, each with its own database and gateway, so that one wait for
+    the killed runs' leases (8 s) serves both. Each is killed the moment its own gateway
+    accepted, by a thread of its own, so neither waits for the other."""
+    kind = request.node.callspec.params["database"]
+    with Emulator() as other_gateway:
+        projects = [killable_project(database, mobilgroup_emulator, batch=1),
+                    killable_project(migrated_database(request, tmp_path, kind), other_gateway)]
+        try:
+            with ThreadPoolExecutor(len(projects)) as runs:
+                expected = list(runs.map(killed_mid_send, projects))
+            leases = [until for project in projects for _, _, until in outbox_rows(project).values()
+                      if until is not None]
+            time.sleep(max(0.0, (max(leases) - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+            for project, ids in zip(projects, expected, strict=True):
+                sent_once_by_the_sweeper_and_the_next_worker(project, ids)
+        finally:
+            for project in projects:
+                project.stop_all()
 
 
 @pytest.mark.timeout(240)

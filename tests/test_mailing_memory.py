@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_mobilgroup_environme
                                  reason="peak memory is read from /proc (Linux)")]
 
 #: Growth of the peak allowed between the baseline and a large run. A plan held in memory, as it
-#: once was, took some 1.5 kB a personalised row in a dry run (75 MB at 50,000 rows), and
-#: 0.7 kB a row of identical texts sent (28 MB at 40,000).
+#: once was, took some 1.5 kB a personalised row in a dry run (37 MB at 25,000 rows, three times
+#: this), and 0.7 kB a row of identical texts sent (28 MB at 40,000). Keeping only each row's
+#: prepared message in a list, a lighter form of that defect, still grows 21 MiB at 25,000.
 GROWTH_MIB = 12
 
 REPORTING_PEAK = """
@@ -69,7 +70,7 @@ def test_a_large_plan_takes_no_more_memory_than_a_small_one(
         gateway: Emulator, tmp_path: Path) -> None:
     url = gateway.url()
     peaks = {}
-    for rows in (2000, 50_000):
+    for rows in (2000, 25_000):
         source = write_rows(tmp_path / f"{rows}.csv", rows, same=False)
         peaks[rows], done = peak_mib("mailing", "send", source.name, "--text", TEMPLATE,
                                      "--dry-run", "--json", url=url, cwd=tmp_path)
@@ -77,7 +78,7 @@ def test_a_large_plan_takes_no_more_memory_than_a_small_one(
         assert plan["recipients"] == plan["requests"] == rows
         assert plan["samples"][0] == {"phone": "79030000000",
                                       "text": TEMPLATE.format(name="Клиент 0", order="N-0")}
-    assert peaks[50_000] - peaks[2000] < GROWTH_MIB, peaks
+    assert peaks[25_000] - peaks[2000] < GROWTH_MIB, peaks
     assert not gateway.requests
 
 
