@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,24 +72,44 @@ MAX_WORKERS = 8
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` (the default in pyproject.toml): a worker per core, one more per core that is
-    idle (by the load average), and one more while any is. The suite mostly waits (on
-    subprocesses, servers, a browser, the emulator's deliberate delays): on an idle machine the
-    workers fill each other's waits, and two of them spend their first half-minute mostly
-    waiting in the process tests (leases running out, a paused outbox's backoff), which is what
-    the last one is for. On a busy machine the others' work fills the waits, and extra workers only add
-    their start-up cost and slow the timing-sensitive tests down."""
+    idle now, and one more while any is. The suite mostly waits (on subprocesses, servers, a
+    browser, the emulator's deliberate delays): on an idle machine the workers fill each other's
+    waits, and two of them spend their first half-minute mostly waiting in the process tests
+    (leases running out, a paused outbox's backoff), which is what the last one is for. On a busy
+    machine the others' work fills the waits, and extra workers only add their start-up cost and
+    slow the timing-sensitive tests down."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own variable, for a machine that knows better, still wins
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not available here: assume an idle machine
-        busy = 0.0
-    idle = max(0, min(cores, round(cores - busy)))
+    idle = max(0, min(cores, round(cores - busy_cores())))
     return max(1, min(MAX_WORKERS, cores + idle + (1 if idle else 0)))
+
+
+def busy_cores(window: float = 0.3) -> float:
+    """How many cores other work keeps busy now: the machine's CPU time over ``window`` seconds
+    (Linux's /proc/stat), else the load average. Not the load average first: it is a minute
+    behind, and right after an install (as in CI) it still counts the install."""
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks[:8])  # idle + iowait; user..steal
+
+    try:
+        idle_before, total_before = idle_and_total()
+        time.sleep(window)
+        idle_after, total_after = idle_and_total()
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # not available here: assume an idle machine
+            return 0.0
+    total = total_after - total_before
+    if total <= 0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle_after - idle_before) / total)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
