@@ -276,6 +276,36 @@ def test_a_task_the_database_refuses_leaves_its_batch_to_the_sweeper_and_queues_
     assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}
 
 
+def test_a_task_run_at_once_whose_query_fails_does_not_undo_the_other_batches(
+        django_emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    """The immediate backend runs each batch's task at commit and catches what it raises, so a
+    task whose query failed leaves the block that queued it marked for rollback without an
+    error: that block would end rolled back in silence, every batch of the commit with it."""
+    from django.db import connection
+
+    table = OutboxMessage._meta.db_table
+    with caplog.at_level(logging.WARNING, logger="mobilgroup_backends"), transaction.atomic():
+        rows = [enqueue(PHONE, f"order {n}") for n in range(25)]
+        pks = [row.pk for row in rows]
+        with connection.cursor() as cursor:  # the claim of the 13th row fails, as a lock would
+            cursor.execute(f"CREATE TRIGGER refuse_one_claim BEFORE UPDATE ON {table} "
+                           f"WHEN OLD.id = {pks[12]} "
+                           f"BEGIN SELECT RAISE(ABORT, 'claim refused by the test'); END")
+    try:
+        states = dict(OutboxMessage.objects.values_list("pk", "state"))
+        assert states == {pk: OutboxMessage.PENDING if pk in pks[10:20] else OutboxMessage.ACCEPTED
+                          for pk in pks}
+        [line] = [r.getMessage() for r in caplog.records if "not queued" in r.getMessage()]
+        assert ",".join(map(str, pks[10:20])) in line
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS refuse_one_claim")
+    # The sweeper sends the batch left behind, with the ids its rolled-back sends used: each once.
+    assert sorted(sweep(stale_after=timedelta(0)).accepted) == sorted(
+        row.request_id for row in rows[10:20])
+    assert sent_ids(django_emulator) == {row.request_id: 1 for row in rows}
+
+
 def test_outside_a_transaction_a_task_backend_that_cannot_load_is_logged(
         django_emulator: Emulator, settings: Any, caplog: pytest.LogCaptureFixture) -> None:
     settings.TASKS = {"default": {"BACKEND": "no_such_package.backends.Backend"}}

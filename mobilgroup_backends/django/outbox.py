@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
 from ..client import shared_client
@@ -324,8 +324,10 @@ def _queue_now(pks: list[int], size: int, alias: str) -> None:
     in that database (django-tasks-db) then writes them all with one commit, not one commit (and,
     on SQLite, one wait for the disk) each. Written straight, with no savepoint each: if one
     fails, that transaction is rolled back and the batches are queued again, each in a savepoint
-    of its own, so that only the one that fails is left out (a broker outside the database may
-    then get a batch twice; each row is still sent once: a task claims its row first).
+    of its own, so that only the one that fails is left out. A task backend that keeps its tasks
+    elsewhere (a broker, or a database the router sends the task table to) may then get a batch
+    twice; each row is still sent once: a task claims its row first. A task run at once whose
+    query failed (``ImmediateBackend`` catches the error) counts as a failure too.
     """
     try:
         from .tasks import send_outboxed, send_outboxed_batch
@@ -351,6 +353,7 @@ def _queue_now(pks: list[int], size: int, alias: str) -> None:
         with transaction.atomic(using=alias):
             for chunk in chunks:
                 queue(chunk)
+            _raise_if_rolled_back(alias)
         return
     except Exception as exc:
         logger.warning("SMS outbox: queueing the tasks of %d rows failed (%s: %s); queueing "
@@ -362,12 +365,22 @@ def _queue_now(pks: list[int], size: int, alias: str) -> None:
                 try:
                     with transaction.atomic(using=alias):
                         queue(chunk)
+                        _raise_if_rolled_back(alias)
                 except Exception as exc:
                     _not_queued(chunk, exc)
                 else:
                     queued.extend(chunk)
     except Exception as exc:  # the commit of the tasks failed: the sweeper has the rows
         _not_queued(queued, exc)
+
+
+def _raise_if_rolled_back(alias: str) -> None:
+    """Raise when the block is marked for rollback: a task backend that runs tasks at once
+    (``ImmediateBackend``) catches a task's failed query, and the block would then end without
+    an error and be rolled back in silence, its batches counted as queued."""
+    if transaction.get_rollback(using=alias):
+        raise DatabaseError("a task failed inside the transaction that queued it; it was "
+                            "rolled back")
 
 
 def _not_queued(pks: list[int], exc: Exception) -> None:
