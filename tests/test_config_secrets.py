@@ -113,6 +113,7 @@ def test_ambiguous_urls_say_percent_encode_and_show_nothing(
     assert not leaks(captured.out + captured.err)
 
 
+@pytest.mark.django_db  # Django 6.1 runs the model checks against every database: run_checks() may connect
 def test_django_and_apprise_show_nothing_of_an_ambiguous_password(
         settings: Any, caplog: pytest.LogCaptureFixture) -> None:
     import apprise
