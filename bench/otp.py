@@ -38,17 +38,18 @@ from _ratio import Rounds
 
 #: Codes one phone gets in a pass, at most: well within the guard's highest hourly limit (100).
 CODES_PER_PHONE = 40
-_first_phone = itertools.count(1)
+_next_phone = 1
 
 
 def phones_for(codes: int) -> list[str]:
     """Numbers of their own for ``codes`` codes (at least 200), none shared with another pass,
     so that the guard, which stays on, never refuses one: a refused code is no send to time."""
-    start = next(_first_phone)
+    global _next_phone
     count = max(200, -(-codes // CODES_PER_PHONE))
-    for _ in range(count - 1):
-        next(_first_phone)
+    start, _next_phone = _next_phone, _next_phone + count
     return [f"+7900{n:07d}" for n in range(start, start + count)]
+
+
 TEXT = "123456 is your code. Valid 5 min."
 
 

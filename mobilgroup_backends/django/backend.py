@@ -278,9 +278,8 @@ class SmsBackend(_Base):
                 part.status, part.error = PENDING, None
                 continue
             try:
-                [result] = client.send_prepared(
-                    outgoing if len(parts) == 1 else _only(outgoing, part.request_id),
-                    resend=part.maybe_sent)
+                [result] = client.send_prepared(_only(outgoing, part.request_id),
+                                                resend=part.maybe_sent)
             except MobilgroupError as exc:
                 failure = exc
                 part.status = REJECTED if isinstance(exc, ValidationError) else FAILED

@@ -163,7 +163,7 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     """
     if overrides or environ is not None:
         return _config_of(load_resolved(overrides, environ))
-    return _config_of(_resolved_now())
+    return current_config()
 
 
 def current_config() -> BackendConfig:
