@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -183,13 +183,10 @@ def _write(rows: list[OutboxMessage], alias: str) -> None:
         return
     with transaction.atomic(using=alias):  # a half-written text would arrive cut
         OutboxMessage.objects.using(alias).bulk_create(rows, batch_size=BULK_SIZE)
-        missing = [row for row in rows if row.pk is None]
+        missing = {row.request_id: row for row in rows if row.pk is None}
         # A database that does not return the new keys from a bulk insert: look them up.
-        for start in range(0, len(missing), _LOOKUP_CHUNK):
-            chunk = {row.request_id: row for row in missing[start:start + _LOOKUP_CHUNK]}
-            for request_id, pk in OutboxMessage.objects.using(alias).filter(
-                    request_id__in=list(chunk)).values_list("request_id", "pk"):
-                chunk[request_id].pk = pk
+        for pk, request_id in _existing(alias, list(missing)):
+            missing[request_id].pk = pk
 
 
 def requeue(rows: Iterable[OutboxMessage]) -> int:
@@ -215,8 +212,17 @@ _BATCH_ATTRIBUTE = "_mobilgroup_outbox_batch"
 #: A row as the batch knows it: its primary key and its request id. The request id tells a row
 #: of a rolled-back savepoint from a later row that reused its primary key (SQLite does).
 _Key = tuple[int, int]
-#: Request ids looked up per query at commit (old SQLite takes at most 999 parameters).
+#: Request ids looked up per query (old SQLite takes at most 999 parameters).
 _LOOKUP_CHUNK = 500
+
+
+def _existing(alias: str, request_ids: list[int]) -> Iterator[_Key]:
+    """(pk, request id) of the rows of these request ids that exist, in chunks that every
+    database takes."""
+    rows = OutboxMessage.objects.using(alias)
+    for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+        chunk = request_ids[start:start + _LOOKUP_CHUNK]
+        yield from rows.filter(request_id__in=chunk).values_list("pk", "request_id")
 
 
 class _CommitBatch:
@@ -246,8 +252,7 @@ class _CommitBatch:
         if size != self.size or now != self.now:
             return False
         hooks = getattr(connection, "run_on_commit", ())  # (savepoints, hook, robust) entries
-        if hooks and getattr(hooks[-1][1], "__self__", None) is self:
-            return True  # the usual case, found at once: nothing registered a hook since
+        # Newest first: usually the last one, as nothing registered a hook since.
         return any(getattr(entry[1], "__self__", None) is self for entry in reversed(hooks))
 
     def add(self, connection: Any, keys: list[_Key]) -> None:
@@ -261,21 +266,14 @@ class _CommitBatch:
         keys = self.keys
         if self.uncertain:
             try:
-                kept = self._existing(sorted(request_id for _, request_id in self.uncertain))
+                kept = set(_existing(self.alias,
+                                     sorted(request_id for _, request_id in self.uncertain)))
             except Exception as exc:
                 _not_queued([pk for pk, _ in keys], exc)
                 return
             keys = [key for key in keys if key not in self.uncertain or key in kept]
         _dispatch([pk for pk, _ in keys], self.size, self.alias, self.now)
 
-    def _existing(self, request_ids: list[int]) -> set[_Key]:
-        """The rows of these request ids that exist, in chunks that every database takes."""
-        rows = OutboxMessage.objects.using(self.alias)
-        found: set[_Key] = set()
-        for start in range(0, len(request_ids), _LOOKUP_CHUNK):
-            chunk = request_ids[start:start + _LOOKUP_CHUNK]
-            found.update(rows.filter(request_id__in=chunk).values_list("pk", "request_id"))
-        return found
 
 
 def _queue_on_commit(keys: list[_Key], alias: str, config: BackendConfig) -> None:

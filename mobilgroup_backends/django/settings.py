@@ -98,10 +98,6 @@ def valid_alias(value: object) -> str | None:
         return None
 
 
-def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
-    return sorted(str(key) for key in raw if key not in KNOWN_KEYS)
-
-
 def improperly_configured(exc: ConfigurationError) -> MobilgroupImproperlyConfigured:
     """The core's error in Django's words: the setting as written, and a fix in settings keys."""
     if exc.option == "account" and exc.field == "url":
