@@ -71,8 +71,7 @@ class Outgoing:
         """``schedule`` as an aware moment (the gateway's clock, Moscow time), or None."""
         if self.schedule is None:
             return None
-        return datetime.strptime(self.schedule, protocol.SCHEDULE_FORMAT).replace(
-            tzinfo=protocol.GATEWAY_TIMEZONE)
+        return protocol.schedule_time(self.schedule)
 
     def report_due(self, sent_at: datetime) -> datetime:
         """When the gateway's rule allows asking for this message's delivery report, had it

@@ -72,6 +72,7 @@ __all__ = [
     "parse_status",
     "repair_end_tags",
     "report_due",
+    "schedule_time",
     "text_limit",
 ]
 
@@ -613,6 +614,12 @@ def message_parts(text: str, *, transliterate: bool = True,
     if long_messages == "error" or len(text) <= limit:
         return [text]
     return fit_text(text, limit, long_messages, max_parts=max_parts)
+
+
+def schedule_time(schedule: str) -> datetime:
+    """A ``schedule`` as the gateway takes it (:func:`check_schedule`'s result), as an aware
+    moment on the gateway's clock (Moscow time)."""
+    return datetime.strptime(schedule, SCHEDULE_FORMAT).replace(tzinfo=GATEWAY_TIMEZONE)
 
 
 def report_due(sent_at: datetime, valid_hours: int | None = None,

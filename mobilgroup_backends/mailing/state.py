@@ -292,10 +292,7 @@ class MailingState:
         if last is None:
             return None
         options = self.options
-        schedule = None
-        if options.schedule:
-            schedule = datetime.strptime(options.schedule, protocol.SCHEDULE_FORMAT).replace(
-                tzinfo=protocol.GATEWAY_TIMEZONE)
+        schedule = protocol.schedule_time(options.schedule) if options.schedule else None
         return protocol.report_due(datetime.fromisoformat(last), options.valid_hours, schedule)
 
     @_sqlite_errors
