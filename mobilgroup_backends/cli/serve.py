@@ -91,14 +91,9 @@ def run_serve(args: argparse.Namespace) -> int:
                               "127.0.0.1")
     options = {"receiver_token_file": args.token_file, "max_parts": args.max_parts,
                "allow_insecure_http": args.allow_insecure_http}
-    source = "--url-file" if args.url_file else "--url"
-    try:
-        app = make_app(_url(args), allow_no_auth=args.no_auth, routes=args.routes,
-                       max_body=args.max_body or MAX_BODY, **options)
-    except ConfigurationError as exc:
-        if exc.field == "url":
-            exc.source = source
-        raise
+    app = make_app(_url(args), allow_no_auth=args.no_auth, routes=args.routes,
+                   max_body=args.max_body or MAX_BODY,
+                   url_source="--url-file" if args.url_file else "--url", **options)
     server = waitress.create_server(app, host=host, port=port, threads=max(1, args.threads),
                                     max_request_body_size=SERVER_BODY_LIMIT, ident="mobilgroup")
 

@@ -274,7 +274,7 @@ class ReceiverApp:
 
 def make_app(url: str | None = None, *, allow_no_auth: bool = False,
              routes: str | Path | None = None, max_body: int = MAX_BODY,
-             **options: Any) -> ReceiverApp:
+             url_source: str = "url", **options: Any) -> ReceiverApp:
     """The receiver, configured by the resolver every adapter uses.
 
     ``url`` (``mobilgroup://LOGIN:PASSWORD@USER_ID/PHONE...``) or ``MOBILGROUP_URL`` and the
@@ -282,9 +282,11 @@ def make_app(url: str | None = None, *, allow_no_auth: bool = False,
     account and the default recipients; ``options`` are options of the table by name
     (``receiver_token``, ``max_sms``, ``budget``, ``max_parts``, ``prefix``...). Without a token
     it refuses to be made unless ``allow_no_auth`` (only for a server on a loopback address).
-    ``routes`` is a routing file (:mod:`.routing`).
+    ``routes`` is a routing file (:mod:`.routing`). ``url_source`` names ``url`` in errors
+    (``--url``...).
     """
-    resolved = resolve("serve", arguments=options, url=url, setting=django_setting())
+    resolved = resolve("serve", arguments=options, url=url, setting=django_setting(),
+                       url_source=url_source)
     token = read_token(resolved)
     if token is None and not allow_no_auth:
         raise ConfigurationError("receiver_token", HIDDEN, "no token: anyone who reaches the "
