@@ -244,10 +244,13 @@ class Emulator:
         ``+7 900 000-00-00``), or None; waits up to ``timeout`` seconds for one to arrive."""
         deadline = time.monotonic() + timeout
         while True:
+            seen = len(self.outbox)
             found = last_code_message(self.outbox, phone)
-            if found is not None or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if found is not None or left <= 0:
                 return found[1] if found else None
-            time.sleep(0.02)
+            # Woken by the next message; a short cap, as a reset may empty the outbox meanwhile.
+            self.outbox.wait_for(seen + 1, min(left, 0.2))
 
     def status_queries(self, request_id: int, user_id: str | None = None) -> int:
         """How many ``status`` requests for ``request_id`` the gateway processed (any answer)."""
