@@ -307,7 +307,7 @@ def test_money_running_out_mid_mailing_stops_it_and_the_same_command_resumes(
     assert sent_phones(mobilgroup_emulator) == {phone(i): 1 for i in range(1, 61)}
 
 
-def test_resuming_refuses_another_file_or_template(mobilgroup_emulator: Emulator,
+def test_resuming_refuses_another_file_template_or_options(mobilgroup_emulator: Emulator,
                                                    tmp_path: Path, mobilgroup: RunCommand) -> None:
     contacts = write_contacts(tmp_path / "c.csv", 3)
     url = mobilgroup_emulator.url()
@@ -322,6 +322,27 @@ def test_resuming_refuses_another_file_or_template(mobilgroup_emulator: Emulator
     other = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--state", "new.sqlite",
                        url=url, cwd=tmp_path)
     assert other.returncode == 0 and len(mobilgroup_emulator.outbox) == 3 + 4
+    # The options are part of the mailing too: max_parts as well as long_messages.
+    split = mobilgroup_emulator.url(long_messages="split")
+    other = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--state", "new.sqlite",
+                       url=split, cwd=tmp_path)
+    assert other.returncode == 2 and "options differ" in other.stderr
+    assert mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--state", "split.sqlite",
+                      url=split, cwd=tmp_path).returncode == 0
+    other = mobilgroup("mailing", "send", "c.csv", "--text", TEMPLATE, "--state", "split.sqlite",
+                       url=mobilgroup_emulator.url(long_messages="split", max_parts=2),
+                       cwd=tmp_path)
+    assert other.returncode == 2 and "options differ" in other.stderr
+    assert len(mobilgroup_emulator.outbox) == 3 + 4 + 4
+
+
+def test_the_options_of_state_files_written_before_max_parts_still_match() -> None:
+    """A state file keeps its options as JSON and a resume compares them as text: an option
+    added later must not change the text of a mailing that does not use it."""
+    from mobilgroup_backends.mailing import MailingOptions
+
+    assert "max_parts" not in json.loads(MailingOptions().to_json())
+    assert json.loads(MailingOptions(max_parts=2).to_json())["max_parts"] == 2
 
 
 @pytest.mark.slow  # about 3 s alone, over 6 s on a busy machine

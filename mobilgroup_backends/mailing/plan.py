@@ -109,6 +109,7 @@ class MailingOptions:
     long_messages: str = "error"
     replace_unencodable: bool = False
     region: str = protocol.DEFAULT_REGION
+    max_parts: int | None = None
 
     @classmethod
     def of(cls, client: MobilgroupClient, outgoing: Outgoing) -> MailingOptions:
@@ -117,10 +118,14 @@ class MailingOptions:
         return cls(sender=outgoing.sender, schedule=outgoing.schedule,
                    valid_hours=outgoing.valid_hours, transliterate=outgoing.transliterate,
                    long_messages=settings.long_messages,
-                   replace_unencodable=settings.replace_unencodable, region=settings.region)
+                   replace_unencodable=settings.replace_unencodable, region=settings.region,
+                   max_parts=settings.max_parts)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+        fields = asdict(self)
+        if self.max_parts is None:  # as state files written before it was an option have it
+            del fields["max_parts"]
+        return json.dumps(fields, sort_keys=True, ensure_ascii=False)
 
 
 class Plan:
