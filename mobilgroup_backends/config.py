@@ -65,6 +65,7 @@ __all__ = [
     "check_endpoint",
     "django_setting",
     "django_settings_pending",
+    "first_line",
     "is_loopback",
     "parse_bool",
     "parse_url",
@@ -1112,6 +1113,18 @@ def _variables(environ: Mapping[str, str]) -> object:
 
 #: The process's memoised :func:`resolve` (see :class:`ResolveCache`).
 resolve_cached = ResolveCache()
+
+
+def first_line(path: str, field: str, fix: str) -> str:
+    """The first line of the UTF-8 file at ``path``, without its line end: where a secret (the
+    URL, the receiver's token) is kept out of the command line. A file that cannot be read is a
+    :class:`ConfigurationError` of ``field``, with ``fix``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().removesuffix("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigurationError(field, path, reason or str(exc), fix) from None
 
 
 def django_setting() -> Mapping[str, Any] | None:

@@ -178,14 +178,10 @@ def _client(args: argparse.Namespace, settings: Settings | None = None,
 def _url(args: argparse.Namespace) -> str | None:
     """The URL given by ``--url``, ``--url -`` (standard input) or ``--url-file``; never shown."""
     if getattr(args, "url_file", None):
-        try:
-            with open(args.url_file, encoding="utf-8") as handle:
-                line = handle.readline()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigurationError("--url-file", args.url_file, reason or str(exc),
-                                     "give a file whose first line is the mobilgroup:// URL"
-                                     ) from None
+        from ..config import first_line
+
+        line = first_line(args.url_file, "--url-file",
+                          "give a file whose first line is the mobilgroup:// URL")
         return _nonempty(line, "--url-file", args.url_file)
     if args.url == "-":
         if getattr(args, "text", None) == "-":

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..client import MobilgroupClient
-from ..config import LAYERS, Resolved, django_setting, resolve
+from ..config import BY_NAME, LAYERS, Resolved, django_setting, first_line, resolve
 from ..errors import HIDDEN, ConfigurationError, MobilgroupError, ValidationError, error_to_dict
 from ..logging.store import make_store
 from ..protocol import mask_phone
@@ -66,14 +66,7 @@ def read_token(resolved: Resolved) -> str | None:
                         <= _layer(resolved, "receiver_token_file")):
         return token  # the token, unless the file was given in a stronger place (--token-file)
     where = resolved.where("receiver_token_file")
-    try:
-        line = Path(path).read_text(encoding="utf-8").partition("\n")[0]
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigurationError(where, path, reason or str(exc),
-                                 "give a file whose first line is the token") from None
-    from ..config import BY_NAME
-
+    line = first_line(path, where, "give a file whose first line is the token")
     try:
         value: str | None = BY_NAME["receiver_token"].parse(where, line)
     except ConfigurationError as exc:
