@@ -208,6 +208,11 @@ def _text(label: str, value: Any) -> str:
     return value
 
 
+def _one_line(label: str, value: Any) -> str:
+    """A text its whitespace folded to single spaces: it goes into every SMS of a kind."""
+    return " ".join(_text(label, value).split())
+
+
 def _budget(label: str, value: Any) -> str | None:
     """A Redis URL (checked by the logging store, which masks its password), or unset."""
     if value is None or value == "":
@@ -510,7 +515,7 @@ OPTIONS: tuple[Option, ...] = (
     _option("failure_backoff", "seconds", _number(float), 10.0,
             "after a failed alert, seconds before trying again (doubling, up to 300)", low=0,
             setting="ALERT_FAILURE_BACKOFF", adapters=_BUDGET, in_settings=False),
-    _option("prefix", "text", _text, "", "put in every alert SMS, e.g. the host",
+    _option("prefix", "text", _one_line, "", "put in every alert SMS, e.g. the host",
             setting="ALERT_PREFIX", adapters=_BUDGET, in_settings=False),
     _option("budget", "redis-url", _budget, None,
             "one alert budget for every process using it: redis://HOST:PORT/DB?key=NAME; "

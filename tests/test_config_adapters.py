@@ -166,3 +166,19 @@ def test_hints_name_what_exists_where_they_are_shown(
     assert "--split" in err[1] and "split option" not in err[1]
     assert "leave it unset" not in err[2] and "--id" not in err[2]
     assert not mobilgroup_emulator.outbox
+
+
+def test_an_alert_prefix_is_one_line_for_the_handler_and_the_receiver(
+        mobilgroup_emulator: Emulator, handlers: list[SmsHandler]) -> None:
+    """The prefix goes into every alert SMS: its line ends and runs of spaces are folded by the
+    resolver, whichever adapter reads it."""
+    from mobilgroup_backends.serve import make_app
+
+    handler = SmsHandler(url=mobilgroup_emulator.url(PHONE), prefix=" web 1\n  eu-west ")
+    handlers.append(handler)
+    assert handler.prefix == "web 1 eu-west"
+    app = make_app(mobilgroup_emulator.url(PHONE), allow_no_auth=True, prefix="web\t1\n eu")
+    try:
+        assert app.delivery.prefix == "web 1 eu"
+    finally:
+        app.close()

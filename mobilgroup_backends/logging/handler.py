@@ -157,7 +157,7 @@ class SmsHandler(logging.Handler):
         self.dedupe_size: int = options["dedupe_size"]
         self.queue_size: int = options["queue_size"]
         self.flush_timeout = float(options["flush_timeout"])
-        self.prefix = " ".join(str(options["prefix"]).split())
+        self.prefix: str = options["prefix"]
         self.failure_backoff = float(options["failure_backoff"])
         budget: str | None = options["budget"]
         if budget is not None:

@@ -298,7 +298,7 @@ def make_app(url: str | None = None, *, allow_no_auth: bool = False,
                        "the URL (mobilgroup://...@USER_ID/PHONE) or MOBILGROUP_ALERT_PHONES")
     metrics = ReceiverMetrics()
     client = MobilgroupClient.from_settings(settings)
-    delivery = Delivery(client, store, prefix=" ".join(str(resolved["prefix"]).split()),
+    delivery = Delivery(client, store, prefix=resolved["prefix"],
                         failure_backoff=resolved["failure_backoff"],
                         summary_phones=summary_phones,
                         observe=metrics.latency.observe,
